@@ -1,0 +1,135 @@
+"""Ahead-of-time compilation of the recurrence kernels for a GPU that is not here.
+
+`triton.compile` lowers a kernel to PTX and a cubin for any CUDA target without a GPU. The
+cubin's resource usage (registers, spills, shared memory) and the PTX's global memory
+instructions are deterministic facts about the generated code: the GPU-less signal that a
+kernel is fast-shaped (wide vector loads, no spills). Tests and `run_bench.py kernel-report`
+read them from here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from kernels.recurrence import recurrence_bwd_kernel, recurrence_fwd_kernel
+
+DTYPE_NAMES = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16"}
+
+# Pointers that hold data in the input dtype; every other pointer is fp32 state or gradient.
+DATA_POINTERS = {"p_x", "p_h", "p_dh", "p_dx"}
+
+# The specialisation a real launch gets with a (T, 256, 2048) input: aligned pointers and
+# sizes divisible by 16. T is never specialised (do_not_specialize).
+DIVISIBLE_INTS = {"n_cols", "H", "stride_t"}
+
+KERNELS = {
+    "recurrence_fwd": (recurrence_fwd_kernel, {"HAS_BIAS": True, "HAS_H0": True, "ACT": 0}),
+    "recurrence_bwd": (recurrence_bwd_kernel, {"HAS_H0": True, "ACT": 0}),
+}
+
+# The configuration reported for each kernel: the large-size one of the autotune space.
+REPORT_CONFIG = {"BLOCK": 1024, "CHUNK": 8, "num_warps": 4}
+
+
+@dataclass(frozen=True)
+class KernelFacts:
+    """What the compiled code of one kernel looks like on one target."""
+
+    kernel: str
+    dtype: str
+    cc: int
+    registers: int
+    spill_bytes: int  # LOCAL memory per thread: register spills
+    stack_bytes: int
+    shared_bytes: int
+    load_width_bits: int  # widest global load, e.g. 128 for ld.global.v4.b32
+    store_width_bits: int
+    ptx_counts: dict  # instruction kind -> count in the PTX, e.g. {"ld.global": 16, "fma": 8}
+
+
+def _jit_fn(kernel):
+    return getattr(kernel, "fn", kernel)  # unwrap the autotuner
+
+
+def compile_kernel(kernel, dtype: str, cc: int, constexprs: dict, num_warps: int):
+    """Compile a Triton kernel for sm_<cc> with the specialisation a real launch would get."""
+    fn = _jit_fn(kernel)
+    signature, attrs = {}, {}
+    for i, name in enumerate(fn.arg_names):
+        if name in constexprs:
+            signature[name] = "constexpr"
+        elif name.startswith("p_"):
+            signature[name] = "*" + (DTYPE_NAMES[dtype] if name in DATA_POINTERS else "fp32")
+            attrs[(i,)] = [["tt.divisibility", 16]]
+        else:
+            signature[name] = "i32"
+            if name in DIVISIBLE_INTS:
+                attrs[(i,)] = [["tt.divisibility", 16]]
+    source = ASTSource(fn, signature, constexprs, attrs)
+    return triton.compile(source, target=GPUTarget("cuda", cc, 32), options={"num_warps": num_warps})
+
+
+def _cuobjdump() -> str:
+    import triton.backends.nvidia as nvidia
+
+    return os.path.join(os.path.dirname(nvidia.__file__), "bin", "cuobjdump")
+
+
+def resource_usage(cubin: bytes) -> dict[str, int]:
+    """REG, STACK, SHARED and LOCAL of the (single) function in a cubin, via cuobjdump."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "kernel.cubin")
+        with open(path, "wb") as f:
+            f.write(cubin)
+        out = subprocess.run(
+            [_cuobjdump(), "--dump-resource-usage", path], capture_output=True, text=True, check=True
+        ).stdout
+    fields = dict(re.findall(r"\b(REG|STACK|SHARED|LOCAL):(\d+)", out))
+    return {k: int(v) for k, v in fields.items()}
+
+
+def _access_width(ptx: str, op: str) -> int:
+    """Widest `op` (ld.global / st.global) in bits: vector count times element bits."""
+    widest = 0
+    for vec, bits in re.findall(rf"{re.escape(op)}(?:\.\w+)*?(?:\.v(\d))?\.[bfu](\d+)\b", ptx):
+        widest = max(widest, int(vec or 1) * int(bits))
+    return widest
+
+
+PTX_KINDS = ("ld.global", "st.global", "fma", "mul", "add", "max", "setp", "selp", "cvt", "ex2", "rcp", "bra")
+
+
+def ptx_counts(ptx: str) -> dict[str, int]:
+    """How many PTX instructions of each kind the kernel has (static count, not executed)."""
+    body = [re.sub(r"^@!?%\w+\s+", "", line.strip()) for line in ptx.splitlines()]  # drop predicates
+    return {kind: sum(1 for line in body if line.startswith(kind + ".") or line.startswith(kind + " ")) for kind in PTX_KINDS}
+
+
+def kernel_facts(name: str, dtype: str, cc: int, config: dict | None = None, kernel=None) -> KernelFacts:
+    """Compile one of KERNELS (or `kernel`, a variant with the same arguments) and read its facts."""
+    default_kernel, flags = KERNELS[name]
+    config = dict(REPORT_CONFIG if config is None else config)
+    num_warps = config.pop("num_warps")
+    compiled = compile_kernel(kernel or default_kernel, dtype, cc, {**flags, **config}, num_warps)
+    usage = resource_usage(compiled.asm["cubin"])
+    ptx = compiled.asm["ptx"]
+    return KernelFacts(
+        kernel=name,
+        dtype=dtype,
+        cc=cc,
+        registers=usage.get("REG", 0),
+        spill_bytes=usage.get("LOCAL", 0),
+        stack_bytes=usage.get("STACK", 0),
+        shared_bytes=usage.get("SHARED", 0),
+        load_width_bits=_access_width(ptx, "ld.global"),
+        store_width_bits=_access_width(ptx, "st.global"),
+        ptx_counts=ptx_counts(ptx),
+    )

@@ -1,0 +1,329 @@
+"""The IndRNN recurrence in Triton: forward and backward kernels, launchers, autograd, public API.
+
+    h_t = act(x_t + u * h_{t-1} + bias),    x: (T, B, H),  u, bias: (H,),  h0: (B, H)
+
+`x` is the input projection `W x_t` for every step, already computed by one GEMM. What is
+left is elementwise and sequential in time only, so the B*H columns are independent: a
+program owns BLOCK consecutive columns of the (B, H) plane and walks time. The walk is a
+dependent chain; to keep it bound by bandwidth rather than load latency, each iteration
+first issues the loads of CHUNK time steps (they do not depend on the state), then runs the
+CHUNK dependent steps from registers. State and arithmetic are fp32; storage is x's dtype.
+
+Backward walks time in reverse with the same chunking. It recomputes the activation
+derivative from the stored h (relu: h > 0; tanh: 1 - h^2), so the forward keeps nothing
+but h. du and dbias are per-column fp32 sums written by each program to its own slots and
+reduced over the batch afterwards by a plain (deterministic) sum: no float atomics, so two
+backward passes on the same input give bit-identical gradients.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.reference import ACTIVATIONS, recurrence_reference
+
+BACKENDS = ("auto", "triton", "torch")
+ACT_CODES = {"relu": 0, "tanh": 1}
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def interpreter_enabled() -> bool:
+    """True when Triton kernels run through the CPU interpreter (TRITON_INTERPRET=1)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _configs() -> list[triton.Config]:
+    if interpreter_enabled():  # the interpreter takes exactly one config
+        return [triton.Config({"BLOCK": 128, "CHUNK": 4}, num_warps=4)]
+    return [
+        triton.Config({"BLOCK": block, "CHUNK": chunk}, num_warps=warps)
+        for block, warps in ((128, 1), (256, 2), (512, 4), (1024, 4), (1024, 8))
+        for chunk in (4, 8, 16)
+    ]
+
+
+@triton.jit
+def _activate(a, ACT: tl.constexpr):
+    if ACT == 0:
+        return tl.maximum(a, 0.0)
+    # tanh(a) = 1 - 2 / (exp(2a) + 1): finite at both ends, no libdevice needed.
+    return 1.0 - 2.0 / (tl.exp(2.0 * a) + 1.0)
+
+
+@triton.jit
+def _activation_grad(h, ACT: tl.constexpr):
+    """d act / d a, recomputed from the output h = act(a)."""
+    if ACT == 0:
+        return tl.where(h > 0.0, 1.0, 0.0)
+    return 1.0 - h * h
+
+
+@triton.autotune(configs=_configs(), key=["n_cols", "HAS_BIAS", "HAS_H0", "ACT"])
+@triton.jit(do_not_specialize=["T"])
+def recurrence_fwd_kernel(
+    p_x,  # (T, B, H) input projections; the (B, H) plane contiguous, time stride stride_t
+    p_u,  # (H,) fp32 recurrent weights
+    p_bias,  # (H,) fp32 bias (unused unless HAS_BIAS)
+    p_h0,  # (B*H,) fp32 initial state (unused unless HAS_H0)
+    p_h,  # (T, B, H) contiguous output states, x's dtype
+    T,  # number of time steps: a runtime value, never specialised, so no recompile per length
+    n_cols,  # B * H
+    H,  # hidden size, to find each column's neuron
+    stride_t,  # elements between x_t and x_{t+1}
+    HAS_BIAS: tl.constexpr,
+    HAS_H0: tl.constexpr,
+    ACT: tl.constexpr,
+    BLOCK: tl.constexpr,
+    CHUNK: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    o_col = pid * BLOCK + tl.arange(0, BLOCK)
+    m_col = o_col < n_cols
+    o_neuron = o_col % H
+    b_u = tl.load(p_u + o_neuron, mask=m_col, other=0.0)
+    b_bias = tl.zeros([BLOCK], dtype=tl.float32)
+    if HAS_BIAS:
+        b_bias = tl.load(p_bias + o_neuron, mask=m_col, other=0.0)
+    b_h = tl.zeros([BLOCK], dtype=tl.float32)
+    if HAS_H0:
+        b_h = tl.load(p_h0 + o_col, mask=m_col, other=0.0)
+
+    # Offsets of step t are t * stride + column in int64: more than 2^31 elements are fine.
+    stride_x = tl.cast(stride_t, tl.int64)
+    stride_h = tl.cast(n_cols, tl.int64)
+    T_full = T - T % CHUNK
+    for t0 in range(0, T_full, CHUNK):
+        o_x = t0 * stride_x + o_col
+        o_h = t0 * stride_h + o_col
+        # CHUNK independent loads in flight before the dependent chain needs the first one.
+        b_xs = ()
+        for i in tl.static_range(CHUNK):
+            b_xs = b_xs + (tl.load(p_x + o_x + i * stride_t, mask=m_col, other=0.0),)
+        for i in tl.static_range(CHUNK):
+            b_h = _activate(b_xs[i].to(tl.float32) + b_u * b_h + b_bias, ACT)
+            tl.store(p_h + o_h + i * n_cols, b_h.to(p_h.dtype.element_ty), mask=m_col)
+    for t in range(T_full, T):
+        b_x = tl.load(p_x + t * stride_x + o_col, mask=m_col, other=0.0)
+        b_h = _activate(b_x.to(tl.float32) + b_u * b_h + b_bias, ACT)
+        tl.store(p_h + t * stride_h + o_col, b_h.to(p_h.dtype.element_ty), mask=m_col)
+
+
+@triton.autotune(configs=_configs(), key=["n_cols", "HAS_H0", "ACT"])
+@triton.jit(do_not_specialize=["T"])
+def recurrence_bwd_kernel(
+    p_h,  # (T, B, H) contiguous forward states
+    p_dh,  # (T, B, H) contiguous gradient w.r.t. h (gradient into h_last already added)
+    p_u,  # (H,) fp32 recurrent weights
+    p_h0,  # (B*H,) fp32 initial state (unused unless HAS_H0)
+    p_dx,  # (T, B, H) contiguous output: gradient w.r.t. x, x's dtype
+    p_du_cols,  # (B*H,) fp32 output: per-column sum over t of da_t * h_{t-1}
+    p_db_cols,  # (B*H,) fp32 output: per-column sum over t of da_t
+    p_dh0,  # (B*H,) fp32 output: gradient w.r.t. h0
+    T,  # number of time steps, at least 1
+    n_cols,  # B * H
+    H,  # hidden size
+    HAS_H0: tl.constexpr,
+    ACT: tl.constexpr,
+    BLOCK: tl.constexpr,
+    CHUNK: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    o_col = pid * BLOCK + tl.arange(0, BLOCK)
+    m_col = o_col < n_cols
+    b_u = tl.load(p_u + o_col % H, mask=m_col, other=0.0)
+    b_carry = tl.zeros([BLOCK], dtype=tl.float32)  # u * da_{t+1}: what reaches h_t from step t+1
+    b_da = tl.zeros([BLOCK], dtype=tl.float32)
+    b_du = tl.zeros([BLOCK], dtype=tl.float32)
+    b_db = tl.zeros([BLOCK], dtype=tl.float32)
+
+    # Walk t = T-1 .. 0. Step t needs h_t, h_{t-1} and dh_t; h_{t-1} is the next step's h_t,
+    # so it is carried. h_{-1} reads as 0 here; the h0 term of du is added at the end.
+    # The T % CHUNK leftover steps lie at the end of time, so they are walked first.
+    stride_h = tl.cast(n_cols, tl.int64)
+    n_tail = T % CHUNK
+    b_h = tl.load(p_h + (T - 1) * stride_h + o_col, mask=m_col, other=0.0)
+    b_h = b_h.to(tl.float32)
+    for t in range(T - 1, T - 1 - n_tail, -1):
+        o_t = t * stride_h + o_col
+        b_dh = tl.load(p_dh + o_t, mask=m_col, other=0.0).to(tl.float32)
+        b_prev = tl.load(p_h + o_t - n_cols, mask=m_col & (t > 0), other=0.0).to(tl.float32)
+        b_da = (b_dh + b_carry) * _activation_grad(b_h, ACT)
+        tl.store(p_dx + o_t, b_da.to(p_dx.dtype.element_ty), mask=m_col)
+        b_du += b_da * b_prev
+        b_db += b_da
+        b_carry = b_u * b_da
+        b_h = b_prev
+    for t0 in range(T - 1 - n_tail, -1, -CHUNK):
+        # Loads for the whole chunk first: i = 0 is step t0, i = CHUNK-1 is step t0-CHUNK+1.
+        o_t = t0 * stride_h + o_col
+        b_dhs = ()
+        b_prevs = ()
+        for i in tl.static_range(CHUNK):
+            b_dhs = b_dhs + (tl.load(p_dh + o_t - i * n_cols, mask=m_col, other=0.0),)
+            m_prev = m_col & (t0 - i > 0)
+            b_prevs = b_prevs + (tl.load(p_h + o_t - (i + 1) * n_cols, mask=m_prev, other=0.0),)
+        for i in tl.static_range(CHUNK):
+            b_prev = b_prevs[i].to(tl.float32)
+            b_da = (b_dhs[i].to(tl.float32) + b_carry) * _activation_grad(b_h, ACT)
+            tl.store(p_dx + o_t - i * n_cols, b_da.to(p_dx.dtype.element_ty), mask=m_col)
+            b_du += b_da * b_prev
+            b_db += b_da
+            b_carry = b_u * b_da
+            b_h = b_prev
+
+    # b_da is now da_0, the step whose previous state is h0.
+    if HAS_H0:
+        b_du += b_da * tl.load(p_h0 + o_col, mask=m_col, other=0.0)
+    tl.store(p_du_cols + o_col, b_du, mask=m_col)
+    tl.store(p_db_cols + o_col, b_db, mask=m_col)
+    tl.store(p_dh0 + o_col, b_carry, mask=m_col)
+
+
+def _grid(meta: dict) -> tuple[int]:
+    return (triton.cdiv(meta["n_cols"], meta["BLOCK"]),)
+
+
+def recurrence_fwd(
+    x: torch.Tensor, u: torch.Tensor, h0: torch.Tensor | None, bias: torch.Tensor | None, act: int
+) -> torch.Tensor:
+    """Launch the forward kernel; x must have a contiguous (B, H) plane. Returns h (T, B, H)."""
+    T, B, H = x.shape
+    h = torch.empty((T, B, H), dtype=x.dtype, device=x.device)
+    if T == 0 or B * H == 0:
+        return h
+    recurrence_fwd_kernel[_grid](
+        x, u, u if bias is None else bias, u if h0 is None else h0, h,
+        T, B * H, H, x.stride(0),
+        HAS_BIAS=bias is not None, HAS_H0=h0 is not None, ACT=act,
+    )  # fmt: skip
+    return h
+
+
+def recurrence_bwd(
+    h: torch.Tensor, dh: torch.Tensor, u: torch.Tensor, h0: torch.Tensor | None, act: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Launch the backward kernel. Returns dx (T, B, H), du (H,), dbias (H,), dh0 (B, H) in fp32
+    (dx in h's dtype)."""
+    T, B, H = h.shape
+    dx = torch.empty_like(h)
+    cols = torch.zeros((3, B, H), dtype=torch.float32, device=h.device)
+    du_cols, db_cols, dh0 = cols[0], cols[1], cols[2]
+    if T > 0 and B * H > 0:
+        recurrence_bwd_kernel[_grid](
+            h, dh, u, u if h0 is None else h0, dx, du_cols, db_cols, dh0,
+            T, B * H, H,
+            HAS_H0=h0 is not None, ACT=act,
+        )  # fmt: skip
+    return dx, du_cols.sum(0), db_cols.sum(0), dh0
+
+
+class _RecurrenceFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, u, h0, bias, act):
+        u32 = u.detach().float().contiguous()
+        h0_32 = None if h0 is None else h0.detach().float().contiguous()
+        b32 = None if bias is None else bias.detach().float().contiguous()
+        h = recurrence_fwd(x, u32, h0_32, b32, act)
+        ctx.save_for_backward(h, u32, h0_32)
+        ctx.act = act
+        ctx.dtypes = (u.dtype, None if h0 is None else h0.dtype, None if bias is None else bias.dtype)
+        return h
+
+    @staticmethod
+    def backward(ctx, dh):
+        h, u32, h0_32 = ctx.saved_tensors
+        dx, du, db, dh0 = recurrence_bwd(h, dh.contiguous(), u32, h0_32, ctx.act)
+        u_dtype, h0_dtype, b_dtype = ctx.dtypes
+        return (
+            dx,
+            du.to(u_dtype),
+            None if h0_dtype is None else dh0.to(h0_dtype),
+            None if b_dtype is None else db.to(b_dtype),
+            None,
+        )
+
+
+def _check_inputs(x, u, h0, bias, activation, backend) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 3:
+        raise ValueError(f"x must have shape (T, B, H), got {x.dim()} dimensions {tuple(x.shape)}")
+    T, B, H = x.shape
+    named = {"x": x, "u": u, "h0": h0, "bias": bias}
+    shapes = {"u": (H,), "h0": (B, H), "bias": (H,)}
+    for name, t in named.items():
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor or None, got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
+        if t.device != x.device:
+            raise ValueError(f"{name} is on {t.device} but x is on {x.device}")
+        if name in shapes and tuple(t.shape) != shapes[name]:
+            raise ValueError(f"{name} must have shape {shapes[name]} for x of shape {tuple(x.shape)}, got {tuple(t.shape)}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+
+
+def triton_unavailable_reason(x: torch.Tensor) -> str | None:
+    """Why the triton backend cannot run on x, or None when it can."""
+    if x.dtype not in FLOAT_DTYPES:
+        return f"the triton backend supports {', '.join(str(d) for d in FLOAT_DTYPES)}, not {x.dtype}"
+    if x.is_cuda:
+        return None
+    if x.device.type == "cpu" and interpreter_enabled():
+        return None
+    return f"Triton kernels need a CUDA tensor (or TRITON_INTERPRET=1 for CPU tensors); x is on {x.device}"
+
+
+def resolve_backend(x: torch.Tensor, backend: str) -> str:
+    """Turn "auto" into "triton" or "torch" for this input; raise if "triton" cannot run."""
+    reason = triton_unavailable_reason(x)
+    if backend == "auto":
+        return "torch" if reason else "triton"
+    if backend == "triton" and reason:
+        raise RuntimeError(f"backend='triton' cannot run: {reason}")
+    return backend
+
+
+def indrnn_recurrence(
+    x: torch.Tensor,
+    u: torch.Tensor,
+    h0: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    activation: str = "relu",
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The IndRNN recurrence h_t = act(x_t + u * h_{t-1} + bias) over all t.
+
+    Args:
+        x: (T, B, H) pre-activation inputs (the projection W x_t), fp32 / fp16 / bf16, any strides.
+        u: (H,) recurrent weights (one per neuron).
+        h0: (B, H) initial state, or None for zeros.
+        bias: (H,) bias, or None.
+        activation: "relu" or "tanh".
+        backend: "triton", "torch" (the reference loop) or "auto" (triton where it can run).
+
+    Returns:
+        h: (T, B, H) every state, in x's dtype.
+        h_last: (B, H) the final state (h0, or zeros, when T = 0). Gradients flow into x, u, h0
+        and bias from both outputs.
+    """
+    _check_inputs(x, u, h0, bias, activation, backend)
+    if resolve_backend(x, backend) == "torch":
+        return recurrence_reference(x, u, h0, bias, activation)
+    T, B, H = x.shape
+    if T == 0:
+        h_last = x.new_zeros((B, H)) if h0 is None else h0.to(x.dtype)
+        return x.new_empty((0, B, H)), h_last
+    if x.stride(2) != 1 or x.stride(1) != H:  # the kernel needs each (B, H) plane dense
+        x = x.contiguous()
+    h = _RecurrenceFunction.apply(x, u, h0, bias, ACT_CODES[activation])
+    return h, h[-1]

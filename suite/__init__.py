@@ -1,0 +1,1 @@
+"""The benchmark harness: providers, presets, timing, correctness gate, results, reports."""

@@ -1,0 +1,53 @@
+"""Command line of run_bench.py. Each command lives in its own module, which provides
+`add_arguments(parser)` and `run(args) -> int`; this file only dispatches and turns expected
+errors (bad input, unreadable files) into one-line messages instead of tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module, one-line help). `run` is the default when no command is given.
+COMMANDS = {
+    "run": ("suite.bench", "run a preset sweep, then write results, report and plots (default)"),
+    "report": ("suite.report", "write the markdown speedup report of a results file"),
+    "plot": ("suite.plots", "draw the figures of a results file into plots/"),
+    "compare": ("suite.compare", "compare two results files; exit 1 on a real regression"),
+    "kernel-report": ("suite.kernel_report", "compile every kernel for sm_80/sm_90 and report or check its facts"),
+    "validate": ("suite.validate", "on a GPU: tests, bandwidth, kernel targets, paper preset, report, in one bounded run"),
+}
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_bench.py",
+        description="IndRNN Triton benchmark suite. Without a command: `run` with the device's default preset.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "run")
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(COMMANDS[args.command][0])
+    from suite.store import ResultsError
+
+    try:
+        return int(module.run(args) or 0)
+    except (UsageError, ResultsError) as e:
+        print(f"run_bench.py {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"run_bench.py {args.command}: interrupted; rows written so far are kept (--resume continues)", file=sys.stderr)
+        return 130

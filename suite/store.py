@@ -1,0 +1,131 @@
+"""Results files: a long-format CSV (one ResultRow per line) with a JSON metadata record beside it.
+
+Rows are appended and flushed to disk as they are measured, so an interrupted sweep loses
+nothing; `existing_keys` lets a resumed sweep skip what is already there.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from suite.schema import COLUMNS, KEY_COLUMNS, ResultRow, RunMeta
+
+
+class ResultsError(ValueError):
+    """A results or metadata file that cannot be read as this suite's format."""
+
+
+def meta_path(csv_path: str | os.PathLike) -> Path:
+    """results/run.csv -> results/run.meta.json"""
+    p = Path(csv_path)
+    return p.with_name(p.stem + ".meta.json")
+
+
+def write_meta(csv_path: str | os.PathLike, meta: RunMeta) -> Path:
+    path = meta_path(csv_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(dataclasses.asdict(meta), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)  # never a half-written metadata file
+    return path
+
+
+def read_meta(csv_path: str | os.PathLike) -> dict:
+    path = meta_path(csv_path)
+    if not path.exists():
+        raise ResultsError(f"no metadata file {path} beside {csv_path}")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ResultsError(f"cannot read metadata {path}: {e}") from e
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)  # repr: full float precision
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+class ResultsWriter:
+    """Appends rows to a CSV, writing the header once and flushing every row to disk."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        if not fresh:
+            with open(self.path, newline="") as f:
+                header = next(csv.reader(f), [])
+            if tuple(header) != COLUMNS:
+                raise ResultsError(f"{self.path} has other columns than this suite writes; use a new file")
+        self._file = open(self.path, "a", newline="")
+        self._csv = csv.writer(self._file)
+        if fresh:
+            self._csv.writerow(COLUMNS)
+            self._flush()
+
+    def _flush(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def append(self, row: ResultRow) -> None:
+        self._csv.writerow([_cell(getattr(row, c)) for c in COLUMNS])
+        self._flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> ResultsWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+INT_COLUMNS = ("seq_len", "depth", "batch", "hidden")
+
+
+def read_results(path: str | os.PathLike) -> pd.DataFrame:
+    """Load a results CSV as a DataFrame with this suite's columns; ResultsError if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsError(f"results file {path} does not exist")
+    try:
+        df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"reason": str, "extra": str})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ResultsError(f"cannot read results {path}: {e}") from e
+    missing = [c for c in KEY_COLUMNS + ("status",) if c not in df.columns]
+    if missing:
+        raise ResultsError(f"{path} is not a results file of this suite: missing columns {missing}")
+    for c in ("reason", "extra", "device", "timing", "preset", "run_id"):
+        if c in df.columns:
+            df[c] = df[c].fillna("")
+    return df
+
+
+def existing_keys(path: str | os.PathLike) -> set[tuple]:
+    """Keys of the rows already in a results file (empty if the file does not exist)."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return set()
+    df = read_results(path)
+    return {tuple(_normalise(c, v) for c, v in zip(KEY_COLUMNS, rec)) for rec in df[list(KEY_COLUMNS)].itertuples(index=False)}
+
+
+def _normalise(column: str, value):
+    return int(value) if column in INT_COLUMNS else str(value)
+
+
+def row_key(row: ResultRow) -> tuple:
+    return tuple(_normalise(c, getattr(row, c)) for c in KEY_COLUMNS)
