@@ -110,7 +110,10 @@ PTX_KINDS = ("ld.global", "st.global", "fma", "mul", "add", "max", "setp", "selp
 def ptx_counts(ptx: str) -> dict[str, int]:
     """How many PTX instructions of each kind the kernel has (static count, not executed)."""
     body = [re.sub(r"^@!?%\w+\s+", "", line.strip()) for line in ptx.splitlines()]  # drop predicates
-    return {kind: sum(1 for line in body if line.startswith(kind + ".") or line.startswith(kind + " ")) for kind in PTX_KINDS}
+    return {
+        kind: sum(1 for line in body if line.startswith(kind + ".") or line.startswith(kind + " "))
+        for kind in PTX_KINDS
+    }
 
 
 def kernel_facts(name: str, dtype: str, cc: int, config: dict | None = None, kernel=None) -> KernelFacts:

@@ -265,7 +265,9 @@ def _check_inputs(x, u, h0, bias, activation, backend) -> None:
         if t.device != x.device:
             raise ValueError(f"{name} is on {t.device} but x is on {x.device}")
         if name in shapes and tuple(t.shape) != shapes[name]:
-            raise ValueError(f"{name} must have shape {shapes[name]} for x of shape {tuple(x.shape)}, got {tuple(t.shape)}")
+            raise ValueError(
+                f"{name} must have shape {shapes[name]} for x of shape {tuple(x.shape)}, got {tuple(t.shape)}"
+            )
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     if backend not in BACKENDS:

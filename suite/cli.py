@@ -15,7 +15,10 @@ COMMANDS = {
     "plot": ("suite.plots", "draw the figures of a results file into plots/"),
     "compare": ("suite.compare", "compare two results files; exit 1 on a real regression"),
     "kernel-report": ("suite.kernel_report", "compile every kernel for sm_80/sm_90 and report or check its facts"),
-    "validate": ("suite.validate", "on a GPU: tests, bandwidth, kernel targets, paper preset, report, in one bounded run"),
+    "validate": (
+        "suite.validate",
+        "on a GPU: tests, bandwidth, kernel targets, paper preset, report, in one bounded run",
+    ),
 }
 
 
@@ -49,5 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_bench.py {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"run_bench.py {args.command}: interrupted; rows written so far are kept (--resume continues)", file=sys.stderr)
+        print(
+            f"run_bench.py {args.command}: interrupted; rows written so far are kept (--resume continues)",
+            file=sys.stderr,
+        )
         return 130

@@ -120,7 +120,10 @@ def existing_keys(path: str | os.PathLike) -> set[tuple]:
     if not path.exists() or path.stat().st_size == 0:
         return set()
     df = read_results(path)
-    return {tuple(_normalise(c, v) for c, v in zip(KEY_COLUMNS, rec)) for rec in df[list(KEY_COLUMNS)].itertuples(index=False)}
+    return {
+        tuple(_normalise(c, v) for c, v in zip(KEY_COLUMNS, rec, strict=True))
+        for rec in df[list(KEY_COLUMNS)].itertuples(index=False)
+    }
 
 
 def _normalise(column: str, value):
