@@ -1,6 +1,18 @@
 """IndRNN kernels: the recurrence in Triton, its torch reference, and IndRNN layers."""
 
+from kernels.constraint import clamp_recurrent_weight_, init_recurrent_weight_, recurrent_bound
+from kernels.layers import IndRec, IndRNN
 from kernels.recurrence import indrnn_recurrence, interpreter_enabled, resolve_backend
 from kernels.reference import recurrence_reference
 
-__all__ = ["indrnn_recurrence", "interpreter_enabled", "recurrence_reference", "resolve_backend"]
+__all__ = [
+    "IndRNN",
+    "IndRec",
+    "clamp_recurrent_weight_",
+    "indrnn_recurrence",
+    "init_recurrent_weight_",
+    "interpreter_enabled",
+    "recurrence_reference",
+    "recurrent_bound",
+    "resolve_backend",
+]

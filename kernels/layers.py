@@ -1,0 +1,260 @@
+"""IndRNN layers: a drop-in shaped like `nn.LSTM`, with the deep architectures of arXiv 1910.06251.
+
+Every network here is built from two pieces:
+
+    Weight   a projection without bias, applied to all T steps at once: one GEMM over (T*B, C)
+    IndRec   optional BatchNorm over the (T*B) frames, then h_t = act(x_t + u * h_{t-1} + b)
+             through `indrnn_recurrence` (the Triton kernels or the torch loop)
+
+and arranged as one of three architectures:
+
+    plain      (Weight - BN - IndRec) x num_layers
+    residual   Weight, then (num_layers - 1) / 2 pre-activation blocks
+               x + Weight(IndRec(BN(Weight(IndRec(BN(x)))))), then a final BN - IndRec
+    dense      Weight - BN - IndRec, then dense blocks; each dense layer is a bottleneck
+               Weight - BN - IndRec (4k units) - Weight - BN - IndRec (k units) whose k outputs
+               are concatenated to its input (k = growth_rate); between blocks a transition
+               Weight - BN - IndRec halves the width
+
+The recurrent state of a network is the last state of each IndRec in the order they run.
+Dropout is applied to the input of every Weight except the first, so for the plain stack it
+acts between layers exactly as in `nn.LSTM`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from kernels.constraint import clamp_recurrent_weight_, init_recurrent_weight_, recurrent_bound
+from kernels.recurrence import BACKENDS, indrnn_recurrence
+from kernels.reference import ACTIVATIONS
+
+ARCHITECTURES = ("plain", "residual", "dense")
+States = torch.Tensor | Sequence[torch.Tensor]
+
+
+class IndRec(nn.Module):
+    """One IndRNN recurrence over a (T, B, H) input: optional BatchNorm, then the recurrence.
+
+    Parameters: `weight_hh` (H,) the recurrent weights u, `bias` (H,) or None, and the
+    BatchNorm's affine parameters when `batch_norm` is set.
+    """
+
+    def __init__(
+        self, hidden_size: int, *, bias: bool, batch_norm: bool, activation: str, recurrent_max: float
+    ) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.activation = activation
+        self.norm = nn.BatchNorm1d(hidden_size) if batch_norm else None
+        self.weight_hh = nn.Parameter(torch.empty(hidden_size))
+        self.bias = nn.Parameter(torch.zeros(hidden_size)) if bias else None
+        with torch.no_grad():
+            self.weight_hh.uniform_(0.0, recurrent_max)
+
+    def forward(
+        self, x: torch.Tensor, h0: torch.Tensor | None = None, backend: str = "auto"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (T, B, H), h0: (B, H) or None. Returns (h of shape (T, B, H), h_last of shape (B, H))."""
+        if self.norm is not None:
+            # Statistics over every (t, b) frame: BatchNorm1d sees T*B samples of H features.
+            x = self.norm(x.reshape(-1, self.hidden_size)).view(x.shape)
+        return indrnn_recurrence(x, self.weight_hh, h0, self.bias, self.activation, backend)
+
+
+class IndRNN(nn.Module):
+    """A stack of IndRNN layers, shaped like `nn.LSTM`: `output, h_n = model(input, h0)`.
+
+    Args:
+        input_size: features of each input step, I.
+        hidden_size: H, the width of every IndRec in "plain" and "residual"; the width of the
+            first IndRec (before the dense blocks) in "dense".
+        num_layers: "plain": IndRec layers. "residual": IndRec layers, odd, 2 per block plus
+            the final one. "dense": dense layers (each holds 2 IndRec), split by `dense_blocks`.
+        bias: give every IndRec a bias (the projections never have one: the IndRec bias or
+            BatchNorm shift already plays that role).
+        batch_first: input and output are (B, T, ...) instead of (T, B, ...). States are
+            always (..., B, H).
+        dropout: probability of dropping the input of each projection but the first.
+        batch_norm: BatchNorm over the T*B frames before every recurrence.
+        activation: "relu" (the papers' choice) or "tanh".
+        architecture: "plain", "residual" or "dense" (see the module docstring).
+        growth_rate: k for "dense" (features each dense layer adds); default hidden_size // 4.
+        dense_blocks: dense layers per block for "dense", summing to num_layers; default one block.
+        seq_len, gamma: when seq_len is given, recurrent weights start in U(0, gamma^(1/seq_len))
+            and `clamp_recurrent_weights_` keeps |u| within gamma^(1/seq_len); otherwise the
+            bound is 1.
+        backend: "auto", "triton" or "torch", as in `indrnn_recurrence`; may be changed later.
+
+    Forward:
+        input: (T, B, I), or (B, T, I) with batch_first.
+        h0: initial states, or None for zeros: a (R, B, H) tensor when all R recurrences have
+            the same width ("plain", "residual"), or a sequence of R tensors of (B, width),
+            widths as in `state_sizes`.
+        Returns output (T, B, output_size) (or batch first) and h_n, in the form h0 takes
+        (a stacked tensor when the widths are equal, else a tuple).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        *,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+        activation: str = "relu",
+        architecture: str = "plain",
+        growth_rate: int | None = None,
+        dense_blocks: Sequence[int] | None = None,
+        seq_len: int | None = None,
+        gamma: float = 2.0,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+        if architecture == "residual" and num_layers % 2 == 0:
+            raise ValueError(
+                f"a residual IndRNN has 2 IndRec per block plus 1: num_layers must be odd, got {num_layers}"
+            )
+        if architecture != "dense" and (growth_rate is not None or dense_blocks is not None):
+            raise ValueError("growth_rate and dense_blocks apply only to architecture='dense'")
+
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.batch_first = batch_first
+        self.architecture = architecture
+        self.backend = backend
+        self.recurrent_max = 1.0 if seq_len is None else recurrent_bound(seq_len, gamma)
+        self.seq_len, self.gamma = seq_len, gamma
+        self.dropout = nn.Dropout(dropout)
+        # Both lists hold modules in the order forward uses them; forward walks them with iterators.
+        self.projections = nn.ModuleList()
+        self.recurrences = nn.ModuleList()
+
+        def weight(n_in: int, n_out: int) -> int:
+            self.projections.append(nn.Linear(n_in, n_out, bias=False))
+            return n_out
+
+        def indrec(width: int) -> int:
+            unit = IndRec(
+                width, bias=bias, batch_norm=batch_norm, activation=activation, recurrent_max=self.recurrent_max
+            )
+            self.recurrences.append(unit)
+            return width
+
+        if architecture == "plain":
+            width = input_size
+            for _ in range(num_layers):
+                width = indrec(weight(width, hidden_size))
+        elif architecture == "residual":
+            weight(input_size, hidden_size)
+            for _ in range(num_layers // 2):
+                weight(indrec(hidden_size), hidden_size)
+                weight(indrec(hidden_size), hidden_size)
+            width = indrec(hidden_size)
+        else:
+            k = hidden_size // 4 if growth_rate is None else growth_rate
+            blocks = (num_layers,) if dense_blocks is None else tuple(dense_blocks)
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise ValueError(f"growth_rate must be a positive integer, got {growth_rate!r}")
+            if not blocks or any(n < 1 for n in blocks) or sum(blocks) != num_layers:
+                raise ValueError(
+                    f"dense_blocks must be positive counts summing to num_layers={num_layers}, got {blocks}"
+                )
+            self.growth_rate, self.dense_blocks = k, blocks
+            width = indrec(weight(input_size, hidden_size))
+            for i, n in enumerate(blocks):
+                for _ in range(n):
+                    indrec(weight(indrec(weight(width, 4 * k)), k))
+                    width += k
+                if i < len(blocks) - 1:  # transition: halve the width (at least 1)
+                    width = indrec(weight(width, max(1, width // 2)))
+        self.output_size = width
+        self.state_sizes = tuple(unit.hidden_size for unit in self.recurrences)
+
+    @torch.no_grad()
+    def clamp_recurrent_weights_(self) -> None:
+        """Clamp every recurrent weight to |u| <= recurrent_max; call after each optimiser step."""
+        for unit in self.recurrences:
+            clamp_recurrent_weight_(unit.weight_hh, self.recurrent_max)
+
+    @torch.no_grad()
+    def init_last_layer_(self, eps: float) -> None:
+        """The papers' classifier init for the last recurrence: u ~ U(eps^(1/T), gamma^(1/T)).
+        Needs seq_len."""
+        if self.seq_len is None:
+            raise ValueError("init_last_layer_ needs the model to be built with seq_len")
+        init_recurrent_weight_(self.recurrences[-1].weight_hh, self.seq_len, self.gamma, eps)
+
+    def _initial_states(self, h0: States | None, batch: int, like: torch.Tensor) -> list[torch.Tensor | None]:
+        n = len(self.state_sizes)
+        if h0 is None:
+            return [None] * n
+        states = list(h0.unbind(0)) if isinstance(h0, torch.Tensor) else list(h0)
+        if len(states) != n:
+            raise ValueError(f"h0 must hold {n} states (one per recurrence), got {len(states)}")
+        for i, (state, width) in enumerate(zip(states, self.state_sizes, strict=True)):
+            if not isinstance(state, torch.Tensor):
+                raise TypeError(f"h0[{i}] must be a torch.Tensor, got {type(state).__name__}")
+            if tuple(state.shape) != (batch, width):
+                raise ValueError(f"h0[{i}] must have shape {(batch, width)}, got {tuple(state.shape)}")
+            if state.device != like.device:
+                raise ValueError(f"h0[{i}] is on {state.device} but input is on {like.device}")
+        return states
+
+    def forward(self, input: torch.Tensor, h0: States | None = None) -> tuple[torch.Tensor, States]:
+        if not isinstance(input, torch.Tensor):
+            raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
+        if input.dim() != 3 or input.shape[-1] != self.input_size:
+            layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
+            raise ValueError(f"input must have shape {layout} with I={self.input_size}, got {tuple(input.shape)}")
+        x = input.transpose(0, 1) if self.batch_first else input
+        states_in = iter(self._initial_states(h0, x.shape[1], x))
+        projections, recurrences = iter(self.projections), iter(self.recurrences)
+        states_out: list[torch.Tensor] = []
+
+        def weight(x: torch.Tensor, first: bool = False) -> torch.Tensor:
+            return next(projections)(x if first else self.dropout(x))
+
+        def indrec(x: torch.Tensor) -> torch.Tensor:
+            h, h_last = next(recurrences)(x, next(states_in), self.backend)
+            states_out.append(h_last)
+            return h
+
+        if self.architecture == "plain":
+            for i in range(self.num_layers):
+                x = indrec(weight(x, first=i == 0))
+        elif self.architecture == "residual":
+            x = weight(x, first=True)
+            for _ in range(self.num_layers // 2):
+                x = x + weight(indrec(weight(indrec(x))))
+            x = indrec(x)
+        else:
+            x = indrec(weight(x, first=True))
+            for i, n in enumerate(self.dense_blocks):
+                for _ in range(n):
+                    x = torch.cat([x, indrec(weight(indrec(weight(x))))], dim=-1)
+                if i < len(self.dense_blocks) - 1:
+                    x = indrec(weight(x))
+
+        output = x.transpose(0, 1) if self.batch_first else x
+        if len(set(self.state_sizes)) == 1:
+            return output, torch.stack(states_out)
+        return output, tuple(states_out)
