@@ -9,19 +9,24 @@ read them from here.
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
+import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from kernels.recurrence import recurrence_bwd_kernel, recurrence_fwd_kernel
+from kernels.recurrence import interpreter_enabled, recurrence_bwd_kernel, recurrence_fwd_kernel
 
-DTYPE_NAMES = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16"}
+DTYPES = ("fp32", "fp16", "bf16")
 
 # Pointers that hold data in the input dtype; every other pointer is fp32 state or gradient.
 DATA_POINTERS = {"p_x", "p_h", "p_dh", "p_dx"}
@@ -56,7 +61,15 @@ class KernelFacts:
 
 
 def _jit_fn(kernel):
-    return getattr(kernel, "fn", kernel)  # unwrap the autotuner
+    """The JITFunction to compile: a kernel object (unwrapped from its autotuner) or a
+    "path.py:name" string naming a kernel in another file (a variant written for a test)."""
+    if isinstance(kernel, str):
+        path, name = kernel.rsplit(":", 1)
+        spec = importlib.util.spec_from_file_location("_aot_" + Path(path).stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        kernel = getattr(module, name)
+    return getattr(kernel, "fn", kernel)
 
 
 def compile_kernel(kernel, dtype: str, cc: int, constexprs: dict, num_warps: int):
@@ -67,7 +80,7 @@ def compile_kernel(kernel, dtype: str, cc: int, constexprs: dict, num_warps: int
         if name in constexprs:
             signature[name] = "constexpr"
         elif name.startswith("p_"):
-            signature[name] = "*" + (DTYPE_NAMES[dtype] if name in DATA_POINTERS else "fp32")
+            signature[name] = "*" + (dtype if name in DATA_POINTERS else "fp32")
             attrs[(i,)] = [["tt.divisibility", 16]]
         else:
             signature[name] = "i32"
@@ -116,12 +129,11 @@ def ptx_counts(ptx: str) -> dict[str, int]:
     }
 
 
-def kernel_facts(name: str, dtype: str, cc: int, config: dict | None = None, kernel=None) -> KernelFacts:
-    """Compile one of KERNELS (or `kernel`, a variant with the same arguments) and read its facts."""
+def _facts_here(name: str, dtype: str, cc: int, config: dict | None, source: str | None) -> KernelFacts:
     default_kernel, flags = KERNELS[name]
     config = dict(REPORT_CONFIG if config is None else config)
     num_warps = config.pop("num_warps")
-    compiled = compile_kernel(kernel or default_kernel, dtype, cc, {**flags, **config}, num_warps)
+    compiled = compile_kernel(source or default_kernel, dtype, cc, {**flags, **config}, num_warps)
     usage = resource_usage(compiled.asm["cubin"])
     ptx = compiled.asm["ptx"]
     return KernelFacts(
@@ -136,3 +148,49 @@ def kernel_facts(name: str, dtype: str, cc: int, config: dict | None = None, ker
         store_width_bits=_access_width(ptx, "st.global"),
         ptx_counts=ptx_counts(ptx),
     )
+
+
+def compile_facts(jobs: list[dict]) -> list[KernelFacts]:
+    """Facts for many compilations. A job is a dict of `kernel_facts` arguments.
+
+    Under TRITON_INTERPRET=1 (the CPU test setup) `@triton.jit` made interpreted functions,
+    and even Triton's own library functions are interpreted, so nothing can be lowered to PTX
+    in this process: the jobs then run in one child process with the interpreter off."""
+    if not interpreter_enabled():
+        return [_facts_here(**_job(j)) for j in jobs]
+    env = {**os.environ, "TRITON_INTERPRET": "0"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-m", "kernels.aot"],
+        input=json.dumps([_job(j) for j in jobs]),
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"ahead-of-time compilation failed:\n{done.stderr.strip()[-2000:]}")
+    return [KernelFacts(**f) for f in json.loads(done.stdout)]
+
+
+def _job(job: dict) -> dict:
+    """Normalise a job; a `kernel` object is turned into its "file:name" source."""
+    job = dict(job)
+    kernel = job.pop("kernel", None)
+    if kernel is not None and job.get("source") is None:
+        fn = getattr(kernel, "fn", kernel)
+        fn = getattr(fn, "fn", fn)  # an interpreted function wraps the Python function
+        job["source"] = f"{inspect.getsourcefile(fn)}:{fn.__name__}"
+    return {"config": None, "source": None, **job}
+
+
+def kernel_facts(
+    name: str, dtype: str, cc: int, config: dict | None = None, kernel=None, source: str | None = None
+) -> KernelFacts:
+    """Compile kernel `name` of KERNELS (or a variant with the same arguments: a `kernel`
+    object or a "path.py:function" `source`) for sm_<cc> and read its facts. `config` holds
+    BLOCK, CHUNK and num_warps (default REPORT_CONFIG)."""
+    return compile_facts([dict(name=name, dtype=dtype, cc=cc, config=config, kernel=kernel, source=source)])[0]
+
+
+if __name__ == "__main__":  # the child process of compile_facts: jobs on stdin, facts on stdout
+    print(json.dumps([asdict(_facts_here(**job)) for job in json.load(sys.stdin)]))

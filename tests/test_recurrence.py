@@ -1,0 +1,162 @@
+"""The recurrence kernels against a float64 reference, on odd shapes that exercise every mask.
+
+Without CUDA the Triton kernels run through the interpreter (see conftest.py); with CUDA the
+same tests run the compiled kernels. Inputs are fresh random numbers on every run.
+"""
+
+import pytest
+import torch
+
+from kernels import indrnn_recurrence, recurrence_reference
+
+# Relative error ||got - want|| / ||want|| allowed per dtype: fp32 is exact up to summation
+# order; fp16/bf16 store every state rounded (10 and 7 mantissa bits).
+TOLERANCE = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 4e-2}
+DTYPES = list(TOLERANCE)
+
+
+def rel_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    return ((got.double() - want).norm() / want.norm().clamp_min(1e-30)).item()
+
+
+def make_inputs(T, B, H, dtype, device, with_h0=True, with_bias=True, u_max=1.0):
+    x = torch.randn(T, B, H, device=device).to(dtype)
+    u = torch.empty(H, device=device).uniform_(-u_max, u_max)
+    if H > 1:
+        u[0] = 1.05  # one neuron with |u| > 1 (the constraint is the layer's job, not the kernel's)
+        u[1] = -1.05
+    h0 = torch.randn(B, H, device=device) if with_h0 else None
+    bias = torch.randn(H, device=device) * 0.1 if with_bias else None
+    return x, u, h0, bias
+
+
+def run_both(x, u, h0, bias, activation):
+    """Forward + backward with the Triton backend and with the float64 reference; the loss
+    weights every state and h_last separately, so the gradient into h_last is checked too."""
+    w_h = torch.randn(x.shape, dtype=torch.float64, device=x.device)
+    w_last = torch.randn(x.shape[1:], dtype=torch.float64, device=x.device)
+    results = []
+    for backend, cast in (("triton", lambda t: t.detach().clone()), ("torch", lambda t: t.detach().double())):
+        leaves = [None if t is None else cast(t).requires_grad_() for t in (x, u, h0, bias)]
+        h, h_last = indrnn_recurrence(*leaves, activation=activation, backend=backend)
+        ((h.double() * w_h).sum() + (h_last.double() * w_last).sum()).backward()
+        results.append((h, h_last, [None if t is None else t.grad for t in leaves]))
+    return results
+
+
+CASES = [
+    # T, B, H, activation, with_h0, with_bias
+    (1, 1, 1, "relu", False, False),
+    (63, 3, 500, "relu", True, True),
+    (257, 1, 7, "tanh", True, False),
+    (63, 3, 1, "tanh", False, True),
+    (4, 3, 37, "relu", True, True),  # T equal to the time chunk: no tail
+]
+
+
+@pytest.mark.parametrize("T,B,H,activation,with_h0,with_bias", CASES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_forward_and_gradients_match_float64_reference(T, B, H, activation, with_h0, with_bias, dtype, device):
+    x, u, h0, bias = make_inputs(T, B, H, dtype, device, with_h0, with_bias)
+    (h, h_last, grads), (h_ref, h_last_ref, grads_ref) = run_both(x, u, h0, bias, activation)
+    assert h.dtype == dtype and h.shape == (T, B, H) and h_last.shape == (B, H)
+    tol = TOLERANCE[dtype]
+    assert rel_error(h, h_ref) < tol
+    assert rel_error(h_last, h_last_ref) < tol
+    for name, g, g_ref in zip(("x", "u", "h0", "bias"), grads, grads_ref, strict=True):
+        if g_ref is None:
+            assert g is None
+            continue
+        assert g.dtype == {"x": dtype}.get(name, torch.float32)
+        assert rel_error(g, g_ref) < tol * (4 if name in ("u", "bias") else 1), name
+
+
+def test_noncontiguous_input(device):
+    base = torch.randn(40, 2, 6, 9, device=device)
+    x = base[::2, :, 1, :]  # strided in time and across the plane
+    u = torch.rand(9, device=device)
+    h, h_last = indrnn_recurrence(x, u, backend="triton")
+    h_ref, _ = recurrence_reference(x.contiguous(), u)
+    assert rel_error(h, h_ref.double()) < 1e-6
+    batch_first = torch.randn(3, 20, 9, device=device)  # (B, T, H) viewed as (T, B, H)
+    h, _ = indrnn_recurrence(batch_first.transpose(0, 1), u, backend="triton")
+    h_ref, _ = recurrence_reference(batch_first.transpose(0, 1).contiguous(), u)
+    assert rel_error(h, h_ref.double()) < 1e-6
+
+
+def test_only_h_last_used(device):
+    """Gradient that enters through h_last alone reaches every input."""
+    x, u, h0, bias = make_inputs(9, 2, 5, torch.float32, device)
+    grads = []
+    for backend in ("triton", "torch"):
+        leaves = [t.clone().requires_grad_() for t in (x, u, h0, bias)]
+        _, h_last = indrnn_recurrence(*leaves, backend=backend)
+        h_last.sum().backward()
+        grads.append([t.grad for t in leaves])
+    for g, g_ref in zip(*grads, strict=True):
+        assert rel_error(g, g_ref.double()) < 1e-5
+
+
+def test_gradients_are_bitwise_deterministic(device):
+    x, u, h0, bias = make_inputs(33, 3, 130, torch.float32, device)
+    dh = torch.randn_like(x)
+    runs = []
+    for _ in range(2):
+        leaves = [t.clone().requires_grad_() for t in (x, u, h0, bias)]
+        h, _ = indrnn_recurrence(*leaves, backend="triton")
+        h.backward(dh)
+        runs.append([t.grad for t in leaves])
+    for g1, g2 in zip(*runs, strict=True):
+        assert torch.equal(g1, g2)
+
+
+def test_empty_sequence_returns_h0(device):
+    x = torch.randn(0, 2, 3, device=device)
+    u = torch.rand(3, device=device)
+    h0 = torch.randn(2, 3, device=device)
+    for backend in ("triton", "torch"):
+        h, h_last = indrnn_recurrence(x, u, h0, backend=backend)
+        assert h.shape == (0, 2, 3)
+        assert torch.equal(h_last, h0)
+        _, h_last = indrnn_recurrence(x, u, backend=backend)
+        assert torch.equal(h_last, torch.zeros(2, 3, device=device))
+
+
+def test_mixed_parameter_dtypes(device):
+    """bf16 activations with fp32 parameters: gradients come back in each parameter's dtype."""
+    x, u, h0, bias = make_inputs(10, 2, 16, torch.bfloat16, device)
+    leaves = [x.requires_grad_(), u.requires_grad_(), h0.double().requires_grad_(), bias.requires_grad_()]
+    h, _ = indrnn_recurrence(*leaves, backend="triton")
+    h.float().sum().backward()
+    assert [t.grad.dtype for t in leaves] == [torch.bfloat16, torch.float32, torch.float64, torch.float32]
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,words",
+    [
+        (dict(x=torch.randn(4, 3)), ValueError, "x must have shape (T, B, H)"),
+        (dict(u=torch.rand(5)), ValueError, "u must have shape (4,)"),
+        (dict(h0=torch.rand(3, 3)), ValueError, "h0 must have shape (2, 4)"),
+        (dict(bias=torch.rand(2)), ValueError, "bias must have shape (4,)"),
+        (dict(x=torch.ones(3, 2, 4, dtype=torch.int32)), TypeError, "x must be a floating-point"),
+        (dict(u=torch.ones(4, dtype=torch.int64)), TypeError, "u must be a floating-point"),
+        (dict(x=[[1.0]]), TypeError, "x must be a torch.Tensor"),
+        (dict(activation="gelu"), ValueError, "activation must be one of"),
+        (dict(backend="cuda"), ValueError, "backend must be one of"),
+        (dict(u=torch.rand(4, device="meta")), ValueError, "u is on meta"),
+    ],
+)
+def test_bad_input_is_named(kwargs, error, words):
+    args = dict(x=torch.randn(3, 2, 4), u=torch.rand(4), h0=None, bias=None)
+    args.update(kwargs)
+    with pytest.raises(error) as info:
+        indrnn_recurrence(**args)
+    assert words in str(info.value)
+
+
+def test_triton_backend_explains_why_it_cannot_run(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(RuntimeError, match="need a CUDA tensor"):
+        indrnn_recurrence(torch.randn(3, 2, 4), torch.rand(4), backend="triton")
+    h, _ = indrnn_recurrence(torch.randn(3, 2, 4), torch.rand(4), backend="auto")  # falls back to torch
+    assert h.shape == (3, 2, 4)
