@@ -1,0 +1,352 @@
+"""What a results file says, computed once for the report and the plots alike: which IndRNN was
+measured, its speedup over every baseline, the slice of a sweep along one axis, where IndRNN
+starts to win as sequences grow, and the verdict on Fig. 2 of the Deep IndRNN paper.
+
+Every number here is derived from one results file (and the paper's figures in
+`data/paper_fig2.csv`); nothing is typed in by hand.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from suite.schema import MODES
+from suite.store import meta_path, read_meta, read_results
+
+# The IndRNN the speedups are about: the Triton kernel when it ran, else the torch reference loop.
+INDRNN_PREFERENCE = ("indrnn_triton", "indrnn_torch")
+# Residual and dense IndRNNs are other models than the plain stack: a ratio against them is no speedup.
+NOT_COMPARED = ("indrnn_residual", "indrnn_dense")
+# Known baselines in the order tables and legends list them; any other provider follows by name.
+BASELINE_ORDER = ("lstm", "gru", "transformer", "sru", "hgrn", "indrnn_torch", "indrnn_compile")
+
+# A comparison is fair only between rows that agree on all of these.
+CONFIG = ("mode", "phase", "seq_len", "depth", "batch", "hidden", "dtype", "timing")
+AXES = ("seq_len", "depth", "batch", "hidden", "dtype", "mode")
+AXIS_LABELS = {
+    "mode": "mode",
+    "phase": "phase",
+    "seq_len": "T",
+    "depth": "depth",
+    "batch": "B",
+    "hidden": "H",
+    "dtype": "dtype",
+    "timing": "timing",
+}
+METRICS = ("p20_ms", "p50_ms", "p80_ms", "peak_mem_mb", "params")
+
+CLAIM_FACTOR = 10.0  # the paper's claim: IndRNN trains ">10x faster than LSTM"
+PAPER_FIG2 = Path(__file__).resolve().parent / "data" / "paper_fig2.csv"
+FIG2_HIDDEN = 128
+FIG2_BATCH = 32  # not stated in the paper; the authors' adding-problem script defaults to it
+FIG2_LAYERS = (1, 2)
+
+
+@dataclass(frozen=True)
+class Results:
+    """One results file: its rows, its metadata ({} when the file has none) and its IndRNN."""
+
+    path: Path
+    rows: pd.DataFrame
+    meta: dict
+    indrnn: str | None
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        return self.rows[self.rows["status"] == "ok"]
+
+    @property
+    def device(self) -> str:
+        if self.meta.get("device"):
+            return str(self.meta["device"])
+        devices = self.rows["device"][self.rows["device"] != ""] if "device" in self.rows else []
+        return str(devices.mode().iloc[0]) if len(devices) else "unknown device"
+
+    @property
+    def baselines(self) -> list[str]:
+        """Providers with ok rows that the IndRNN is compared against, in display order."""
+        present = set(self.ok["provider"]) - {self.indrnn} - set(NOT_COMPARED)
+        return order_providers(present)
+
+
+def order_providers(providers) -> list[str]:
+    known = [p for p in BASELINE_ORDER if p in providers]
+    return known + sorted(set(providers) - set(known))
+
+
+def pick_indrnn(rows: pd.DataFrame) -> str | None:
+    ok = set(rows.loc[rows["status"] == "ok", "provider"])
+    return next((p for p in INDRNN_PREFERENCE if p in ok), None)
+
+
+def load(csv_path: str | os.PathLike) -> Results:
+    """Read a results file and the metadata beside it; ResultsError if the results are unreadable.
+
+    A missing metadata file is tolerated (the report says so); a corrupt one is an error.
+    """
+    rows = read_results(csv_path)
+    meta = read_meta(csv_path) if meta_path(csv_path).exists() else {}
+    return Results(Path(csv_path), rows, meta, pick_indrnn(rows))
+
+
+def _add_ratio(df: pd.DataFrame, slow: str, fast: str, prefix: str = "speedup") -> pd.DataFrame:
+    """Ratio of medians, with the p20-p80 spread of the ratio (pessimistic end to optimistic end)."""
+    df[prefix] = df[f"{slow}p50_ms"] / df[f"{fast}p50_ms"]
+    df[f"{prefix}_lo"] = df[f"{slow}p20_ms"] / df[f"{fast}p80_ms"]
+    df[f"{prefix}_hi"] = df[f"{slow}p80_ms"] / df[f"{fast}p20_ms"]
+    return df
+
+
+def _prefixed(rows: pd.DataFrame, prefix: str, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+    cols = list(keep) + list(CONFIG) + list(METRICS)
+    return rows[cols].rename(columns={m: prefix + m for m in METRICS})
+
+
+def speedups(res: Results) -> pd.DataFrame:
+    """One row per (baseline, config) measured ok for both the IndRNN and the baseline at the same
+    depth: their times, memory and params, and speedup = baseline p50 / IndRNN p50 with its spread."""
+    ok = res.ok
+    ours = _prefixed(ok[ok["provider"] == res.indrnn], "indrnn_")
+    theirs = _prefixed(ok[ok["provider"].isin(res.baselines)], "base_", keep=("provider",))
+    pairs = theirs.rename(columns={"provider": "baseline"}).merge(ours, on=list(CONFIG))
+    pairs = _add_ratio(pairs, "base_", "indrnn_")
+    rank = {b: i for i, b in enumerate(res.baselines)}
+    pairs["_rank"] = pairs["baseline"].map(rank)
+    return pairs.sort_values(["_rank", *CONFIG]).drop(columns="_rank").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Slice:
+    """The pairs along one swept axis with every other config value held at `fixed`."""
+
+    axis: str
+    fixed: dict
+    pairs: pd.DataFrame
+
+
+def describe(fixed: dict) -> str:
+    return ", ".join(f"{AXIS_LABELS.get(k, k)}={v}" for k, v in fixed.items())
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+def sweep_slices(pairs: pd.DataFrame, axis: str) -> list[Slice]:
+    """For each mode, the slice of `pairs` that sweeps `axis` furthest (the most distinct values,
+    then the most baselines), other config values fixed; none where the axis takes one value.
+
+    The mode axis itself is one slice across modes, labelled "mode (phase)"."""
+    if pairs.empty:
+        return []
+    if axis == "mode":
+        df = pairs.assign(mode=pairs["mode"] + " (" + pairs["phase"] + ")")
+        others = [c for c in CONFIG if c not in ("mode", "phase")]
+        parts = [df]
+    else:
+        others = [c for c in CONFIG if c != axis]
+        parts = [pairs[pairs["mode"] == m] for m in MODES] + [pairs[~pairs["mode"].isin(MODES)]]
+    slices = []
+    for part in parts:
+        best = None
+        for key, group in part.groupby(others, sort=True):
+            score = (group[axis].nunique(), group["baseline"].nunique(), len(group))
+            if score[0] >= 2 and (best is None or score > best[0]):
+                best = (score, key, group)
+        if best is not None:
+            fixed = {c: _plain(v) for c, v in zip(others, best[1], strict=True)}
+            slices.append(Slice(axis, fixed, best[2].sort_values([axis, "baseline"]).reset_index(drop=True)))
+    return slices
+
+
+def rows_at(res: Results, fixed: dict) -> pd.DataFrame:
+    """Ok rows of every provider that match `fixed` (e.g. a slice's fixed values)."""
+    ok = res.ok
+    mask = pd.Series(True, index=ok.index)
+    for column, value in fixed.items():
+        mask &= ok[column] == value
+    return ok[mask]
+
+
+def crossovers(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Where the winner changes as T grows, per baseline and mode.
+
+    One row per (baseline, mode): the smallest T at which the IndRNN is faster and the batch
+    sizes at which it is faster there; how many configs it wins; and where the baseline
+    overtakes it again at a longer T (after the IndRNN was faster at a shorter one)."""
+    columns = ["baseline", "mode", "first_win_T", "first_win_batches", "wins", "configs", "overtakes"]
+    if pairs.empty:
+        return pd.DataFrame(columns=columns)
+    others = [c for c in CONFIG if c != "seq_len"]
+    out = []
+    for (baseline, mode), group in pairs.groupby(["baseline", "mode"], sort=False):
+        wins = group[group["speedup"] > 1]
+        first_t = int(wins["seq_len"].min()) if len(wins) else None
+        batches = sorted(int(b) for b in wins.loc[wins["seq_len"] == first_t, "batch"].unique()) if len(wins) else []
+        overtakes = []
+        for _, series in group.groupby(others, sort=True):
+            series = series.sort_values("seq_len")
+            won_before = False
+            for t, s, b in zip(series["seq_len"], series["speedup"], series["batch"], strict=True):
+                if s > 1:
+                    won_before = True
+                elif won_before:
+                    overtakes.append((int(t), int(b)))
+                    break
+        out.append(
+            {
+                "baseline": baseline,
+                "mode": mode,
+                "first_win_T": first_t,
+                "first_win_batches": batches,
+                "wins": len(wins),
+                "configs": len(group),
+                "overtakes": sorted(set(overtakes)),
+            }
+        )
+    return pd.DataFrame(out, columns=columns)
+
+
+def read_paper_fig2(path: str | os.PathLike = PAPER_FIG2) -> tuple[pd.DataFrame, list[str]]:
+    """The paper's Fig. 2 figures and the source lines (the file's leading comments)."""
+    text = Path(path).read_text().splitlines()
+    source = [line.lstrip("#").strip() for line in text if line.startswith("#")]
+    return pd.read_csv(path, comment="#"), source
+
+
+@dataclass(frozen=True)
+class Fig2:
+    """Our Fig. 2: one row per (layers, seq_len) with our ms and ratios beside the paper's."""
+
+    table: pd.DataFrame
+    config: dict  # the batch, dtype and timing our cells were measured at ({} when none)
+    verdict: str  # holds | partly | not reproduced | no data
+    summary: str  # one sentence: where >10x holds and where it does not
+    headline: str  # the paper's own >10x cells, reproduced or not
+    has_sru: bool
+
+
+def _cell_label(layers: int, seq_len: int) -> str:
+    return f"{layers} layer{'s' if layers > 1 else ''} T={seq_len}"
+
+
+def claim_verdict(table: pd.DataFrame) -> tuple[str, str]:
+    """Verdict on ">10x faster than LSTM" from a table with columns layers, seq_len, speedup
+    (NaN where not measured): holds everywhere measured, partly, not reproduced, or no data."""
+    measured = table[table["speedup"].notna()]
+    missing = table[table["speedup"].isna()]
+    holds = measured[measured["speedup"] >= CLAIM_FACTOR]
+    fails = measured[measured["speedup"] < CLAIM_FACTOR]
+    if measured.empty:
+        return "no data", "None of the Fig. 2 configs was measured for both IndRNN and LSTM."
+
+    def cells(df: pd.DataFrame) -> str:
+        return ", ".join(f"{_cell_label(r.layers, r.seq_len)} ({r.speedup:.1f}x)" for r in df.itertuples())
+
+    if holds.empty:
+        verdict = "not reproduced"
+        text = f"IndRNN is under {CLAIM_FACTOR:g}x faster than LSTM at every measured config: {cells(fails)}."
+    elif fails.empty:
+        verdict = "holds"
+        text = f"IndRNN is at least {CLAIM_FACTOR:g}x faster than LSTM at every measured config: {cells(holds)}."
+    else:
+        verdict = "partly"
+        text = f">{CLAIM_FACTOR:g}x holds at {cells(holds)}; not at {cells(fails)}."
+    if not missing.empty:
+        text += " No data: " + ", ".join(_cell_label(r.layers, r.seq_len) for r in missing.itertuples()) + "."
+    return verdict, text
+
+
+def _choose_fig2_config(ok: pd.DataFrame, indrnn: str, timing: str | None) -> dict:
+    """The (batch, dtype, timing) with the most Fig. 2 cells measured, preferring the paper's setting."""
+    ours = ok[(ok["provider"] == indrnn) & ok["depth"].isin(FIG2_LAYERS)]
+    lstm = ok[(ok["provider"] == "lstm") & (ok["depth"] == 1)]
+    setting = ["batch", "dtype", "timing"]
+    best = None
+    for key, group in ours.groupby(setting, sort=True):
+        matched = lstm.merge(group, on=["seq_len", *setting])
+        rank = (-len(matched), key[0] != FIG2_BATCH, key[1] != "float32", key[2] != timing, key[0])
+        if best is None or rank < best[0]:
+            best = (rank, key)
+    return {} if best is None else {c: _plain(v) for c, v in zip(setting, best[1], strict=True)}
+
+
+def _why_missing(rows: pd.DataFrame, providers: dict[str, int], seq_len: int, config: dict) -> str:
+    """The status and reason of the rows that would have filled a Fig. 2 cell, when not ok."""
+    notes = []
+    for provider, depth in providers.items():
+        match = rows[(rows["provider"] == provider) & (rows["depth"] == depth) & (rows["seq_len"] == seq_len)]
+        for column, value in config.items():
+            match = match[match[column] == value]
+        bad = match[match["status"] != "ok"]
+        if match.empty:
+            notes.append(f"{provider} depth {depth}: not in file")
+        elif len(bad) == len(match):
+            row = bad.iloc[0]
+            notes.append(
+                f"{provider} depth {depth}: {row['status']}" + (f" ({row['reason']})" if row["reason"] else "")
+            )
+    return "; ".join(notes)
+
+
+def fig2(res: Results, paper_path: str | os.PathLike = PAPER_FIG2) -> Fig2:
+    paper, _ = read_paper_fig2(paper_path)
+    seq_lens = sorted(int(t) for t in paper["seq_len"].unique())
+    rows = res.rows[
+        (res.rows["mode"] == "train") & (res.rows["hidden"] == FIG2_HIDDEN) & res.rows["seq_len"].isin(seq_lens)
+    ]
+    ok = rows[rows["status"] == "ok"]
+    config = _choose_fig2_config(ok, res.indrnn, res.meta.get("timing")) if res.indrnn else {}
+
+    def ms(provider: str | None, depth: int, seq_len: int) -> pd.Series:
+        match = ok[(ok["provider"] == provider) & (ok["depth"] == depth) & (ok["seq_len"] == seq_len)]
+        for column, value in config.items():
+            match = match[match[column] == value]
+        empty = pd.Series({m: float("nan") for m in ("p20_ms", "p50_ms", "p80_ms")})
+        return match.iloc[0][["p20_ms", "p50_ms", "p80_ms"]].astype(float) if len(match) else empty
+
+    def paper_value(model: str, layers: int, seq_len: int, column: str) -> float:
+        hit = paper[(paper["model"] == model) & (paper["layers"] == layers) & (paper["seq_len"] == seq_len)]
+        return float(hit[column].iloc[0]) if len(hit) else float("nan")
+
+    has_sru = bool(len(ok[ok["provider"] == "sru"]))
+    records = []
+    for layers in FIG2_LAYERS:
+        for t in seq_lens:
+            ind, lstm, sru = ms(res.indrnn, layers, t), ms("lstm", 1, t), ms("sru", 1, t)
+            rec = {"layers": layers, "seq_len": t}
+            rec.update({f"indrnn_{k}": v for k, v in ind.items()})
+            rec.update({f"lstm_{k}": v for k, v in lstm.items()})
+            rec.update({f"sru_{k}": v for k, v in sru.items()})
+            rec["paper_indrnn_ms"] = paper_value("indrnn", layers, t, "ms")
+            rec["paper_lstm_ms"] = paper_value("lstm", 1, t, "ms")
+            rec["paper_sru_ms"] = paper_value("sru", 1, t, "ms")
+            rec["paper_ratio"] = paper_value("indrnn", layers, t, "ratio_vs_lstm")
+            needed = {res.indrnn or INDRNN_PREFERENCE[0]: layers, "lstm": 1}
+            rec["note"] = (
+                "" if pd.notna(ind["p50_ms"]) and pd.notna(lstm["p50_ms"]) else _why_missing(rows, needed, t, config)
+            )
+            records.append(rec)
+    table = _add_ratio(pd.DataFrame(records), "lstm_", "indrnn_")
+    table = _add_ratio(table, "sru_", "indrnn_", prefix="vs_sru")
+    verdict, summary = claim_verdict(table)
+    headline = _headline(table)
+    return Fig2(table, config, verdict, summary, headline, has_sru)
+
+
+def _headline(table: pd.DataFrame) -> str:
+    """The cells where the paper itself reports >10x: do we reproduce them?"""
+    claimed = table[table["paper_ratio"] > CLAIM_FACTOR]
+    parts = []
+    for r in claimed.itertuples():
+        label = f"{_cell_label(r.layers, r.seq_len)} (paper {r.paper_ratio:g}x)"
+        if pd.isna(r.speedup):
+            parts.append(f"{label}: no data")
+        else:
+            word = "reproduced" if r.speedup >= CLAIM_FACTOR else "not reproduced"
+            parts.append(f"{label}: ours {r.speedup:.1f}x, {word}")
+    return "; ".join(parts)

@@ -1,0 +1,398 @@
+"""`report`: the markdown answer to "how much faster is IndRNN, and where?" for one results file.
+
+Sections: the environment that produced the numbers, the Fig. 2 claim of the Deep IndRNN paper
+with a verdict computed from the data, speedup tables along every swept axis, the crossover in
+sequence length, memory and parameters, recurrence bandwidth, and every config that did not
+run with its reason. All numbers come from the results file (see `suite.analysis`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+from suite import analysis
+from suite.analysis import AXIS_LABELS, CLAIM_FACTOR, Results
+
+TABLE_FORMAT = "github"
+AXIS_TITLES = {
+    "seq_len": "sequence length T",
+    "depth": "depth (layers)",
+    "batch": "batch size B",
+    "hidden": "hidden size H",
+    "dtype": "dtype",
+    "mode": "mode",
+}
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def fmt_ms(value) -> str:
+    if _missing(value):
+        return "-"
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def fmt_x(value) -> str:
+    if _missing(value):
+        return "-"
+    return f"{value:.1f}x" if value >= 10 else f"{value:.2f}x"
+
+
+def fmt_speedup(ratio, lo, hi) -> str:
+    """'4.31x (3.90-4.70)': the ratio of medians with its p20-p80 spread."""
+    if _missing(ratio):
+        return "-"
+    spread = "" if _missing(lo) or _missing(hi) else f" ({lo:.2f}-{hi:.2f})"
+    return fmt_x(ratio) + spread
+
+
+def fmt_num(value, digits: int = 3) -> str:
+    if _missing(value):
+        return "-"
+    if float(value).is_integer() and abs(value) >= 1000:
+        return f"{int(value):,}"
+    return f"{value:.{digits}g}"
+
+
+def _table(rows: list[list], headers: list[str]) -> str:
+    return tabulate(rows, headers=headers, tablefmt=TABLE_FORMAT, disable_numparse=True)
+
+
+def _environment(res: Results) -> list[str]:
+    meta = res.meta
+    counts = res.rows["status"].value_counts()
+    status_line = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "oom", "failed", "skipped"))
+    lines = [f"Results: `{res.path.name}` ({len(res.rows)} rows: {status_line})."]
+    if not meta:
+        lines += ["", f"No metadata file beside the results; device taken from the rows: {res.device}."]
+        return lines
+    commit = meta.get("git_commit") or "unknown"
+    if meta.get("git_dirty"):
+        commit += " (dirty: uncommitted changes)"
+    copy_bw = meta.get("copy_gbytes_per_s")
+    fields = [
+        ("device", f"{meta.get('device', '')} ({meta.get('device_kind', '')})"),
+        ("CPU", f"{meta.get('cpu', '')}, {meta.get('threads', '')} threads"),
+        ("python / torch / triton", f"{meta.get('python', '')} / {meta.get('torch', '')} / {meta.get('triton', '')}"),
+        ("CUDA / driver", f"{meta.get('cuda') or '-'} / {meta.get('driver') or '-'}"),
+        ("commit", commit),
+        ("timestamp (UTC)", meta.get("timestamp", "")),
+        ("preset", meta.get("preset", "")),
+        ("timing method", meta.get("timing", "")),
+        ("copy bandwidth", "-" if _missing(copy_bw) else f"{copy_bw:.1f} GB/s (device-to-device copy, this run)"),
+        ("run id", meta.get("run_id", "")),
+    ]
+    return lines + ["", _table([[k, v] for k, v in fields], ["", ""])]
+
+
+def _which_indrnn(res: Results) -> str:
+    if res.indrnn == "indrnn_triton":
+        return "The IndRNN in this report is `indrnn_triton` (the Triton recurrence kernel)."
+    if res.indrnn == "indrnn_torch":
+        return (
+            "The IndRNN in this report is `indrnn_torch` (the reference torch loop): "
+            "the file has no ok rows for `indrnn_triton`."
+        )
+    return "The file has no ok rows for `indrnn_triton` or `indrnn_torch`: no speedup can be computed."
+
+
+def _fig2_section(res: Results) -> list[str]:
+    fig = analysis.fig2(res)
+    _, source = analysis.read_paper_fig2()
+    lines = [
+        f'## Claim: Fig. 2 of Deep IndRNN, ">{CLAIM_FACTOR:g}x faster than LSTM"',
+        "",
+        "Paper: " + " ".join(source),
+        "",
+    ]
+    if fig.config:
+        setting = ", ".join(f"{AXIS_LABELS[k]}={v}" for k, v in fig.config.items())
+        lines.append(
+            f"Ours: training step (fwd+bwd), H={analysis.FIG2_HIDDEN}, {setting}; "
+            f"`{res.indrnn}` with 1 and 2 layers against a 1-layer `lstm`"
+            + (" and a 1-layer `sru`" if fig.has_sru else "")
+            + ". Absolute times come from different machines: compare the ratios."
+        )
+        lines.append("")
+    headers = ["IndRNN layers", "T", "IndRNN ms", "LSTM ms"]
+    if fig.has_sru:
+        headers += ["SRU ms"]
+    headers += ["ours: vs LSTM (p20-p80)", "paper: vs LSTM (P100)", "paper ms IndRNN / LSTM"]
+    if fig.has_sru:
+        headers += ["ours: vs SRU"]
+    headers += ["note"]
+    rows = []
+    for r in fig.table.itertuples():
+        row = [r.layers, r.seq_len, fmt_ms(r.indrnn_p50_ms), fmt_ms(r.lstm_p50_ms)]
+        if fig.has_sru:
+            row.append(fmt_ms(r.sru_p50_ms))
+        row += [
+            fmt_speedup(r.speedup, r.speedup_lo, r.speedup_hi),
+            fmt_x(r.paper_ratio),
+            f"{fmt_ms(r.paper_indrnn_ms)} / {fmt_ms(r.paper_lstm_ms)}",
+        ]
+        if fig.has_sru:
+            row.append(fmt_speedup(r.vs_sru, r.vs_sru_lo, r.vs_sru_hi))
+        row.append(r.note)
+        rows.append(row)
+    lines += [_table(rows, headers), "", f"**Verdict: {fig.verdict}.** {fig.summary}"]
+    if fig.headline:
+        lines += ["", f"The paper's own >{CLAIM_FACTOR:g}x point: {fig.headline}."]
+    return lines
+
+
+def _axis_sections(res: Results, pairs: pd.DataFrame) -> list[str]:
+    lines = [
+        f"## Speedup of `{res.indrnn}` over each baseline" if res.indrnn else "## Speedups",
+        "",
+        "Speedup = baseline median / IndRNN median, same run, same config and depth; in brackets "
+        "the spread from baseline p20 / IndRNN p80 to baseline p80 / IndRNN p20. Each table holds "
+        "every other config value fixed at the slice that sweeps the axis furthest.",
+    ]
+    if pairs.empty:
+        return lines + ["", "No config was measured ok for both the IndRNN and a baseline."]
+    drawn = False
+    for axis in analysis.AXES:
+        for sl in analysis.sweep_slices(pairs, axis):
+            drawn = True
+            baselines = analysis.order_providers(set(sl.pairs["baseline"]))
+            rows = []
+            for value, group in sl.pairs.groupby(axis, sort=False):
+                by_base = {r.baseline: r for r in group.itertuples()}
+                cells = [
+                    fmt_speedup(*(getattr(by_base[b], c) for c in ("speedup", "speedup_lo", "speedup_hi")))
+                    if b in by_base
+                    else "-"
+                    for b in baselines
+                ]
+                rows.append([value, fmt_ms(group["indrnn_p50_ms"].iloc[0]), *cells])
+            lines += [
+                "",
+                f"### Along {AXIS_TITLES[axis]}" + ("" if axis == "mode" else f" ({sl.fixed['mode']})"),
+                "",
+                f"At {analysis.describe(sl.fixed)}.",
+                "",
+                _table(rows, [AXIS_LABELS[axis], "IndRNN p50 ms", *baselines]),
+            ]
+    if not drawn:
+        lines += ["", "No axis takes more than one value among the matched configs: see the table of all speedups."]
+    return lines
+
+
+def _crossover_section(pairs: pd.DataFrame) -> list[str]:
+    lines = [
+        "## Crossover in sequence length",
+        "",
+        "For each baseline: the shortest T at which the IndRNN is faster (and the batch sizes where it "
+        "is faster there), and any longer T at which the baseline is faster again.",
+    ]
+    table = analysis.crossovers(pairs)
+    if table.empty:
+        return lines + ["", "No matched configs."]
+    shortest = pairs.groupby(["baseline", "mode"])["seq_len"].min()
+    rows = []
+    for r in table.itertuples():
+        if r.first_win_T is None or pd.isna(r.first_win_T):
+            first, batches = "never", "-"
+        else:
+            first = str(int(r.first_win_T))
+            if r.first_win_T == shortest[(r.baseline, r.mode)]:
+                first += " (shortest measured)"
+            batches = ", ".join(map(str, r.first_win_batches))
+        overtakes = ", ".join(f"T={t} (B={b})" for t, b in r.overtakes) or "-"
+        rows.append([r.baseline, r.mode, first, batches, f"{r.wins} / {r.configs}", overtakes])
+    lines += [
+        "",
+        _table(rows, ["baseline", "mode", "IndRNN faster from T", "at B", "configs won", "baseline faster again at"]),
+    ]
+    transformer = table[table["baseline"] == "transformer"]
+    for r in transformer.itertuples():
+        if r.overtakes:
+            where = ", ".join(f"T={t} (B={b})" for t, b in r.overtakes)
+            lines += ["", f"The transformer overtakes the IndRNN as T grows ({r.mode}): at {where}."]
+        else:
+            lines += ["", f"The transformer does not overtake the IndRNN as T grows ({r.mode}) in this run."]
+    return lines
+
+
+def _memory_section(res: Results, pairs: pd.DataFrame) -> list[str]:
+    lines = ["## Memory and parameters", ""]
+    slices = analysis.sweep_slices(pairs, "seq_len")
+    if not slices:
+        return lines + ["No sequence-length sweep; peak memory and parameters of every config are in the last table."]
+    for sl in slices:
+        fixed = {k: v for k, v in sl.fixed.items()}
+        at = analysis.rows_at(res, fixed)
+        providers = [res.indrnn, *analysis.order_providers(set(at["provider"]) - {res.indrnn})]
+        seq_lens = sorted(at["seq_len"].unique())
+        rows = []
+        for t in seq_lens:
+            cells = []
+            for p in providers:
+                hit = at[(at["provider"] == p) & (at["seq_len"] == t)]
+                cells.append(fmt_num(hit["peak_mem_mb"].iloc[0], 4) if len(hit) else "-")
+            rows.append([t, *cells])
+        params = []
+        for p in providers:
+            values = sorted(v for v in at.loc[at["provider"] == p, "params"].dropna().unique())
+            params.append(" / ".join(fmt_num(v, 6) for v in values) or "-")
+        rows.append(["params", *params])
+        lines += [f"Peak memory (MiB) by T, at {analysis.describe(fixed)}:", "", _table(rows, ["T", *providers]), ""]
+        if at["peak_mem_mb"].isna().all():
+            lines += ["Peak memory is not recorded for this device (it is measured on GPUs only).", ""]
+    return lines
+
+
+def _recurrence_section(res: Results) -> list[str]:
+    rec = res.ok[res.ok["mode"] == "recurrence"]
+    if rec.empty:
+        return []
+    copy_bw = res.meta.get("copy_gbytes_per_s")
+    lines = [
+        "## Recurrence kernel alone",
+        "",
+        "Bytes moved / median time, against the device's copy bandwidth measured in the same run"
+        + ("" if _missing(copy_bw) else f" ({copy_bw:.1f} GB/s)")
+        + ": the recurrence must read x once and write h once, so the copy bandwidth is its floor.",
+        "",
+    ]
+    rec = rec.sort_values(["provider", "phase", "dtype", "hidden", "batch", "seq_len"])
+    rows = [
+        [
+            r.provider,
+            r.phase,
+            r.seq_len,
+            r.batch,
+            r.hidden,
+            r.dtype,
+            fmt_ms(r.p50_ms),
+            fmt_num(r.gbytes_per_s),
+            fmt_num(r.pct_copy_bw),
+            fmt_num(r.ns_per_step),
+        ]
+        for r in rec.itertuples()
+    ]
+    headers = ["provider", "phase", "T", "B", "H", "dtype", "p50 ms", "GB/s", "% copy BW", "ns/step"]
+    return lines + [_table(rows, headers)]
+
+
+def _not_measured_section(res: Results) -> list[str]:
+    bad = res.rows[res.rows["status"] != "ok"]
+    lines = ["## Configs not measured", ""]
+    if bad.empty:
+        return lines + ["Every config in the file ran and passed the correctness gate."]
+    bad = bad.sort_values(["status", "provider", "mode", "seq_len", "depth", "batch", "hidden"])
+    rows = [
+        [r.status, r.provider, r.mode, r.phase, r.seq_len, r.depth, r.batch, r.hidden, r.dtype, r.reason or "-"]
+        for r in bad.itertuples()
+    ]
+    return lines + [_table(rows, ["status", "provider", "mode", "phase", "T", "depth", "B", "H", "dtype", "reason"])]
+
+
+def _all_measurements_section(res: Results, pairs: pd.DataFrame) -> list[str]:
+    lines = ["## All measurements", ""]
+    ok = res.ok.sort_values(["provider", "mode", "phase", "dtype", "depth", "hidden", "batch", "seq_len"])
+    rows = [
+        [
+            r.provider,
+            r.mode,
+            r.phase,
+            r.seq_len,
+            r.depth,
+            r.batch,
+            r.hidden,
+            r.dtype,
+            fmt_ms(r.p50_ms),
+            f"{fmt_ms(r.p20_ms)}-{fmt_ms(r.p80_ms)}",
+            fmt_num(r.peak_mem_mb, 4),
+            fmt_num(r.params, 6),
+        ]
+        for r in ok.itertuples()
+    ]
+    lines.append(
+        _table(
+            rows,
+            [
+                "provider",
+                "mode",
+                "phase",
+                "T",
+                "depth",
+                "B",
+                "H",
+                "dtype",
+                "p50 ms",
+                "p20-p80 ms",
+                "peak MiB",
+                "params",
+            ],
+        )
+        if rows
+        else "No ok rows."
+    )
+    if not pairs.empty:
+        speed_rows = [
+            [
+                r.baseline,
+                r.mode,
+                r.phase,
+                r.seq_len,
+                r.depth,
+                r.batch,
+                r.hidden,
+                r.dtype,
+                fmt_speedup(r.speedup, r.speedup_lo, r.speedup_hi),
+            ]
+            for r in pairs.itertuples()
+        ]
+        lines += [
+            "",
+            "Every speedup:",
+            "",
+            _table(speed_rows, ["baseline", "mode", "phase", "T", "depth", "B", "H", "dtype", "speedup (p20-p80)"]),
+        ]
+    return lines
+
+
+def build_report(csv_path: str | os.PathLike) -> str:
+    """The markdown report of one results file (ResultsError if it cannot be read)."""
+    res = analysis.load(csv_path)
+    pairs = analysis.speedups(res)
+    sections = [
+        [f"# IndRNN benchmark report: {res.device}", ""] + _environment(res) + ["", _which_indrnn(res)],
+        _fig2_section(res),
+        _axis_sections(res, pairs),
+        _crossover_section(pairs),
+        _memory_section(res, pairs),
+        _recurrence_section(res),
+        _not_measured_section(res),
+        _all_measurements_section(res, pairs),
+    ]
+    return "\n\n".join("\n".join(s) for s in sections if s) + "\n"
+
+
+def write_report(csv_path: str | os.PathLike, out_path: str | os.PathLike | None = None) -> Path:
+    """Write the report; by default beside the results as `<stem>.md`."""
+    text = build_report(csv_path)
+    out = Path(out_path) if out_path else Path(csv_path).with_suffix(".md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", help="results CSV written by `run` (its .meta.json beside it)")
+    parser.add_argument("--out", metavar="PATH", help="markdown file to write (default: beside the results, .md)")
+
+
+def run(args: argparse.Namespace) -> int:
+    print(write_report(args.results, args.out))
+    return 0
