@@ -82,7 +82,7 @@ class IndRNN(nn.Module):
         batch_norm: BatchNorm over the T*B frames before every recurrence.
         activation: "relu" (the papers' choice) or "tanh".
         architecture: "plain", "residual" or "dense" (see the module docstring).
-        growth_rate: k for "dense" (features each dense layer adds); default hidden_size // 4.
+        growth_rate: k for "dense" (features each dense layer adds); default hidden_size // 4 (at least 1).
         dense_blocks: dense layers per block for "dense", summing to num_layers; default one block.
         seq_len, gamma: when seq_len is given, recurrent weights start in U(0, gamma^(1/seq_len))
             and `clamp_recurrent_weights_` keeps |u| within gamma^(1/seq_len); otherwise the
@@ -170,7 +170,7 @@ class IndRNN(nn.Module):
                 weight(indrec(hidden_size), hidden_size)
             width = indrec(hidden_size)
         else:
-            k = hidden_size // 4 if growth_rate is None else growth_rate
+            k = max(1, hidden_size // 4) if growth_rate is None else growth_rate
             blocks = (num_layers,) if dense_blocks is None else tuple(dense_blocks)
             if isinstance(k, bool) or not isinstance(k, int) or k < 1:
                 raise ValueError(f"growth_rate must be a positive integer, got {growth_rate!r}")
