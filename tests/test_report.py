@@ -1,0 +1,174 @@
+"""The report and the analysis behind it, on small synthetic results files."""
+
+import math
+
+import pandas as pd
+import pytest
+import synthetic_results as syn
+
+from suite import analysis, cli
+from suite.report import build_report, fmt_speedup, write_report
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    return syn.write(tmp_path / "sweep.csv", syn.sweep_rows())
+
+
+@pytest.fixture
+def own_commands(monkeypatch):
+    """Dispatch only `report` and `plot`, so the CLI tests do not depend on the other commands' modules."""
+    monkeypatch.setattr(cli, "COMMANDS", {k: v for k, v in cli.COMMANDS.items() if k in ("report", "plot")})
+
+
+def test_speedup_is_ratio_of_medians_with_spread(sweep):
+    res = analysis.load(sweep)
+    pairs = analysis.speedups(res)
+    row = pairs[(pairs["baseline"] == "lstm") & (pairs["seq_len"] == 1024) & (pairs["depth"] == 2)].iloc[0]
+    ours, theirs = syn.indrnn_ms(1024, 2), syn.lstm_ms(1024, 2)
+    assert row["speedup"] == pytest.approx(theirs / ours)
+    assert row["speedup_lo"] == pytest.approx(0.95 * theirs / (1.05 * ours))
+    assert row["speedup_hi"] == pytest.approx(1.05 * theirs / (0.95 * ours))
+    # Other IndRNN architectures and failed providers are no baselines; infer pairs only with infer rows.
+    assert set(pairs["baseline"]) == {"lstm", "gru", "transformer", "sru"}
+    assert not ((pairs["mode"] == "infer") & (pairs["baseline"] != "lstm")).any()
+
+
+def test_report_sections_and_numbers_come_from_the_file(sweep):
+    text = build_report(sweep)
+    assert text.startswith(f"# IndRNN benchmark report: {syn.DEVICE}")
+    for expected in ("abc1234", "do_bench", "2000.0 GB/s", "`indrnn_triton` (the Triton recurrence kernel)"):
+        assert expected in text
+    for heading in ("Along sequence length T (train)", "Along depth", "Along batch size B", "Along mode"):
+        assert heading in text
+    assert fmt_speedup(syn.lstm_ms(1024) / syn.indrnn_ms(1024), None, None) in text
+    # Every non-ok row is listed with its reason.
+    for reason in (
+        "CUDA out of memory (tried 12 GiB)",
+        "fla not installed",
+        "correctness gate: max abs err 0.3 > 1e-3",
+    ):
+        assert reason in text
+    assert "## Recurrence kernel alone" in text and "% copy BW" in text
+    assert "The transformer does not overtake the IndRNN" in text
+
+
+def test_fig2_matches_the_paper_file_and_gives_a_verdict(sweep):
+    fig = analysis.fig2(analysis.load(sweep))
+    paper, source = analysis.read_paper_fig2()
+    assert any("1910.06251" in line for line in source)
+    assert fig.config == {"batch": 32, "dtype": "float32", "timing": "do_bench"}
+    claimed = paper.dropna(subset=["ratio_vs_lstm"]).sort_values(["layers", "seq_len"])
+    assert list(fig.table["paper_ratio"]) == list(claimed["ratio_vs_lstm"])
+    expected = [syn.lstm_ms(t) / syn.indrnn_ms(t, n) for n in (1, 2) for t in (256, 512, 1024)]
+    assert list(fig.table["speedup"]) == pytest.approx(expected)
+    holds = [s >= analysis.CLAIM_FACTOR for s in expected]
+    assert fig.verdict == ("holds" if all(holds) else "partly" if any(holds) else "not reproduced")
+    assert fig.has_sru and "ours: vs SRU" in build_report(sweep)
+
+
+def _claim(speedups):
+    cells = [(n, t) for n in (1, 2) for t in (256, 512, 1024)]
+    return pd.DataFrame([{"layers": n, "seq_len": t, "speedup": s} for (n, t), s in zip(cells, speedups, strict=True)])
+
+
+@pytest.mark.parametrize(
+    ("speedups", "verdict"),
+    [
+        ([11, 12, 20, 10, 15, 30], "holds"),
+        ([4, 8, 13, 3, 5, 8], "partly"),
+        ([4, 8, 9.9, 3, 5, 8], "not reproduced"),
+        ([math.nan] * 6, "no data"),
+        ([math.nan, math.nan, 12, math.nan, math.nan, math.nan], "holds"),
+    ],
+)
+def test_claim_verdict(speedups, verdict):
+    got, text = analysis.claim_verdict(_claim(speedups))
+    assert got == verdict
+    if verdict == "partly":
+        assert "1 layer T=1024 (13.0x)" in text.split("not at")[0] and "2 layers T=1024" in text.split("not at")[1]
+    if any(math.isnan(s) for s in speedups) and verdict != "no data":
+        assert "No data: 1 layer T=256" in text
+
+
+def test_not_reproduced_when_lstm_is_barely_slower(tmp_path):
+    path = syn.write(tmp_path / "slow.csv", syn.sweep_rows(lstm=lambda t, d=1, b=32: 2 * syn.indrnn_ms(t, d, b)))
+    fig = analysis.fig2(analysis.load(path))
+    assert fig.verdict == "not reproduced"
+    assert "1 layer T=1024 (paper 12.9x): ours 2.0x, not reproduced" in fig.headline
+    assert "**Verdict: not reproduced.**" in build_report(path)
+
+
+def test_missing_baseline_gives_no_data_with_reasons(tmp_path):
+    rows = [r for r in syn.sweep_rows(baselines=("gru",)) if r.provider != "lstm"]
+    rows.append(syn.row("lstm", None, seq_len=1024, status="oom", reason="out of memory"))
+    path = syn.write(tmp_path / "nolstm.csv", rows)
+    fig = analysis.fig2(analysis.load(path))
+    assert fig.verdict == "no data" and not fig.has_sru
+    notes = fig.table.set_index(["layers", "seq_len"])["note"]
+    assert notes[(1, 1024)] == "lstm depth 1: oom (out of memory)"
+    assert notes[(1, 256)] == "lstm depth 1: not in file"
+    text = build_report(path)
+    assert "**Verdict: no data.**" in text
+    assert analysis.load(path).baselines == ["gru"] and "| gru " in text
+
+
+def test_reference_indrnn_used_when_triton_did_not_run(tmp_path):
+    rows = [r for r in syn.sweep_rows(indrnn="indrnn_torch")]
+    rows.append(syn.row("indrnn_triton", None, status="failed", reason="no CUDA"))
+    path = syn.write(tmp_path / "cpu.csv", rows, device="Some CPU", device_kind="cpu", copy_gbytes_per_s=None)
+    res = analysis.load(path)
+    assert res.indrnn == "indrnn_torch"
+    assert "`indrnn_torch` (the reference torch loop): the file has no ok rows for `indrnn_triton`" in build_report(
+        path
+    )
+
+
+def test_single_config_and_no_metadata(tmp_path):
+    path = syn.write(tmp_path / "one.csv", [syn.row("indrnn_triton", 2.0), syn.row("lstm", 9.0)], with_meta=False)
+    text = build_report(path)
+    assert "No metadata file beside the results" in text
+    assert "No axis takes more than one value" in text
+    assert "4.50x (4.07-4.97)" in text  # 9/2, spread 0.95*9/(1.05*2) .. 1.05*9/(0.95*2)
+    assert "Every config in the file ran" in text
+
+
+def test_nothing_comparable(tmp_path):
+    path = syn.write(tmp_path / "lstm_only.csv", [syn.row("lstm", 9.0, seq_len=t) for t in (256, 512)])
+    text = build_report(path)
+    assert "no speedup can be computed" in text and "**Verdict: no data.**" in text
+
+
+def test_crossover_and_transformer_overtaking():
+    # IndRNN loses at T=64, wins at 128 and 256, loses again at 512 (batch 8); another batch never wins.
+    speed = {64: 0.5, 128: 2.0, 256: 3.0, 512: 0.8}
+    rows = [
+        {**dict(zip(analysis.CONFIG, ("train", "fwd+bwd", t, 1, b, 128, "float32", "do_bench"), strict=True)),
+         "baseline": "transformer", "speedup": s if b == 8 else 0.5}
+        for t, s in speed.items() for b in (8, 64)
+    ]  # fmt: skip
+    table = analysis.crossovers(pd.DataFrame(rows)).set_index("baseline")
+    assert table.loc["transformer", "first_win_T"] == 128
+    assert table.loc["transformer", "first_win_batches"] == [8]
+    assert table.loc["transformer", "overtakes"] == [(512, 8)]
+    assert table.loc["transformer", "wins"] == 2 and table.loc["transformer", "configs"] == 8
+
+
+def test_write_report_default_path_and_cli(sweep, tmp_path, own_commands, capsys):
+    assert write_report(sweep) == sweep.with_suffix(".md") and sweep.with_suffix(".md").read_text().startswith("# ")
+    out = tmp_path / "sub" / "r.md"
+    assert cli.main(["report", str(sweep), "--out", str(out)]) == 0
+    assert out.read_text() == build_report(sweep)
+
+
+def test_cli_errors_are_one_line(tmp_path, own_commands, capsys):
+    assert cli.main(["report", str(tmp_path / "missing.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err
+    garbage = tmp_path / "garbage.csv"
+    garbage.write_text("a,b\n1,2\n")
+    assert cli.main(["report", str(garbage)]) == 2
+    assert "not a results file" in capsys.readouterr().err
+    bad_meta = syn.write(tmp_path / "badmeta.csv", [syn.row("lstm", 1.0)], with_meta=False)
+    bad_meta.with_name("badmeta.meta.json").write_text("{not json")
+    assert cli.main(["report", str(bad_meta)]) == 2
