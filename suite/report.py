@@ -229,8 +229,7 @@ def _memory_section(res: Results, pairs: pd.DataFrame) -> list[str]:
     if not slices:
         return lines + ["No sequence-length sweep; peak memory and parameters of every config are in the last table."]
     for sl in slices:
-        fixed = {k: v for k, v in sl.fixed.items()}
-        at = analysis.rows_at(res, fixed)
+        at = analysis.rows_at(res, sl.fixed)
         providers = [res.indrnn, *analysis.order_providers(set(at["provider"]) - {res.indrnn})]
         seq_lens = sorted(at["seq_len"].unique())
         rows = []
@@ -245,7 +244,7 @@ def _memory_section(res: Results, pairs: pd.DataFrame) -> list[str]:
             values = sorted(v for v in at.loc[at["provider"] == p, "params"].dropna().unique())
             params.append(" / ".join(fmt_num(v, 6) for v in values) or "-")
         rows.append(["params", *params])
-        lines += [f"Peak memory (MiB) by T, at {analysis.describe(fixed)}:", "", _table(rows, ["T", *providers]), ""]
+        lines += [f"Peak memory (MiB) by T, at {analysis.describe(sl.fixed)}:", "", _table(rows, ["T", *providers]), ""]
         if at["peak_mem_mb"].isna().all():
             lines += ["Peak memory is not recorded for this device (it is measured on GPUs only).", ""]
     return lines
