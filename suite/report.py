@@ -57,8 +57,8 @@ def fmt_speedup(ratio, lo, hi) -> str:
 def fmt_num(value, digits: int = 3) -> str:
     if _missing(value):
         return "-"
-    if float(value).is_integer() and abs(value) >= 1000:
-        return f"{int(value):,}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
     return f"{value:.{digits}g}"
 
 
@@ -87,7 +87,7 @@ def _environment(res: Results) -> list[str]:
         ("timestamp (UTC)", meta.get("timestamp", "")),
         ("preset", meta.get("preset", "")),
         ("timing method", meta.get("timing", "")),
-        ("copy bandwidth", "-" if _missing(copy_bw) else f"{copy_bw:.1f} GB/s (device-to-device copy, this run)"),
+        ("copy bandwidth", "-" if _missing(copy_bw) else f"{copy_bw:.1f} GB/s (copy measured in this run)"),
         ("run id", meta.get("run_id", "")),
     ]
     return lines + ["", _table([[k, v] for k, v in fields], ["", ""])]
@@ -231,7 +231,8 @@ def _memory_section(res: Results, pairs: pd.DataFrame) -> list[str]:
     for sl in slices:
         at = analysis.rows_at(res, sl.fixed)
         providers = [res.indrnn, *analysis.order_providers(set(at["provider"]) - {res.indrnn})]
-        seq_lens = sorted(at["seq_len"].unique())
+        # Peak memory is measured on GPUs only; without it the table keeps just the parameters.
+        seq_lens = sorted(at["seq_len"].unique()) if at["peak_mem_mb"].notna().any() else []
         rows = []
         for t in seq_lens:
             cells = []
@@ -244,9 +245,15 @@ def _memory_section(res: Results, pairs: pd.DataFrame) -> list[str]:
             values = sorted(v for v in at.loc[at["provider"] == p, "params"].dropna().unique())
             params.append(" / ".join(fmt_num(v, 6) for v in values) or "-")
         rows.append(["params", *params])
-        lines += [f"Peak memory (MiB) by T, at {analysis.describe(sl.fixed)}:", "", _table(rows, ["T", *providers]), ""]
-        if at["peak_mem_mb"].isna().all():
-            lines += ["Peak memory is not recorded for this device (it is measured on GPUs only).", ""]
+        what = (
+            "Peak memory (MiB) by T and parameters" if seq_lens else "Parameters (peak memory is measured on GPUs only)"
+        )
+        lines += [
+            f"{what}, at {analysis.describe(sl.fixed)}:",
+            "",
+            _table(rows, ["T" if seq_lens else "", *providers]),
+            "",
+        ]
     return lines
 
 

@@ -50,6 +50,7 @@ def test_report_sections_and_numbers_come_from_the_file(sweep):
     ):
         assert reason in text
     assert "## Recurrence kernel alone" in text and "% copy BW" in text
+    assert "Peak memory (MiB) by T and parameters, at mode=train" in text
     assert "The transformer does not overtake the IndRNN" in text
 
 
