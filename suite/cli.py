@@ -26,7 +26,9 @@ class UsageError(Exception):
     """Bad input from the user: printed as one line, exit status 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only `command`'s module is imported to add its arguments, so one command's
+    heavy imports (matplotlib, triton) never slow down or break another."""
     parser = argparse.ArgumentParser(
         prog="run_bench.py",
         description="IndRNN Triton benchmark suite. Without a command: `run` with the device's default preset.",
@@ -34,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).add_arguments(p)
+        if name == command:
+            importlib.import_module(module).add_arguments(p)
     return parser
 
 
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         argv.insert(0, "run")
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv[0]).parse_args(argv)
     module = importlib.import_module(COMMANDS[args.command][0])
     from suite.store import ResultsError
 
