@@ -173,3 +173,9 @@ def test_cli_errors_are_one_line(tmp_path, own_commands, capsys):
     bad_meta = syn.write(tmp_path / "badmeta.csv", [syn.row("lstm", 1.0)], with_meta=False)
     bad_meta.with_name("badmeta.meta.json").write_text("{not json")
     assert cli.main(["report", str(bad_meta)]) == 2
+
+
+def test_header_only_file(tmp_path):
+    path = syn.write(tmp_path / "empty.csv", [])
+    text = build_report(path)
+    assert "(0 rows: 0 ok, 0 oom, 0 failed, 0 skipped)" in text and "**Verdict: no data.**" in text
