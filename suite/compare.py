@@ -1,0 +1,363 @@
+"""Compare two results files: which configs got slower for real, and which only moved in the noise.
+
+A config counts as changed only when its median moved by more than the threshold AND the two
+runs' p20-p80 intervals do not overlap: a shift inside the spread of either run is noise, not
+evidence. Two metrics:
+
+- time: NEW/BASE of each config's median, for runs on the same device (nightly GPU runs).
+- speedup: the IndRNN-vs-baseline speedups of each run (baseline p50 / IndRNN p50, measured
+  in the same run) compared between the runs. A machine that got uniformly faster or slower
+  moves both sides of each ratio alike, so this survives runs made on different days on a
+  shared machine. Its spread is the pessimistic-to-optimistic ratio of the p20/p80 ends.
+
+A config that was ok in BASE and failed or ran out of memory in NEW is a regression in either
+metric: a broken kernel must not pass because it has no time. Configs in only one file are
+listed, never fatal (presets grow and shrink).
+
+`compare_runs` is the API (`validate` and CI call it); `run_bench.py compare` prints the
+markdown table, slowest first, and exits 1 on a real regression.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+from suite.analysis import Results, load, speedups
+from suite.cli import UsageError
+from suite.schema import KEY_COLUMNS
+from suite.store import INT_COLUMNS
+
+METRICS = ("time", "speedup")
+DEFAULT_THRESHOLD = 0.05
+# Statuses that mean the config no longer works; "skipped" is a choice of the harness, not a break.
+BROKEN = ("failed", "oom")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One matched config (time) or IndRNN-vs-baseline pair (speedup) in both runs.
+
+    `base`/`new` are p50 ms (time) or speedups (speedup), `*_lo`/`*_hi` their p20-p80 spread;
+    `ratio` is new / base. verdict: regression | improvement | noise (beyond the threshold but
+    inside the spread) | unchanged (within the threshold)."""
+
+    name: str
+    base: float
+    base_lo: float
+    base_hi: float
+    new: float
+    new_lo: float
+    new_hi: float
+    ratio: float
+    verdict: str
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """A config whose status differs between the runs, e.g. ok -> failed."""
+
+    name: str
+    base_status: str
+    new_status: str
+    reason: str  # NEW's reason when it is not ok, else BASE's
+
+    @property
+    def is_regression(self) -> bool:
+        return self.base_status == "ok" and self.new_status in BROKEN
+
+
+@dataclass(frozen=True)
+class Comparison:
+    base_path: str
+    new_path: str
+    metric: str
+    threshold: float
+    base_device: str
+    new_device: str
+    rows: tuple[Change, ...]  # worst first
+    status_changes: tuple[StatusChange, ...]
+    only_in_base: tuple[str, ...]
+    only_in_new: tuple[str, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def regressions(self) -> tuple[Change, ...]:
+        return tuple(r for r in self.rows if r.verdict == "regression")
+
+    @property
+    def broken(self) -> tuple[StatusChange, ...]:
+        return tuple(s for s in self.status_changes if s.is_regression)
+
+    @property
+    def has_regression(self) -> bool:
+        return bool(self.regressions or self.broken)
+
+
+def judge(ratio: float, base: tuple[float, float], new: tuple[float, float], threshold: float, worse_up: bool) -> str:
+    """Verdict on one ratio new/base given each run's (lo, hi) spread. `worse_up`: a larger new
+    value is worse (times); otherwise a smaller one is (speedups)."""
+    up, down = ratio > 1 + threshold, ratio < 1 - threshold
+    if not (up or down):
+        return "unchanged"
+    apart = new[0] > base[1] or new[1] < base[0]
+    if not apart:
+        return "noise"
+    return "regression" if up == worse_up else "improvement"
+
+
+def config_name(rec) -> str:
+    """A readable label of one config key (a row or any record with the key columns)."""
+    provider = f"{rec['provider']} " if "provider" in rec else ""
+    timing = f" {rec['timing']}" if rec["timing"] else ""
+    return (
+        f"{provider}{rec['mode']} {rec['phase']} T={rec['seq_len']} depth={rec['depth']} "
+        f"B={rec['batch']} H={rec['hidden']} {rec['dtype']}{timing}"
+    )
+
+
+def _keyed(rows: pd.DataFrame, columns: tuple[str, ...]) -> dict[tuple, dict]:
+    """Records by key; the last row wins where a (resumed) file repeats a key."""
+    out = {}
+    for rec in rows.to_dict("records"):
+        out[tuple(int(rec[c]) if c in INT_COLUMNS else str(rec[c]) for c in columns)] = rec
+    return out
+
+
+def _spread(rec: dict, mid: str, lo: str, hi: str) -> tuple[float, float, float]:
+    """(mid, lo, hi), a missing spread read as none (the point itself)."""
+    value = float(rec[mid])
+    ends = [float(rec[c]) for c in (lo, hi)]
+    return value, *(value if math.isnan(e) else e for e in ends)
+
+
+def _changes(
+    base: dict[tuple, dict], new: dict[tuple, dict], cols: tuple[str, str, str], threshold: float, worse_up: bool
+) -> list[Change]:
+    """Changes of the keys in both runs; each record carries its display name under "name"."""
+    out = []
+    for key in base.keys() & new.keys():
+        b, b_lo, b_hi = _spread(base[key], *cols)
+        n, n_lo, n_hi = _spread(new[key], *cols)
+        ratio = n / b
+        verdict = judge(ratio, (b_lo, b_hi), (n_lo, n_hi), threshold, worse_up)
+        out.append(Change(new[key]["name"], b, b_lo, b_hi, n, n_lo, n_hi, ratio, verdict))
+    # Worst first: the largest slowdown (time) or the largest fall in speedup.
+    return sorted(out, key=lambda c: (-c.ratio if worse_up else c.ratio, c.name))
+
+
+def _named(records: dict[tuple, dict], name) -> dict[tuple, dict]:
+    return {k: {**rec, "name": name(rec)} for k, rec in records.items()}
+
+
+def _configs(res: Results, ok_only: bool) -> dict[tuple, dict]:
+    return _named(_keyed(res.ok if ok_only else res.rows, KEY_COLUMNS), config_name)
+
+
+# A speedup pair is a config of the IndRNN and one baseline: the key without the provider.
+PAIR_KEY = ("baseline", *(c for c in KEY_COLUMNS if c != "provider"))
+
+
+def _pairs(res: Results) -> dict[tuple, dict]:
+    return _named(
+        _keyed(speedups(res), PAIR_KEY),
+        lambda rec: f"{res.indrnn} vs " + config_name({**rec, "provider": rec["baseline"]}),
+    )
+
+
+def _status_changes(base: Results, new: Results) -> list[StatusChange]:
+    b, n = _configs(base, ok_only=False), _configs(new, ok_only=False)
+    out = []
+    for key in sorted(b.keys() & n.keys()):
+        bs, ns = b[key]["status"], n[key]["status"]
+        if bs != ns:
+            reason = n[key]["reason"] if ns != "ok" else b[key]["reason"]
+            out.append(StatusChange(n[key]["name"], bs, ns, reason))
+    return sorted(out, key=lambda s: not s.is_regression)
+
+
+def _device_check(base: Results, new: Results, metric: str, allow: bool) -> list[str]:
+    if base.device == new.device:
+        return []
+    why = (
+        f"BASE ran on {base.device!r} and NEW on {new.device!r}: "
+        + ("times from different devices measure the devices, not the change" if metric == "time" else "")
+        + ("speedups shift with the device's balance of compute and bandwidth" if metric == "speedup" else "")
+    )
+    if not allow:
+        raise UsageError(why + "; pass --allow-device-mismatch to compare anyway")
+    return [why + " (compared anyway: --allow-device-mismatch)"]
+
+
+def compare_runs(
+    base_csv: str | os.PathLike,
+    new_csv: str | os.PathLike,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    metric: str = "time",
+    allow_device_mismatch: bool = False,
+) -> Comparison:
+    """Compare two results files (each with its metadata beside it, if any).
+
+    Raises UsageError for a bad threshold or metric, or runs from different devices unless
+    `allow_device_mismatch`; ResultsError for files that are not results of this suite."""
+    if metric not in METRICS:
+        raise UsageError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
+    if not 0 <= threshold < 1:
+        raise UsageError(f"threshold must be a fraction in [0, 1), got {threshold}")
+    base, new = load(base_csv), load(new_csv)
+    notes = _device_check(base, new, metric, allow_device_mismatch)
+    if metric == "time":
+        b, n = _configs(base, ok_only=True), _configs(new, ok_only=True)
+        rows = _changes(b, n, ("p50_ms", "p20_ms", "p80_ms"), threshold, worse_up=True)
+        # In one file only; a config in both but not ok in one is a status change instead.
+        b, n = _configs(base, ok_only=False), _configs(new, ok_only=False)
+    else:
+        if base.indrnn != new.indrnn:
+            notes.append(f"the IndRNN measured differs: {base.indrnn} in BASE, {new.indrnn} in NEW")
+        b, n = _pairs(base), _pairs(new)
+        rows = _changes(b, n, ("speedup", "speedup_lo", "speedup_hi"), threshold, worse_up=False)
+    return Comparison(
+        base_path=str(base_csv),
+        new_path=str(new_csv),
+        metric=metric,
+        threshold=threshold,
+        base_device=base.device,
+        new_device=new.device,
+        rows=tuple(rows),
+        status_changes=tuple(_status_changes(base, new)),
+        only_in_base=tuple(sorted(b[k]["name"] for k in b.keys() - n.keys())),
+        only_in_new=tuple(sorted(n[k]["name"] for k in n.keys() - b.keys())),
+        notes=tuple(notes),
+    )
+
+
+# ---------------------------------------------------------------------------- output
+
+UNITS = {"time": "ms", "speedup": "x"}
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def to_markdown(cmp: Comparison) -> str:
+    """The comparison as markdown: verdict, table worst first, status changes, missing configs."""
+    what = "median time NEW/BASE" if cmp.metric == "time" else "IndRNN speedup NEW/BASE"
+    lines = [
+        f"## Compare ({cmp.metric}): {what}, threshold {cmp.threshold:.0%} and outside both runs' p20-p80",
+        "",
+        f"- BASE: `{cmp.base_path}` ({cmp.base_device})",
+        f"- NEW: `{cmp.new_path}` ({cmp.new_device})",
+    ]
+    lines += [f"- Note: {note}" for note in cmp.notes]
+    counts = {v: sum(r.verdict == v for r in cmp.rows) for v in ("regression", "improvement", "noise", "unchanged")}
+    verdict = (
+        f"**FAIL: {len(cmp.regressions)} real regression(s), {len(cmp.broken)} config(s) broken.**"
+        if cmp.has_regression
+        else "**PASS: no real regression.**"
+    )
+    tally = ", ".join(f"{n} {v}" for v, n in counts.items())
+    lines += ["", f"{verdict} Of {len(cmp.rows)} compared: {tally}.", ""]
+    if cmp.rows:
+        unit = UNITS[cmp.metric]
+        spread = "p20-p80" if cmp.metric == "time" else "spread"
+        header = ["config" if cmp.metric == "time" else "pair", f"BASE {unit} ({spread})", f"NEW {unit} ({spread})"]
+        table = [
+            [
+                r.name,
+                f"{_fmt(r.base)} ({_fmt(r.base_lo)}-{_fmt(r.base_hi)})",
+                f"{_fmt(r.new)} ({_fmt(r.new_lo)}-{_fmt(r.new_hi)})",
+                f"{r.ratio:.3f}",
+                r.verdict,
+            ]
+            for r in cmp.rows
+        ]
+        lines += [tabulate(table, headers=[*header, "NEW/BASE", "verdict"], tablefmt="github"), ""]
+    if cmp.status_changes:
+        lines += ["### Status changes", ""]
+        lines += [
+            f"- {s.name}: {s.base_status} -> {s.new_status}"
+            + (f" ({s.reason})" if s.reason else "")
+            + (" **regression**" if s.is_regression else "")
+            for s in cmp.status_changes
+        ]
+        lines.append("")
+    for title, names in (("Only in BASE", cmp.only_in_base), ("Only in NEW", cmp.only_in_new)):
+        if names:
+            lines += [f"### {title} ({len(names)}, not compared)", "", *(f"- {n}" for n in names), ""]
+    return "\n".join(lines)
+
+
+def benchmark_json(cmp: Comparison) -> list[dict]:
+    """github-action-benchmark "customSmallerIsBetter" entries for the NEW run's compared figures:
+    p50 ms per config (time), or IndRNN time / baseline time, the inverse speedup (speedup)."""
+    entries = []
+    for r in sorted(cmp.rows, key=lambda r: r.name):
+        if cmp.metric == "time":
+            value, lo, hi, unit = r.new, r.new_lo, r.new_hi, "ms"
+        else:  # the inverse, so that smaller is better like every other entry of the chart
+            value, lo, hi, unit = 1 / r.new, 1 / r.new_hi, 1 / r.new_lo, "IndRNN time / baseline time"
+        entries.append(
+            {
+                "name": r.name,
+                "unit": unit,
+                "value": value,
+                "range": f"{_fmt(lo)}-{_fmt(hi)} (p20-p80)",
+                "extra": f"NEW/BASE {r.ratio:.3f}: {r.verdict}",
+            }
+        )
+    return entries
+
+
+# ---------------------------------------------------------------------------- command
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("base", metavar="BASE", help="results CSV to compare against")
+    parser.add_argument("new", metavar="NEW", help="results CSV of the change")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help="smallest relative change that counts, if also outside the noise (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--fail-on", choices=("regression", "none"), default="regression", help="exit 1 on a real regression (default)"
+    )
+    parser.add_argument(
+        "--metric",
+        choices=METRICS,
+        default="time",
+        help="time: medians (same device); speedup: IndRNN-vs-baseline ratios within each run (default: time)",
+    )
+    parser.add_argument("--allow-device-mismatch", action="store_true", help="compare runs from different devices")
+    parser.add_argument("--json-out", metavar="PATH", help="write github-action-benchmark customSmallerIsBetter JSON")
+    parser.add_argument("--markdown-out", metavar="PATH", help="also write the markdown table to PATH")
+
+
+def run(args: argparse.Namespace) -> int:
+    cmp = compare_runs(
+        args.base,
+        args.new,
+        threshold=args.threshold,
+        metric=args.metric,
+        allow_device_mismatch=args.allow_device_mismatch,
+    )
+    text = to_markdown(cmp)
+    print(text)
+    for path, content in (
+        (args.markdown_out, text + "\n"),
+        (args.json_out, json.dumps(benchmark_json(cmp), indent=2) + "\n"),
+    ):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(content)
+    return 1 if cmp.has_regression and args.fail_on == "regression" else 0

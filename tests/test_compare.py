@@ -1,0 +1,160 @@
+"""compare on synthetic results files: real regressions fail, noise and missing configs do not,
+devices are checked, speedup ratios survive a uniformly slower machine, the JSON export has the
+shape github-action-benchmark reads."""
+
+import json
+
+import pytest
+
+from suite.cli import UsageError, main
+from suite.compare import compare_runs, judge
+from tests.synthetic_results import indrnn_ms, lstm_ms, row, write
+
+TS = (64, 256, 1024)
+
+
+def rows(indrnn_scale: float = 1.0, lstm_scale: float = 1.0, spread: float = 0.05, seq_lens=TS, indrnn="indrnn_triton"):
+    """IndRNN and LSTM train rows at each T, times scaled, p20/p80 = (1 -/+ spread) x p50."""
+    out = []
+    for t in seq_lens:
+        for provider, ms in ((indrnn, indrnn_scale * indrnn_ms(t)), ("lstm", lstm_scale * lstm_ms(t))):
+            out.append(row(provider, ms, seq_len=t, p20_ms=(1 - spread) * ms, p80_ms=(1 + spread) * ms))
+    return out
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main(["compare", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_identical_runs_pass(tmp_path, capsys):
+    base = write(tmp_path / "base.csv", rows())
+    new = write(tmp_path / "new.csv", rows())
+    code, out, _ = cli(capsys, base, new)
+    assert code == 0
+    assert "PASS: no real regression" in out
+    cmp = compare_runs(base, new)
+    assert len(cmp.rows) == 2 * len(TS)
+    assert {r.verdict for r in cmp.rows} == {"unchanged"}
+    assert all(r.ratio == pytest.approx(1.0) for r in cmp.rows)
+
+
+def test_slowdown_beyond_noise_fails_and_is_listed_first(tmp_path, capsys):
+    base = write(tmp_path / "base.csv", rows())
+    new = write(tmp_path / "new.csv", rows(indrnn_scale=1.5))
+    code, out, _ = cli(capsys, base, new)
+    assert code == 1
+    cmp = compare_runs(base, new)
+    assert [r.verdict for r in cmp.rows[: len(TS)]] == ["regression"] * len(TS)
+    assert all(r.name.startswith("indrnn_triton") and r.ratio == pytest.approx(1.5) for r in cmp.regressions)
+    assert {r.verdict for r in cmp.rows[len(TS) :]} == {"unchanged"}
+    table = [line for line in out.splitlines() if line.startswith("| ")]
+    assert "regression" in table[2] and "indrnn_triton" in table[2]  # header, rule, then the worst
+    assert cli(capsys, base, new, "--fail-on", "none")[0] == 0
+
+
+def test_same_change_inside_wide_noise_passes(tmp_path, capsys):
+    base = write(tmp_path / "base.csv", rows(spread=0.6))
+    new = write(tmp_path / "new.csv", rows(indrnn_scale=1.5, spread=0.6))
+    code, _, _ = cli(capsys, base, new)
+    assert code == 0
+    assert {r.verdict for r in compare_runs(base, new).rows if r.name.startswith("indrnn")} == {"noise"}
+
+
+def test_improvement_and_threshold():
+    base, new = (0.95, 1.05), (0.60, 0.70)
+    assert judge(0.65, base, new, 0.05, worse_up=True) == "improvement"
+    assert judge(0.65, base, new, 0.05, worse_up=False) == "regression"  # a speedup that fell
+    # Outside each other's spread but within the threshold: not a change worth a verdict.
+    assert judge(1.04, (1.0, 1.0), (1.04, 1.04), 0.05, worse_up=True) == "unchanged"
+    assert judge(1.06, (1.0, 1.0), (1.06, 1.06), 0.05, worse_up=True) == "regression"
+
+
+def test_missing_configs_are_listed_not_fatal(tmp_path, capsys):
+    base = write(tmp_path / "base.csv", rows(seq_lens=(64, 256)))
+    new = write(tmp_path / "new.csv", rows(seq_lens=(256, 1024)))
+    code, out, _ = cli(capsys, base, new)
+    assert code == 0
+    cmp = compare_runs(base, new)
+    assert len(cmp.rows) == 2
+    assert len(cmp.only_in_base) == 2 and all("T=64 " in n for n in cmp.only_in_base)
+    assert len(cmp.only_in_new) == 2 and all("T=1024 " in n for n in cmp.only_in_new)
+    assert "Only in BASE (2" in out and "Only in NEW (2" in out
+
+
+def test_config_that_broke_is_a_regression(tmp_path, capsys):
+    base = write(tmp_path / "base.csv", rows())
+    broken = [r for r in rows() if not (r.provider == "lstm" and r.seq_len == 64)]
+    broken.append(row("lstm", None, seq_len=64, status="failed", reason="correctness gate: max abs err 0.3"))
+    new = write(tmp_path / "new.csv", broken)
+    code, out, _ = cli(capsys, base, new)
+    assert code == 1
+    (change,) = compare_runs(base, new).broken
+    assert (change.base_status, change.new_status) == ("ok", "failed")
+    assert "correctness gate" in out
+    assert not compare_runs(new, base).has_regression  # failed -> ok is a fix
+
+
+def test_different_devices_refused_unless_allowed(tmp_path, capsys):
+    base = write(tmp_path / "base.csv", rows(), device="GPU A")
+    new = write(tmp_path / "new.csv", rows(), device="GPU B")
+    code, _, err = cli(capsys, base, new)
+    assert code == 2
+    assert "GPU A" in err and "GPU B" in err and "--allow-device-mismatch" in err
+    with pytest.raises(UsageError):
+        compare_runs(base, new, metric="speedup")
+    code, out, _ = cli(capsys, base, new, "--allow-device-mismatch")
+    assert code == 0
+    assert "compared anyway" in out
+
+
+def test_speedup_survives_a_slower_machine_and_catches_a_slower_indrnn(tmp_path, capsys):
+    base = write(tmp_path / "base.csv", rows())
+    slower_machine = write(tmp_path / "machine.csv", rows(indrnn_scale=2.0, lstm_scale=2.0))
+    slower_indrnn = write(tmp_path / "indrnn.csv", rows(indrnn_scale=2.0))
+    assert cli(capsys, base, slower_machine)[0] == 1  # time: every config slower
+    assert cli(capsys, base, slower_machine, "--metric", "speedup")[0] == 0
+    code, out, _ = cli(capsys, base, slower_indrnn, "--metric", "speedup", "--threshold", "0.35")
+    assert code == 1
+    cmp = compare_runs(base, slower_indrnn, metric="speedup")
+    assert len(cmp.rows) == len(TS)
+    for r in cmp.rows:
+        assert r.name.startswith("indrnn_triton vs lstm train")
+        assert r.ratio == pytest.approx(0.5)
+        assert r.verdict == "regression"
+        assert r.base_lo < r.base < r.base_hi  # the ratio's spread from p20/p80
+
+
+def test_speedup_uses_the_torch_indrnn_when_triton_did_not_run(tmp_path):
+    base = write(tmp_path / "base.csv", rows(indrnn="indrnn_torch"))
+    new = write(tmp_path / "new.csv", rows(indrnn="indrnn_torch", indrnn_scale=0.5))
+    cmp = compare_runs(base, new, metric="speedup")
+    assert {r.verdict for r in cmp.rows} == {"improvement"}
+    assert all(r.name.startswith("indrnn_torch vs lstm") for r in cmp.rows)
+
+
+@pytest.mark.parametrize("metric", ["time", "speedup"])
+def test_benchmark_json_shape(tmp_path, capsys, metric):
+    base = write(tmp_path / "base.csv", rows())
+    new = write(tmp_path / "new.csv", rows(indrnn_scale=1.5))
+    out = tmp_path / "out" / "bench.json"
+    md = tmp_path / "out" / "compare.md"
+    code, printed, _ = cli(capsys, base, new, "--metric", metric, "--json-out", out, "--markdown-out", md)
+    assert code == 1
+    entries = json.loads(out.read_text())
+    assert isinstance(entries, list) and len(entries) == (2 * len(TS) if metric == "time" else len(TS))
+    for e in entries:
+        assert set(e) <= {"name", "unit", "value", "range", "extra"}
+        assert isinstance(e["name"], str) and isinstance(e["unit"], str)
+        assert isinstance(e["value"], float) and e["value"] > 0
+    assert len({e["name"] for e in entries}) == len(entries)
+    if metric == "speedup":  # smaller is better: IndRNN time over baseline time, below 1 when it wins
+        assert all(e["value"] < 1 for e in entries if "T=1024" in e["name"])
+    assert md.read_text().strip() == printed.strip()
+
+
+def test_bad_input_is_a_usage_error(tmp_path, capsys):
+    base = write(tmp_path / "base.csv", rows())
+    assert cli(capsys, base, base, "--threshold", "1.5")[0] == 2
+    assert cli(capsys, base, tmp_path / "absent.csv")[0] == 2
