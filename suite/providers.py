@@ -11,6 +11,7 @@ installed, a compile too long to wait for): such configs become skipped rows, ne
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -145,6 +146,11 @@ def _compile_unavailable(cfg: SweepConfig, device: torch.device) -> str | None:
 
 
 def _build_compiled(cfg: SweepConfig, device: torch.device) -> Built:
+    import torch._inductor.config
+
+    # compile_s must be what a fresh machine pays, not a hit in inductor's on-disk cache.
+    torch._inductor.config.force_disable_caches = True
+    warnings.filterwarnings("ignore", message="dynamo_pgo force disabled")  # the consequence we asked for
     model = _indrnn(cfg, device, "plain", "torch")
     compiled = torch.compile(model)
     return Built(
