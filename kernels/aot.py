@@ -23,6 +23,7 @@ from pathlib import Path
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
+from triton.runtime.autotuner import Autotuner
 
 from kernels.recurrence import interpreter_enabled, recurrence_bwd_kernel, recurrence_fwd_kernel
 
@@ -69,7 +70,8 @@ def _jit_fn(kernel):
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         kernel = getattr(module, name)
-    return getattr(kernel, "fn", kernel)
+    # Only the autotuner is unwrapped: a bare JITFunction's `.fn` is the plain Python function.
+    return kernel.fn if isinstance(kernel, Autotuner) else kernel
 
 
 def compile_kernel(kernel, dtype: str, cc: int, constexprs: dict, num_warps: int):
