@@ -36,6 +36,7 @@ from suite.schema import KEY_COLUMNS
 from suite.store import INT_COLUMNS
 
 METRICS = ("time", "speedup")
+FAIL_ON = ("regression", "overall", "none")
 DEFAULT_THRESHOLD = 0.05
 # Statuses that mean the config no longer works; "skipped" is a choice of the harness, not a break.
 BROKEN = ("failed", "oom")
@@ -87,6 +88,7 @@ class Comparison:
     only_in_base: tuple[str, ...]
     only_in_new: tuple[str, ...]
     notes: tuple[str, ...]
+    overall: Change | None  # geometric mean over `rows`, judged like one row; None when none compared
 
     @property
     def regressions(self) -> tuple[Change, ...]:
@@ -99,6 +101,16 @@ class Comparison:
     @property
     def has_regression(self) -> bool:
         return bool(self.regressions or self.broken)
+
+    def fails(self, fail_on: str) -> bool:
+        """Whether the gate `fail_on` (one of FAIL_ON) rejects NEW. "overall" ignores single
+        configs that moved (on a shared machine one config can shift 2x for seconds) and fails
+        only when the geometric mean of all of them moved for real, or a config broke."""
+        if fail_on == "none":
+            return False
+        if fail_on == "overall":
+            return bool(self.broken) or (self.overall is not None and self.overall.verdict == "regression")
+        return self.has_regression
 
 
 def judge(ratio: float, base: tuple[float, float], new: tuple[float, float], threshold: float, worse_up: bool) -> str:
@@ -151,6 +163,23 @@ def _changes(
         out.append(Change(new[key]["name"], b, b_lo, b_hi, n, n_lo, n_hi, ratio, verdict))
     # Worst first: the largest slowdown (time) or the largest fall in speedup.
     return sorted(out, key=lambda c: (-c.ratio if worse_up else c.ratio, c.name))
+
+
+def _overall(rows: list[Change], threshold: float, worse_up: bool) -> Change | None:
+    """The geometric mean of every figure over the rows, judged like a single row: a change
+    that moves every config alike (a slower kernel) shows here even when each row is noisy."""
+    if not rows:
+        return None
+    numeric = ("base", "base_lo", "base_hi", "new", "new_lo", "new_hi", "ratio")
+    figures = {f: math.exp(sum(math.log(getattr(r, f)) for r in rows) / len(rows)) for f in numeric}
+    verdict = judge(
+        figures["ratio"],
+        (figures["base_lo"], figures["base_hi"]),
+        (figures["new_lo"], figures["new_hi"]),
+        threshold,
+        worse_up,
+    )
+    return Change(name=f"geometric mean of {len(rows)}", verdict=verdict, **figures)
 
 
 def _named(records: dict[tuple, dict], name) -> dict[tuple, dict]:
@@ -214,16 +243,21 @@ def compare_runs(
         raise UsageError(f"threshold must be a fraction in [0, 1), got {threshold}")
     base, new = load(base_csv), load(new_csv)
     notes = _device_check(base, new, metric, allow_device_mismatch)
+    threads = base.meta.get("threads"), new.meta.get("threads")
+    if threads[0] != threads[1]:
+        notes.append(f"BASE ran with {threads[0]} threads, NEW with {threads[1]}: CPU times depend on it")
     if metric == "time":
         b, n = _configs(base, ok_only=True), _configs(new, ok_only=True)
-        rows = _changes(b, n, ("p50_ms", "p20_ms", "p80_ms"), threshold, worse_up=True)
+        worse_up = True
+        rows = _changes(b, n, ("p50_ms", "p20_ms", "p80_ms"), threshold, worse_up)
         # In one file only; a config in both but not ok in one is a status change instead.
         b, n = _configs(base, ok_only=False), _configs(new, ok_only=False)
     else:
         if base.indrnn != new.indrnn:
             notes.append(f"the IndRNN measured differs: {base.indrnn} in BASE, {new.indrnn} in NEW")
         b, n = _pairs(base), _pairs(new)
-        rows = _changes(b, n, ("speedup", "speedup_lo", "speedup_hi"), threshold, worse_up=False)
+        worse_up = False
+        rows = _changes(b, n, ("speedup", "speedup_lo", "speedup_hi"), threshold, worse_up)
     return Comparison(
         base_path=str(base_csv),
         new_path=str(new_csv),
@@ -236,6 +270,7 @@ def compare_runs(
         only_in_base=tuple(sorted(b[k]["name"] for k in b.keys() - n.keys())),
         only_in_new=tuple(sorted(n[k]["name"] for k in n.keys() - b.keys())),
         notes=tuple(notes),
+        overall=_overall(rows, threshold, worse_up),
     )
 
 
@@ -248,8 +283,9 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
-def to_markdown(cmp: Comparison) -> str:
-    """The comparison as markdown: verdict, table worst first, status changes, missing configs."""
+def to_markdown(cmp: Comparison, fail_on: str = "regression") -> str:
+    """The comparison as markdown: verdict under the gate `fail_on`, table worst first with the
+    geometric mean last, status changes, configs in one file only."""
     what = "median time NEW/BASE" if cmp.metric == "time" else "IndRNN speedup NEW/BASE"
     lines = [
         f"## Compare ({cmp.metric}): {what}, threshold {cmp.threshold:.0%} and outside both runs' p20-p80",
@@ -259,13 +295,14 @@ def to_markdown(cmp: Comparison) -> str:
     ]
     lines += [f"- Note: {note}" for note in cmp.notes]
     counts = {v: sum(r.verdict == v for r in cmp.rows) for v in ("regression", "improvement", "noise", "unchanged")}
-    verdict = (
-        f"**FAIL: {len(cmp.regressions)} real regression(s), {len(cmp.broken)} config(s) broken.**"
-        if cmp.has_regression
-        else "**PASS: no real regression.**"
-    )
     tally = ", ".join(f"{n} {v}" for v, n in counts.items())
-    lines += ["", f"{verdict} Of {len(cmp.rows)} compared: {tally}.", ""]
+    overall = f"; geometric mean NEW/BASE {cmp.overall.ratio:.3f}: {cmp.overall.verdict}" if cmp.overall else ""
+    lines += [
+        "",
+        f"**{'FAIL' if cmp.fails(fail_on) else 'PASS'}** (--fail-on {fail_on}): {len(cmp.broken)} config(s) broken; "
+        f"of {len(cmp.rows)} compared: {tally}{overall}.",
+        "",
+    ]
     if cmp.rows:
         unit = UNITS[cmp.metric]
         spread = "p20-p80" if cmp.metric == "time" else "spread"
@@ -278,7 +315,7 @@ def to_markdown(cmp: Comparison) -> str:
                 f"{r.ratio:.3f}",
                 r.verdict,
             ]
-            for r in cmp.rows
+            for r in (*cmp.rows, cmp.overall)
         ]
         lines += [tabulate(table, headers=[*header, "NEW/BASE", "verdict"], tablefmt="github"), ""]
     if cmp.status_changes:
@@ -330,7 +367,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="smallest relative change that counts, if also outside the noise (default: %(default)s)",
     )
     parser.add_argument(
-        "--fail-on", choices=("regression", "none"), default="regression", help="exit 1 on a real regression (default)"
+        "--fail-on",
+        choices=FAIL_ON,
+        default="regression",
+        help="exit 1 on: any config slower for real (regression, default); the geometric mean of all "
+        "slower for real (overall: for noisy machines); never (none). A config that broke fails either gate",
     )
     parser.add_argument(
         "--metric",
@@ -351,7 +392,7 @@ def run(args: argparse.Namespace) -> int:
         metric=args.metric,
         allow_device_mismatch=args.allow_device_mismatch,
     )
-    text = to_markdown(cmp)
+    text = to_markdown(cmp, args.fail_on)
     print(text)
     for path, content in (
         (args.markdown_out, text + "\n"),
@@ -360,4 +401,4 @@ def run(args: argparse.Namespace) -> int:
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(content)
-    return 1 if cmp.has_regression and args.fail_on == "regression" else 0
+    return 1 if cmp.fails(args.fail_on) else 0

@@ -33,7 +33,7 @@ def test_identical_runs_pass(tmp_path, capsys):
     new = write(tmp_path / "new.csv", rows())
     code, out, _ = cli(capsys, base, new)
     assert code == 0
-    assert "PASS: no real regression" in out
+    assert "**PASS**" in out
     cmp = compare_runs(base, new)
     assert len(cmp.rows) == 2 * len(TS)
     assert {r.verdict for r in cmp.rows} == {"unchanged"}
@@ -158,3 +158,23 @@ def test_bad_input_is_a_usage_error(tmp_path, capsys):
     base = write(tmp_path / "base.csv", rows())
     assert cli(capsys, base, base, "--threshold", "1.5")[0] == 2
     assert cli(capsys, base, tmp_path / "absent.csv")[0] == 2
+
+
+def test_overall_gate_tolerates_one_shifted_config_but_not_a_slower_kernel(tmp_path, capsys):
+    """On a shared machine one config can shift 2x for a few seconds; a slower kernel shifts all."""
+    base = write(tmp_path / "base.csv", rows(seq_lens=(64, 128, 256, 512, 1024)))
+    fluke = rows(seq_lens=(64, 128, 256, 512, 1024))
+    fluke[0] = row("indrnn_triton", 2 * indrnn_ms(64), seq_len=64)  # 2x, tight spread: "real" on its own
+    fluke = write(tmp_path / "fluke.csv", fluke, threads=8)
+    slower = write(tmp_path / "slower.csv", rows(indrnn_scale=2.0, seq_lens=(64, 128, 256, 512, 1024)))
+    gate = ("--metric", "speedup", "--threshold", "0.35")
+    assert cli(capsys, base, fluke, *gate)[0] == 1
+    code, out, _ = cli(capsys, base, fluke, *gate, "--fail-on", "overall")
+    assert code == 0
+    assert "16 threads, NEW with 8" in out  # a different thread count is worth saying
+    cmp = compare_runs(base, fluke, metric="speedup", threshold=0.35)
+    assert cmp.overall.ratio == pytest.approx(0.5 ** (1 / 5))
+    assert cmp.overall.verdict != "regression" and len(cmp.regressions) == 1
+    code, out, _ = cli(capsys, base, slower, *gate, "--fail-on", "overall")
+    assert code == 1
+    assert "geometric mean NEW/BASE 0.500: regression" in out
