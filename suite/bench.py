@@ -369,15 +369,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         axes.add_argument(f"--{axis.replace('_', '-')}", nargs="+", metavar="V", help=f"{axis} values")
 
 
-def _number(flag: str, text: str | None, kind: type = int) -> float | None:
+def _number(flag: str, text: str | None, minimum: float) -> float | None:
     if text is None:
         return None
     try:
-        value = kind(text)
+        value = float(text)
     except ValueError:
         raise UsageError(f"{flag} needs a number, got {text!r}") from None
-    if value < (1 if flag == "--repeats" else 0):
-        raise UsageError(f"{flag} must be {'positive' if flag == '--repeats' else 'non-negative'}, got {text}")
+    if value < minimum:
+        raise UsageError(f"{flag} must be at least {minimum:g}, got {text}")
     return value
 
 
@@ -444,31 +444,28 @@ def print_grid(configs: list[SweepConfig]) -> None:
     print(f"{len(configs)} configs")
 
 
+# results column -> summary table header
+SUMMARY_COLUMNS = {
+    "provider": "provider",
+    "mode": "mode",
+    "phase": "phase",
+    "seq_len": "T",
+    "depth": "L",
+    "batch": "B",
+    "hidden": "H",
+    "dtype": "dtype",
+    "status": "status",
+    "p50_ms": "p50 ms",
+    "tokens_per_s": "tokens/s",
+    "reason": "reason",
+}
+
+
 def print_summary(out: Path) -> None:
-    df = read_results(out)
-    cols = [
-        "provider",
-        "mode",
-        "phase",
-        "seq_len",
-        "depth",
-        "batch",
-        "hidden",
-        "dtype",
-        "status",
-        "p50_ms",
-        "tokens_per_s",
-        "reason",
-    ]
-    table = df[cols].copy()
-    table["reason"] = table["reason"].str.slice(0, 60)
-    print(
-        tabulate(
-            table.values.tolist(),
-            ["provider", "mode", "phase", "T", "L", "B", "H", "dtype", "status", "p50 ms", "tokens/s", "reason"],
-            floatfmt=".4g",
-        )
-    )
+    table = read_results(out)[list(SUMMARY_COLUMNS)]
+    table = table.assign(reason=table["reason"].str.slice(0, 60)).astype(object)
+    rows = table.where(table.notna(), None).values.tolist()  # None prints as "-"
+    print(tabulate(rows, list(SUMMARY_COLUMNS.values()), floatfmt=".4g", missingval="-"))
 
 
 def _write_report_and_plots(out: Path) -> None:
@@ -507,8 +504,8 @@ def _run(args: argparse.Namespace) -> int:
     configs = load_preset(preset, overrides_from(args))
     if not configs:
         raise UsageError("the grid is empty: no provider in it supports the requested modes")
-    warmup = _number("--warmup", args.warmup, float)
-    repeats = _number("--repeats", args.repeats, float)
+    warmup = _number("--warmup", args.warmup, 0)
+    repeats = _number("--repeats", args.repeats, 1)
     if args.dry_run:
         print_grid(configs)
         return 0

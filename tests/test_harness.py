@@ -167,12 +167,14 @@ def test_gate_rejects_wrong_output_and_wrong_gradient(tmp_path, monkeypatch):
         return out * 0.5 + (out * 0.5).detach()
 
     _register(monkeypatch, "wrong_grad", _indrnn_build(halved_grad))
-    df = _rows(tmp_path, [cfg("wrong_output"), cfg("wrong_grad"), cfg("wrong_output", "infer")])
-    assert list(df["status"]) == ["failed"] * 3
+    configs = [cfg("wrong_output"), cfg("wrong_grad"), cfg("wrong_output", "infer")]
+    df = _rows(tmp_path, configs + [cfg("wrong_grad", dtype="bfloat16")])
+    assert list(df["status"]) == ["failed"] * 4
     assert df["p50_ms"].isna().all()  # never timed
     assert df["reason"][0].startswith("gate: output differs")
     assert df["reason"][1].startswith("gate: grad ")
     assert "differs from the torch reference" in df["reason"][2]
+    assert "from the fp32 reference" in df["reason"][3]  # half precision: judged against fp32
 
 
 def test_gate_rejects_non_finite_baseline(tmp_path, monkeypatch):
@@ -328,3 +330,51 @@ def test_time_cpu_quantiles_and_budget():
 
 def test_copy_bandwidth_is_positive():
     assert copy_bandwidth_gbps("cpu", nbytes=4 * 2**20) > 0
+
+
+# ---------------------------------------------------------------------------- the real kernel
+
+
+@pytest.mark.parametrize(
+    "architecture, mode, dtype, depth",
+    [
+        ("plain", "train", "float32", 3),
+        ("residual", "train", "float32", 3),
+        ("dense", "train", "float32", 3),
+        ("residual", "infer", "float32", 3),
+        ("plain", "train", "bfloat16", 1),
+        ("plain", "infer", "bfloat16", 2),
+    ],
+)
+def test_gate_passes_the_triton_backend(architecture, mode, dtype, depth, device):
+    """The gate's tolerances accept the real kernels (the interpreter without CUDA) against
+    the torch loop, so a failed row means a real difference. bf16 gradients are checked on one
+    layer only: at these tiny shapes a ReLU flipped by rounding in a deeper bf16 net can
+    dominate a gradient (a few percent of runs), which this test must not turn into flakes."""
+    from suite.gate import check_model
+    from suite.providers import _indrnn_builder
+
+    c = cfg(mode=mode, dtype=dtype, seq_len=7, batch=3, hidden=12, input_size=5, depth=depth)
+    built = _indrnn_builder(architecture, "triton")(c, torch.device(device))
+    built.model.train(mode == "train")
+    x = bench._random_input(c, torch.device(device), built.batch_first)
+    check_model(built.forward, built.reference, built.model, x, dtype, mode == "train")
+
+
+@pytest.mark.gpu
+def test_ci_preset_on_gpu_times_every_provider(tmp_path):
+    out = tmp_path / "ci.csv"
+    bench.run_sweep(load_preset("ci"), out, preset="ci", progress=False)
+    df = read_results(out)
+    assert (df["status"] == "ok").all(), df[df["status"] != "ok"]["reason"].tolist()
+    assert (df["timing"] == "do_bench").all() and (df["peak_mem_mb"] > 0).all()
+    assert read_meta(out)["driver"]
+
+
+@pytest.mark.gpu
+def test_cuda_graph_timing_is_labelled(tmp_path):
+    out = tmp_path / "graph.csv"
+    bench.run_sweep([cfg("lstm", "infer"), cfg("indrnn_triton")], out, preset="t", timing="cuda_graph", progress=False)
+    df = read_results(out)
+    assert (df["timing"] == "cuda_graph").all() and read_meta(out)["timing"] == "cuda_graph"
+    assert set(df["status"]) <= {"ok", "failed"}  # a step that cannot be captured is a failed row
