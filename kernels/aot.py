@@ -89,7 +89,10 @@ def compile_kernel(kernel, dtype: str, cc: int, constexprs: dict, num_warps: int
             if name in DIVISIBLE_INTS:
                 attrs[(i,)] = [["tt.divisibility", 16]]
     source = ASTSource(fn, signature, constexprs, attrs)
-    return triton.compile(source, target=GPUTarget("cuda", cc, 32), options={"num_warps": num_warps})
+    # FP fusion pinned on (the JIT's default through triton 3.9) so fma/add counts do not move
+    # with a triton release that changes the default.
+    options = {"num_warps": num_warps, "enable_fp_fusion": True}
+    return triton.compile(source, target=GPUTarget("cuda", cc, 32), options=options)
 
 
 def _cuobjdump() -> str:
