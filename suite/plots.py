@@ -203,10 +203,19 @@ def _figures(res: Results):
         yield "fig2", lambda: _fig2_figure(res, fig2), ""
 
 
+def default_out_dir(csv_path: str | os.PathLike) -> Path:
+    """plots/<stem>/ for a run kept in the repository's results/; elsewhere (a scratch or CI run)
+    <stem>-plots/ beside the CSV, so figures never land in the repository by surprise."""
+    csv_path = Path(csv_path).resolve()
+    if csv_path.parent == PLOTS_ROOT.parent / "results":
+        return PLOTS_ROOT / csv_path.stem
+    return csv_path.with_name(csv_path.stem + "-plots")
+
+
 def plot_all(csv_path: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> PlotSet:
     """Draw every figure the file has data for; ResultsError if the file cannot be read."""
     res = analysis.load(csv_path)
-    out_dir = Path(out_dir) if out_dir else PLOTS_ROOT / res.path.stem
+    out_dir = Path(out_dir) if out_dir else default_out_dir(res.path)
     result = PlotSet()
     for name, make, why in _figures(res):
         if make is None:
@@ -223,13 +232,17 @@ def plot_all(csv_path: str | os.PathLike, out_dir: str | os.PathLike | None = No
 
 
 def draw_plots(csv_path: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The PNGs written (default into plots/<results stem>/); figures without data are logged and skipped."""
+    """The PNGs written (default: `default_out_dir`); figures without data are logged and skipped."""
     return plot_all(csv_path, out_dir).written
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", help="results CSV written by `run` (its .meta.json beside it)")
-    parser.add_argument("--out-dir", metavar="DIR", help="where to write the PNGs (default: plots/<results stem>/)")
+    parser.add_argument(
+        "--out-dir",
+        metavar="DIR",
+        help="where to write the PNGs (default: plots/<stem>/ for a run in results/, else <stem>-plots/ beside it)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

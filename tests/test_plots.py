@@ -86,9 +86,12 @@ def test_single_config_draws_nothing(tmp_path):
 def test_default_out_dir_and_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(plots, "PLOTS_ROOT", tmp_path / "plots")
     monkeypatch.setattr(cli, "COMMANDS", {k: v for k, v in cli.COMMANDS.items() if k in ("report", "plot")})
-    path = syn.write(tmp_path / "sweep.csv", syn.sweep_rows())
-    written = plots.draw_plots(path)
+    (tmp_path / "results").mkdir()
+    path = syn.write(tmp_path / "results" / "sweep.csv", syn.sweep_rows())
+    written = plots.draw_plots(path)  # a run in results/: plots/<stem>/
     assert _names(written) == FULL_SET and all(p.parent == tmp_path / "plots" / "sweep" for p in written)
+    elsewhere = syn.write(tmp_path / "scratch.csv", syn.sweep_rows())
+    assert all(p.parent == tmp_path / "scratch-plots" for p in plots.draw_plots(elsewhere))
     out = tmp_path / "cli"
     assert cli.main(["plot", str(path), "--out-dir", str(out)]) == 0
     assert {p.stem for p in out.iterdir()} == FULL_SET
