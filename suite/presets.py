@@ -3,7 +3,8 @@
 A preset file holds `defaults` (axis -> list of values) and a list of `grids`; each grid
 overrides some axes and is expanded as the cartesian product of its axes. Several grids let
 one preset pair axes that are not a product, e.g. 1- and 2-layer IndRNN against 1-layer LSTM
-(the paper's comparison). Command-line overrides replace an axis in every grid.
+(the paper's comparison). Command-line overrides replace an axis in every grid. The configs
+run grouped by comparison, smallest first (see `_comparison_order`).
 
 Axes: provider, mode, seq_len, depth, batch, hidden, dtype, input_size (default: hidden).
 """
@@ -110,7 +111,14 @@ def expand(grids: list[dict], overrides: dict[str, list] | None = None) -> list[
             if point["mode"] == "recurrence":
                 point.update(depth=1, input_size=point["hidden"])
             configs[SweepConfig(**point)] = None
-    return list(configs)
+    return sorted(configs, key=_comparison_order)  # stable: preset order within a comparison
+
+
+def _comparison_order(c: SweepConfig) -> tuple:
+    """Run the configs of one comparison (every provider and depth at the same mode, dtype,
+    hidden, T and batch) together, smallest first: an interrupted sweep then leaves complete
+    comparisons, and the cheap ones are done before the expensive ones."""
+    return (MODES.index(c.mode), DTYPES.index(c.dtype), c.hidden, c.seq_len, c.batch)
 
 
 def load_preset(name: str, overrides: dict[str, list] | None = None) -> list[SweepConfig]:
