@@ -280,6 +280,15 @@ def test_paper_preset_pairs_two_layer_indrnn_with_one_layer_lstm():
     assert {c.batch for c in configs if c.provider == "lstm" and c.seq_len == 1024} >= {8, 32, 512}
 
 
+def test_quick_preset_pairs_indrnn_with_every_baseline():
+    configs = load_preset("quick")
+    indrnn = {(c.mode, c.seq_len, c.depth, c.batch, c.hidden) for c in configs if c.provider == "indrnn_torch"}
+    for c in configs:
+        if c.provider in ("lstm", "gru", "transformer"):
+            assert (c.mode, c.seq_len, c.depth, c.batch, c.hidden) in indrnn, c
+    assert {c.provider for c in configs} >= {"indrnn_torch", "lstm", "gru", "transformer"}
+
+
 def test_full_preset_reaches_the_required_extremes():
     configs = load_preset("full")
     assert max(c.seq_len for c in configs) == 16384 and max(c.depth for c in configs) == 21
