@@ -24,7 +24,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.reference import ACTIVATIONS, recurrence_reference
+from kernels.loop import recurrence_loop
+from kernels.reference import ACTIVATIONS
 
 BACKENDS = ("auto", "triton", "torch")
 ACT_CODES = {"relu": 0, "tanh": 1}
@@ -316,7 +317,8 @@ def indrnn_recurrence(
         h0: (B, H) initial state, or None for zeros.
         bias: (H,) bias, or None.
         activation: "relu" or "tanh".
-        backend: "triton", "torch" (the reference loop) or "auto" (triton where it can run).
+        backend: "triton", "torch" (eager PyTorch loops, kernels/loop.py) or "auto" (triton
+            where it can run, else torch).
 
     Returns:
         h: (T, B, H) every state, in x's dtype.
@@ -324,12 +326,12 @@ def indrnn_recurrence(
         and bias from both outputs.
     """
     _check_inputs(x, u, h0, bias, activation, backend)
-    if resolve_backend(x, backend) == "torch":
-        return recurrence_reference(x, u, h0, bias, activation)
     T, B, H = x.shape
     if T == 0:
         h_last = x.new_zeros((B, H)) if h0 is None else h0.to(x.dtype)
         return x.new_empty((0, B, H)), h_last
+    if resolve_backend(x, backend) == "torch":
+        return recurrence_loop(x, u, h0, bias, activation)
     if x.stride(2) != 1 or x.stride(1) != H:  # the kernel needs each (B, H) plane dense
         x = x.contiguous()
     h = _RecurrenceFunction.apply(x, u, h0, bias, ACT_CODES[activation])

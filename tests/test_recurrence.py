@@ -30,15 +30,18 @@ def make_inputs(T, B, H, dtype, device, with_h0=True, with_bias=True, u_max=1.0)
     return x, u, h0, bias
 
 
-def run_both(x, u, h0, bias, activation):
-    """Forward + backward with the Triton backend and with the float64 reference; the loss
+def run_against_reference(x, u, h0, bias, activation, backend):
+    """Forward + backward with `backend` and with the float64 autograd reference; the loss
     weights every state and h_last separately, so the gradient into h_last is checked too."""
     w_h = torch.randn(x.shape, dtype=torch.float64, device=x.device)
     w_last = torch.randn(x.shape[1:], dtype=torch.float64, device=x.device)
     results = []
-    for backend, cast in (("triton", lambda t: t.detach().clone()), ("torch", lambda t: t.detach().double())):
+    for cast, fn in (
+        (lambda t: t.detach().clone(), lambda *a: indrnn_recurrence(*a, activation=activation, backend=backend)),
+        (lambda t: t.detach().double(), lambda *a: recurrence_reference(*a, activation=activation)),
+    ):
         leaves = [None if t is None else cast(t).requires_grad_() for t in (x, u, h0, bias)]
-        h, h_last = indrnn_recurrence(*leaves, activation=activation, backend=backend)
+        h, h_last = fn(*leaves)
         ((h.double() * w_h).sum() + (h_last.double() * w_last).sum()).backward()
         results.append((h, h_last, [None if t is None else t.grad for t in leaves]))
     return results
@@ -56,9 +59,10 @@ CASES = [
 
 @pytest.mark.parametrize("T,B,H,activation,with_h0,with_bias", CASES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_forward_and_gradients_match_float64_reference(T, B, H, activation, with_h0, with_bias, dtype, device):
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+def test_forward_and_gradients_match_float64_reference(T, B, H, activation, with_h0, with_bias, dtype, backend, device):
     x, u, h0, bias = make_inputs(T, B, H, dtype, device, with_h0, with_bias)
-    (h, h_last, grads), (h_ref, h_last_ref, grads_ref) = run_both(x, u, h0, bias, activation)
+    (h, h_last, grads), (h_ref, h_last_ref, grads_ref) = run_against_reference(x, u, h0, bias, activation, backend)
     assert h.dtype == dtype and h.shape == (T, B, H) and h_last.shape == (B, H)
     tol = TOLERANCE[dtype]
     assert rel_error(h, h_ref) < tol
@@ -71,39 +75,42 @@ def test_forward_and_gradients_match_float64_reference(T, B, H, activation, with
         assert rel_error(g, g_ref) < tol * (4 if name in ("u", "bias") else 1), name
 
 
-def test_noncontiguous_input(device):
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+def test_noncontiguous_input(backend, device):
     base = torch.randn(40, 2, 6, 9, device=device)
     x = base[::2, :, 1, :]  # strided in time and across the plane
     u = torch.rand(9, device=device)
-    h, h_last = indrnn_recurrence(x, u, backend="triton")
+    h, h_last = indrnn_recurrence(x, u, backend=backend)
     h_ref, _ = recurrence_reference(x.contiguous(), u)
     assert rel_error(h, h_ref.double()) < 1e-6
     batch_first = torch.randn(3, 20, 9, device=device)  # (B, T, H) viewed as (T, B, H)
-    h, _ = indrnn_recurrence(batch_first.transpose(0, 1), u, backend="triton")
+    h, _ = indrnn_recurrence(batch_first.transpose(0, 1), u, backend=backend)
     h_ref, _ = recurrence_reference(batch_first.transpose(0, 1).contiguous(), u)
     assert rel_error(h, h_ref.double()) < 1e-6
 
 
-def test_only_h_last_used(device):
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+def test_only_h_last_used(backend, device):
     """Gradient that enters through h_last alone reaches every input."""
     x, u, h0, bias = make_inputs(9, 2, 5, torch.float32, device)
     grads = []
-    for backend in ("triton", "torch"):
+    for fn in (lambda *a: indrnn_recurrence(*a, backend=backend), recurrence_reference):
         leaves = [t.clone().requires_grad_() for t in (x, u, h0, bias)]
-        _, h_last = indrnn_recurrence(*leaves, backend=backend)
+        _, h_last = fn(*leaves)
         h_last.sum().backward()
         grads.append([t.grad for t in leaves])
     for g, g_ref in zip(*grads, strict=True):
         assert rel_error(g, g_ref.double()) < 1e-5
 
 
-def test_gradients_are_bitwise_deterministic(device):
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+def test_gradients_are_bitwise_deterministic(backend, device):
     x, u, h0, bias = make_inputs(33, 3, 130, torch.float32, device)
     dh = torch.randn_like(x)
     runs = []
     for _ in range(2):
         leaves = [t.clone().requires_grad_() for t in (x, u, h0, bias)]
-        h, _ = indrnn_recurrence(*leaves, backend="triton")
+        h, _ = indrnn_recurrence(*leaves, backend=backend)
         h.backward(dh)
         runs.append([t.grad for t in leaves])
     for g1, g2 in zip(*runs, strict=True):
@@ -122,11 +129,12 @@ def test_empty_sequence_returns_h0(device):
         assert torch.equal(h_last, torch.zeros(2, 3, device=device))
 
 
-def test_mixed_parameter_dtypes(device):
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+def test_mixed_parameter_dtypes(backend, device):
     """bf16 activations with fp32 parameters: gradients come back in each parameter's dtype."""
     x, u, h0, bias = make_inputs(10, 2, 16, torch.bfloat16, device)
     leaves = [x.requires_grad_(), u.requires_grad_(), h0.double().requires_grad_(), bias.requires_grad_()]
-    h, _ = indrnn_recurrence(*leaves, backend="triton")
+    h, _ = indrnn_recurrence(*leaves, backend=backend)
     h.float().sum().backward()
     assert [t.grad.dtype for t in leaves] == [torch.bfloat16, torch.float32, torch.float64, torch.float32]
 
