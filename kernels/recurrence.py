@@ -25,9 +25,9 @@ import triton
 import triton.language as tl
 
 from kernels.loop import recurrence_loop
-from kernels.reference import ACTIVATIONS
+from kernels.reference import ACTIVATIONS, recurrence_reference
 
-BACKENDS = ("auto", "triton", "torch")
+BACKENDS = ("auto", "triton", "torch", "reference")
 ACT_CODES = {"relu": 0, "tanh": 1}
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -317,8 +317,10 @@ def indrnn_recurrence(
         h0: (B, H) initial state, or None for zeros.
         bias: (H,) bias, or None.
         activation: "relu" or "tanh".
-        backend: "triton", "torch" (eager PyTorch loops, kernels/loop.py) or "auto" (triton
-            where it can run, else torch).
+        backend: "triton", "torch" (eager PyTorch loops with a hand-written backward,
+            kernels/loop.py), "auto" (triton where it can run, else torch) or "reference" (the
+            plain loop of kernels/reference.py, differentiated by autograd: the definition, and
+            what torch.compile is given in the benchmarks).
 
     Returns:
         h: (T, B, H) every state, in x's dtype.
@@ -330,7 +332,10 @@ def indrnn_recurrence(
     if T == 0:
         h_last = x.new_zeros((B, H)) if h0 is None else h0.to(x.dtype)
         return x.new_empty((0, B, H)), h_last
-    if resolve_backend(x, backend) == "torch":
+    backend = resolve_backend(x, backend)
+    if backend == "reference":
+        return recurrence_reference(x, u, h0, bias, activation)
+    if backend == "torch":
         return recurrence_loop(x, u, h0, bias, activation)
     if x.stride(2) != 1 or x.stride(1) != H:  # the kernel needs each (B, H) plane dense
         x = x.contiguous()

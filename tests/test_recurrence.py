@@ -89,7 +89,7 @@ def test_noncontiguous_input(backend, device):
     assert rel_error(h, h_ref.double()) < 1e-6
 
 
-@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("backend", ["triton", "torch", "reference"])
 def test_only_h_last_used(backend, device):
     """Gradient that enters through h_last alone reaches every input."""
     x, u, h0, bias = make_inputs(9, 2, 5, torch.float32, device)
