@@ -17,7 +17,7 @@ import pandas as pd
 from suite.schema import MODES
 from suite.store import meta_path, read_meta, read_results
 
-# The IndRNN the speedups are about: the Triton kernel when it ran, else the torch reference loop.
+# The IndRNN the speedups are about: the Triton kernel when it ran, else the eager torch backend.
 INDRNN_PREFERENCE = ("indrnn_triton", "indrnn_torch")
 # Residual and dense IndRNNs are other models than the plain stack: a ratio against them is no speedup.
 NOT_COMPARED = ("indrnn_residual", "indrnn_dense")

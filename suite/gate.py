@@ -1,6 +1,6 @@
 """The correctness gate: nothing is timed as a success before its output was checked.
 
-IndRNN providers are compared with the torch reference over the same weights (the forward
+IndRNN providers are compared with the torch backend over the same weights (the forward
 output and, in train mode, every parameter gradient); the torch-loop provider is itself the
 reference, so it, like the baselines (LSTM, GRU, Transformer, ...), must give finite outputs
 and gradients. A failure raises GateError, which the harness records as a failed row.
@@ -84,7 +84,7 @@ def compare(
         if exact is None:
             err = relative_error(actual[name], ref)
             if not err <= tol:  # also catches NaN
-                raise GateError(f"gate: {name} differs from the torch reference: max rel error {err:.2e} > {tol:.0e}")
+                raise GateError(f"gate: {name} differs from the torch backend: max rel error {err:.2e} > {tol:.0e}")
             continue
         err, ref_err = norm_error(actual[name], exact[name]), norm_error(ref, exact[name])
         if not err <= HALF_RATIO * ref_err + tol:

@@ -258,7 +258,7 @@ PROVIDERS: dict[str, Provider] = {
         ),
         Provider(
             "indrnn_torch",
-            "IndRNN stack on the plain torch loop (the reference; runs anywhere)",
+            "IndRNN stack on the torch backend (eager loops, hand-written backward; runs anywhere)",
             _indrnn_builder("plain", "torch"),
             _runs_anywhere,
             modes=("train", "infer", "recurrence"),

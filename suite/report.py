@@ -98,7 +98,7 @@ def _which_indrnn(res: Results) -> str:
         return "The IndRNN in this report is `indrnn_triton` (the Triton recurrence kernel)."
     if res.indrnn == "indrnn_torch":
         return (
-            "The IndRNN in this report is `indrnn_torch` (the reference torch loop): "
+            "The IndRNN in this report is `indrnn_torch` (eager torch loops with a hand-written backward): "
             "the file has no ok rows for `indrnn_triton`."
         )
     return "The file has no ok rows for `indrnn_triton` or `indrnn_torch`: no speedup can be computed."

@@ -57,7 +57,7 @@ def estimate_config_s(cfg: SweepConfig) -> float:
     """A coarse planning guess of one config's wall time on one GPU, not a measurement: model
     build, correctness gate and do_bench (~0.2 s of timed work) plus what each provider adds.
     The Triton providers autotune their first launch of a shape (about 14 configs x 2 kernels);
-    the torch reference loop launches a few kernels per step, per layer, per timed call."""
+    the eager torch loop launches a few kernels per step, per layer, per timed call."""
     seconds = 3.0
     if cfg.provider == "indrnn_triton":
         seconds += 8.0
@@ -75,7 +75,7 @@ def build_plan() -> list[PlanItem]:
     ]
     paper = load_preset("paper")
     figure = tuple(c for c in paper if c.batch == 32 and c.provider != "indrnn_torch")
-    reference = tuple(c for c in paper if c.batch == 32 and c.provider == "indrnn_torch")
+    eager = tuple(c for c in paper if c.batch == 32 and c.provider == "indrnn_torch")
     batch_sweep = tuple(c for c in paper if c.batch != 32)
 
     def group(name: str, priority: int, configs) -> PlanItem:
@@ -88,7 +88,7 @@ def build_plan() -> list[PlanItem]:
         group("recurrence bf16", 2, [c for c in recurrence if c.dtype == "bfloat16"]),
         group("paper preset: Fig. 2 (batch 32)", 1, figure),
         group("paper preset: batch sweep", 3, batch_sweep),
-        group("paper preset: torch reference loop", 4, reference),
+        group("paper preset: eager torch loop", 4, eager),
         PlanItem("report and plots", 0, 30.0),
     ]
 

@@ -120,8 +120,9 @@ def test_reference_indrnn_used_when_triton_did_not_run(tmp_path):
     path = syn.write(tmp_path / "cpu.csv", rows, device="Some CPU", device_kind="cpu", copy_gbytes_per_s=None)
     res = analysis.load(path)
     assert res.indrnn == "indrnn_torch"
-    assert "`indrnn_torch` (the reference torch loop): the file has no ok rows for `indrnn_triton`" in build_report(
-        path
+    assert (
+        "`indrnn_torch` (eager torch loops with a hand-written backward): the file has no ok rows for `indrnn_triton`"
+        in build_report(path)
     )
 
 
