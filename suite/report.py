@@ -303,19 +303,21 @@ def _not_measured_section(res: Results) -> list[str]:
     return lines + [_table(rows, ["status", "provider", "mode", "phase", "T", "depth", "B", "H", "dtype", "reason"])]
 
 
+CONFIG_HEADERS = ["mode", "phase", "T", "depth", "B", "H", "dtype"]
+
+
+def _config_cells(r) -> list:
+    """The config of a row or speedup pair, in the order of CONFIG_HEADERS."""
+    return [r.mode, r.phase, r.seq_len, r.depth, r.batch, r.hidden, r.dtype]
+
+
 def _all_measurements_section(res: Results, pairs: pd.DataFrame) -> list[str]:
     lines = ["## All measurements", ""]
     ok = res.ok.sort_values(["provider", "mode", "phase", "dtype", "depth", "hidden", "batch", "seq_len"])
     rows = [
         [
             r.provider,
-            r.mode,
-            r.phase,
-            r.seq_len,
-            r.depth,
-            r.batch,
-            r.hidden,
-            r.dtype,
+            *_config_cells(r),
             fmt_ms(r.p50_ms),
             f"{fmt_ms(r.p20_ms)}-{fmt_ms(r.p80_ms)}",
             fmt_num(r.peak_mem_mb, 4),
@@ -323,48 +325,14 @@ def _all_measurements_section(res: Results, pairs: pd.DataFrame) -> list[str]:
         ]
         for r in ok.itertuples()
     ]
-    lines.append(
-        _table(
-            rows,
-            [
-                "provider",
-                "mode",
-                "phase",
-                "T",
-                "depth",
-                "B",
-                "H",
-                "dtype",
-                "p50 ms",
-                "p20-p80 ms",
-                "peak MiB",
-                "params",
-            ],
-        )
-        if rows
-        else "No ok rows."
-    )
+    headers = ["provider", *CONFIG_HEADERS, "p50 ms", "p20-p80 ms", "peak MiB", "params"]
+    lines.append(_table(rows, headers) if rows else "No ok rows.")
     if not pairs.empty:
         speed_rows = [
-            [
-                r.baseline,
-                r.mode,
-                r.phase,
-                r.seq_len,
-                r.depth,
-                r.batch,
-                r.hidden,
-                r.dtype,
-                fmt_speedup(r.speedup, r.speedup_lo, r.speedup_hi),
-            ]
+            [r.baseline, *_config_cells(r), fmt_speedup(r.speedup, r.speedup_lo, r.speedup_hi)]
             for r in pairs.itertuples()
         ]
-        lines += [
-            "",
-            "Every speedup:",
-            "",
-            _table(speed_rows, ["baseline", "mode", "phase", "T", "depth", "B", "H", "dtype", "speedup (p20-p80)"]),
-        ]
+        lines += ["", "Every speedup:", "", _table(speed_rows, ["baseline", *CONFIG_HEADERS, "speedup (p20-p80)"])]
     return lines
 
 
