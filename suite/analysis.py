@@ -25,7 +25,7 @@ NOT_COMPARED = ("indrnn_residual", "indrnn_dense")
 BASELINE_ORDER = ("lstm", "gru", "transformer", "sru", "hgrn", "indrnn_torch", "indrnn_compile")
 
 # A comparison is fair only between rows that agree on all of these.
-CONFIG = ("mode", "phase", "seq_len", "depth", "batch", "hidden", "dtype", "timing")
+CONFIG = ("mode", "phase", "seq_len", "depth", "batch", "hidden", "input_size", "dtype", "timing")
 AXES = ("seq_len", "depth", "batch", "hidden", "dtype", "mode")
 AXIS_LABELS = {
     "mode": "mode",

@@ -11,7 +11,7 @@ STATUSES = ("ok", "oom", "failed", "skipped")
 MODES = ("train", "infer", "recurrence")
 
 # The columns that identify a config: a results file holds at most one row per key.
-KEY_COLUMNS = ("provider", "mode", "phase", "seq_len", "depth", "batch", "hidden", "dtype", "timing")
+KEY_COLUMNS = ("provider", "mode", "phase", "seq_len", "depth", "batch", "hidden", "input_size", "dtype", "timing")
 PHASES = ("fwd", "bwd", "fwd+bwd")
 
 

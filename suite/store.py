@@ -93,7 +93,7 @@ class ResultsWriter:
         self.close()
 
 
-INT_COLUMNS = ("seq_len", "depth", "batch", "hidden")
+INT_COLUMNS = ("seq_len", "depth", "batch", "hidden", "input_size")
 
 
 def read_results(path: str | os.PathLike) -> pd.DataFrame:
@@ -105,6 +105,10 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
         df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"reason": str, "extra": str})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise ResultsError(f"cannot read results {path}: {e}") from e
+    if "input_size" not in df.columns:
+        df["input_size"] = pd.NA
+    if "hidden" in df.columns:  # input_size defaults to hidden, as in the presets
+        df["input_size"] = df["input_size"].fillna(df["hidden"]).astype("int64")
     missing = [c for c in KEY_COLUMNS + ("status",) if c not in df.columns]
     if missing:
         raise ResultsError(f"{path} is not a results file of this suite: missing columns {missing}")

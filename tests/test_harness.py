@@ -387,3 +387,10 @@ def test_cuda_graph_timing_is_labelled(tmp_path):
     df = read_results(out)
     assert (df["timing"] == "cuda_graph").all() and read_meta(out)["timing"] == "cuda_graph"
     assert set(df["status"]) <= {"ok", "failed"}  # a step that cannot be captured is a failed row
+
+
+def test_configs_differing_only_in_input_size_are_two_rows(tmp_path):
+    configs = [SweepConfig("lstm", "infer", 8, 1, 2, 8, "float32", i) for i in (2, 8)]
+    out = bench.run_sweep(configs, tmp_path / "inputs.csv", preset="test", progress=False, repeats=2, warmup=0)
+    df = read_results(out)
+    assert sorted(df["input_size"]) == [2, 8] and (df["status"] == "ok").all()

@@ -145,7 +145,7 @@ def test_crossover_and_transformer_overtaking():
     # IndRNN loses at T=64, wins at 128 and 256, loses again at 512 (batch 8); another batch never wins.
     speed = {64: 0.5, 128: 2.0, 256: 3.0, 512: 0.8}
     rows = [
-        {**dict(zip(analysis.CONFIG, ("train", "fwd+bwd", t, 1, b, 128, "float32", "do_bench"), strict=True)),
+        {**dict(zip(analysis.CONFIG, ("train", "fwd+bwd", t, 1, b, 128, 128, "float32", "do_bench"), strict=True)),
          "baseline": "transformer", "speedup": s if b == 8 else 0.5}
         for t, s in speed.items() for b in (8, 64)
     ]  # fmt: skip
