@@ -37,25 +37,38 @@ def interpreter_enabled() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-def autotune_configs(interpreted: bool) -> list[triton.Config]:
-    """The block/chunk/warps space the GPU autotuner searches; one config for the interpreter."""
-    if interpreted:  # the interpreter takes exactly one config
+def autotune_configs(single: bool, backward: bool = False) -> list[triton.Config]:
+    """The block/chunk/warps space the GPU autotuner searches, or with `single` exactly one
+    config: the interpreter takes no more, and correctness-only runs (INDRNN_AUTOTUNE=0, as
+    `validate` runs the tests) should not spend minutes tuning every shape they touch."""
+    if single:
         return [triton.Config({"BLOCK": 128, "CHUNK": 4}, num_warps=4)]
-    # Small blocks give the paper's small sizes (B*H = 4096) enough programs to fill the GPU;
-    # deeper chunks keep more loads in flight per column. BLOCK 1024 with 4 warps and CHUNK 16
-    # is left out: it needs 223-255 registers a thread (see kernels/aot.py).
+    # Small blocks give the paper's small sizes (B*H = 4096) enough programs to fill the GPU.
+    # The next chunk is prefetched while one runs, so 2 * CHUNK steps of loads are in flight per
+    # column, all held in registers: the backward (two tensors a step) spills with CHUNK 16, and
+    # both spill with BLOCK 1024 on 4 warps at their deepest chunk (see kernels/aot.py).
+    chunks = (4, 8) if backward else (4, 8, 16)
     return [
         triton.Config({"BLOCK": block, "CHUNK": chunk}, num_warps=warps)
         for block, warps in ((128, 1), (256, 2), (512, 4), (1024, 4), (1024, 8))
-        for chunk in (4, 8, 16)
-        if not (block == 1024 and warps == 4 and chunk == 16)
+        for chunk in chunks
+        if not (block == 1024 and warps == 4 and chunk == chunks[-1])
     ]
+
+
+AUTOTUNE = not interpreter_enabled() and os.environ.get("INDRNN_AUTOTUNE", "1") != "0"
+
+
+def time_bucket(T: int) -> int:
+    """T rounded up to a power of two (at most 2^14): an autotune key, so that the best chunk
+    depth is chosen per range of sequence lengths without a recompile per length."""
+    return 1 << min(max(T - 1, 0).bit_length(), 14)
 
 
 @triton.jit
 def _activate(a, ACT: tl.constexpr):
     if ACT == 0:
-        return tl.maximum(a, 0.0)
+        return tl.maximum(a, 0.0, propagate_nan=tl.PropagateNan.ALL)  # a NaN stays NaN, as in torch
     # tanh(a) = 1 - 2 / (exp(2a) + 1): finite at both ends, no libdevice needed.
     return 1.0 - 2.0 / (tl.exp(2.0 * a) + 1.0)
 
@@ -68,8 +81,28 @@ def _activation_grad(h, ACT: tl.constexpr):
     return 1.0 - h * h
 
 
-@triton.autotune(configs=autotune_configs(interpreter_enabled()), key=["n_cols", "HAS_BIAS", "HAS_H0", "ACT"])
-@triton.jit(do_not_specialize=["T"])
+@triton.jit
+def _load_steps(p, o, step, mask, CHUNK: tl.constexpr):
+    """The CHUNK planes at offsets o, o + step, o + 2 step, ... (int64; step may be negative) as
+    a tuple, issued back to back so that all CHUNK loads are in flight at once."""
+    b_xs = ()
+    for i in tl.static_range(CHUNK):
+        b_xs = b_xs + (tl.load(p + o + i * step, mask=mask, other=0.0),)
+    return b_xs
+
+
+@triton.jit
+def _load_earlier_states(p_h, o_col, t, stride_h, mask, CHUNK: tl.constexpr):
+    """h_{t-1}, h_{t-2}, ..., h_{t-CHUNK} as a tuple; h_{-1} reads as 0."""
+    b_hs = ()
+    for i in tl.static_range(CHUNK):
+        m_step = tl.where(t - i > 0, mask, False)  # not `mask & scalar`: the interpreter rejects it
+        b_hs = b_hs + (tl.load(p_h + (t - i - 1) * stride_h + o_col, mask=m_step, other=0.0),)
+    return b_hs
+
+
+@triton.autotune(configs=autotune_configs(single=not AUTOTUNE), key=["n_cols", "t_bucket", "HAS_BIAS", "HAS_H0", "ACT"])
+@triton.jit(do_not_specialize=["T", "t_bucket"])
 def recurrence_fwd_kernel(
     p_x,  # (T, B, H) input projections; the (B, H) plane contiguous, time stride stride_t
     p_u,  # (H,) fp32 recurrent weights
@@ -80,6 +113,7 @@ def recurrence_fwd_kernel(
     n_cols,  # B * H
     H,  # hidden size, to find each column's neuron
     stride_t,  # elements between x_t and x_{t+1}
+    t_bucket,  # time_bucket(T): only an autotune key
     HAS_BIAS: tl.constexpr,
     HAS_H0: tl.constexpr,
     ACT: tl.constexpr,
@@ -102,24 +136,29 @@ def recurrence_fwd_kernel(
     stride_x = tl.cast(stride_t, tl.int64)
     stride_h = tl.cast(n_cols, tl.int64)
     T_full = T - T % CHUNK
+    # Software pipeline: the CHUNK loads of the next chunk are issued before the dependent chain
+    # of this one runs, so their latency hides behind it. The last chunk prefetches itself again
+    # (a harmless reload) instead of reading past T_full.
+    m_first = tl.where(T_full > 0, m_col, False)  # no full chunk: nothing to prefetch
+    b_xs = _load_steps(p_x, o_col, stride_x, m_first, CHUNK)
     for t0 in range(0, T_full, CHUNK):
-        o_x = t0 * stride_x + o_col
+        t_next = tl.minimum(t0 + CHUNK, T_full - CHUNK)
+        b_next = _load_steps(p_x, t_next * stride_x + o_col, stride_x, m_col, CHUNK)
         o_h = t0 * stride_h + o_col
-        # CHUNK independent loads in flight before the dependent chain needs the first one.
-        b_xs = ()
-        for i in tl.static_range(CHUNK):
-            b_xs = b_xs + (tl.load(p_x + o_x + i * stride_t, mask=m_col, other=0.0),)
         for i in tl.static_range(CHUNK):
             b_h = _activate(b_xs[i].to(tl.float32) + b_u * b_h + b_bias, ACT)
-            tl.store(p_h + o_h + i * n_cols, b_h.to(p_h.dtype.element_ty), mask=m_col)
+            tl.store(p_h + o_h + i * stride_h, b_h.to(p_h.dtype.element_ty), mask=m_col)
+        b_xs = b_next
     for t in range(T_full, T):
         b_x = tl.load(p_x + t * stride_x + o_col, mask=m_col, other=0.0)
         b_h = _activate(b_x.to(tl.float32) + b_u * b_h + b_bias, ACT)
         tl.store(p_h + t * stride_h + o_col, b_h.to(p_h.dtype.element_ty), mask=m_col)
 
 
-@triton.autotune(configs=autotune_configs(interpreter_enabled()), key=["n_cols", "HAS_H0", "ACT"])
-@triton.jit(do_not_specialize=["T"])
+@triton.autotune(
+    configs=autotune_configs(interpreter_enabled(), backward=True), key=["n_cols", "t_bucket", "HAS_H0", "ACT"]
+)
+@triton.jit(do_not_specialize=["T", "t_bucket"])
 def recurrence_bwd_kernel(
     p_h,  # (T, B, H) contiguous forward states
     p_dh,  # (T, B, H) contiguous gradient w.r.t. h (gradient into h_last already added)
@@ -132,6 +171,7 @@ def recurrence_bwd_kernel(
     T,  # number of time steps, at least 1
     n_cols,  # B * H
     H,  # hidden size
+    t_bucket,  # time_bucket(T): only an autotune key
     HAS_H0: tl.constexpr,
     ACT: tl.constexpr,
     BLOCK: tl.constexpr,
@@ -156,30 +196,35 @@ def recurrence_bwd_kernel(
     for t in range(T - 1, T - 1 - n_tail, -1):
         o_t = t * stride_h + o_col
         b_dh = tl.load(p_dh + o_t, mask=m_col, other=0.0).to(tl.float32)
-        b_prev = tl.load(p_h + o_t - n_cols, mask=m_col & (t > 0), other=0.0).to(tl.float32)
+        b_prev = tl.load(p_h + o_t - stride_h, mask=m_col & (t > 0), other=0.0).to(tl.float32)
         b_da = (b_dh + b_carry) * _activation_grad(b_h, ACT)
         tl.store(p_dx + o_t, b_da.to(p_dx.dtype.element_ty), mask=m_col)
         b_du += b_da * b_prev
         b_db += b_da
         b_carry = b_u * b_da
         b_h = b_prev
-    for t0 in range(T - 1 - n_tail, -1, -CHUNK):
-        # Loads for the whole chunk first: i = 0 is step t0, i = CHUNK-1 is step t0-CHUNK+1.
+    # Full chunks, walked down from t_top; chunk t0 covers steps t0, t0-1, ..., t0-CHUNK+1. As in
+    # the forward, the next chunk's loads are issued before this chunk's chain runs; the last
+    # chunk prefetches itself again instead of reading below step 0.
+    t_top = T - 1 - n_tail
+    m_first = tl.where(t_top >= 0, m_col, False)  # no full chunk: nothing to prefetch
+    b_dhs = _load_steps(p_dh, t_top * stride_h + o_col, -stride_h, m_first, CHUNK)
+    b_prevs = _load_earlier_states(p_h, o_col, t_top, stride_h, m_first, CHUNK)
+    for t0 in range(t_top, -1, -CHUNK):
+        t_next = tl.maximum(t0 - CHUNK, CHUNK - 1)
+        b_dhs_next = _load_steps(p_dh, t_next * stride_h + o_col, -stride_h, m_col, CHUNK)
+        b_prevs_next = _load_earlier_states(p_h, o_col, t_next, stride_h, m_col, CHUNK)
         o_t = t0 * stride_h + o_col
-        b_dhs = ()
-        b_prevs = ()
-        for i in tl.static_range(CHUNK):
-            b_dhs = b_dhs + (tl.load(p_dh + o_t - i * n_cols, mask=m_col, other=0.0),)
-            m_prev = m_col & (t0 - i > 0)
-            b_prevs = b_prevs + (tl.load(p_h + o_t - (i + 1) * n_cols, mask=m_prev, other=0.0),)
         for i in tl.static_range(CHUNK):
             b_prev = b_prevs[i].to(tl.float32)
             b_da = (b_dhs[i].to(tl.float32) + b_carry) * _activation_grad(b_h, ACT)
-            tl.store(p_dx + o_t - i * n_cols, b_da.to(p_dx.dtype.element_ty), mask=m_col)
+            tl.store(p_dx + o_t - i * stride_h, b_da.to(p_dx.dtype.element_ty), mask=m_col)
             b_du += b_da * b_prev
             b_db += b_da
             b_carry = b_u * b_da
             b_h = b_prev
+        b_dhs = b_dhs_next
+        b_prevs = b_prevs_next
 
     # b_da is now da_0, the step whose previous state is h0.
     if HAS_H0:
@@ -189,6 +234,8 @@ def recurrence_bwd_kernel(
     tl.store(p_dh0 + o_col, b_carry, mask=m_col)
 
 
+# Launches pin enable_fp_fusion=True (triton's default through 3.9, announced to flip in 3.10),
+# so they compile the code that the tests and `kernel-report` check (kernels/aot.py pins it too).
 def _grid(meta: dict) -> tuple[int]:
     return (triton.cdiv(meta["n_cols"], meta["BLOCK"]),)
 
@@ -203,8 +250,8 @@ def recurrence_fwd(
         return h
     recurrence_fwd_kernel[_grid](
         x, u, u if bias is None else bias, u if h0 is None else h0, h,
-        T, B * H, H, x.stride(0),
-        HAS_BIAS=bias is not None, HAS_H0=h0 is not None, ACT=act,
+        T, B * H, H, x.stride(0), time_bucket(T),
+        HAS_BIAS=bias is not None, HAS_H0=h0 is not None, ACT=act, enable_fp_fusion=True,
     )  # fmt: skip
     return h
 
@@ -221,8 +268,8 @@ def recurrence_bwd(
     if T > 0 and B * H > 0:
         recurrence_bwd_kernel[_grid](
             h, dh, u, u if h0 is None else h0, dx, du_cols, db_cols, dh0,
-            T, B * H, H,
-            HAS_H0=h0 is not None, ACT=act,
+            T, B * H, H, time_bucket(T),
+            HAS_H0=h0 is not None, ACT=act, enable_fp_fusion=True,
         )  # fmt: skip
     return dx, du_cols.sum(0), db_cols.sum(0), dh0
 

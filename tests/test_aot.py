@@ -17,8 +17,7 @@ def report_facts():
 def test_every_kernel_compiles_without_spills(report_facts):
     assert len(report_facts) == len(TARGETS)
     for facts in report_facts:
-        assert facts.spill_bytes == 0, facts
-        assert facts.stack_bytes == 0, facts
+        assert facts.spill_bytes + facts.stack_bytes == 0, facts
         assert 0 < facts.registers <= 255, facts
 
 
@@ -30,10 +29,22 @@ def test_fp32_forward_uses_128_bit_loads(report_facts):
             assert facts.ptx_counts["ld.global"] > 0
 
 
+# Register pressure shows up as LOCAL or as stack bytes with this ptxas (tens to hundreds of
+# bytes at 255 registers). A few configs get an 8-byte stack frame at 40-96 registers, far from
+# any pressure; that much is tolerated, nothing more.
+STACK_FRAME_BYTES = 8
+
+
 def test_whole_autotune_space_has_no_spills():
-    """The GPU autotuner may pick any of these; none may spill on sm_90 in fp32."""
-    configs = [{**c.kwargs, "num_warps": c.num_warps} for c in autotune_configs(interpreted=False)]
-    assert len(configs) > 1
-    jobs = [dict(name=n, dtype="fp32", cc=90, config=c) for n in KERNELS for c in configs]
+    """The GPU autotuner may pick any of these; none may spill on either target in fp32 or bf16."""
+    jobs = [
+        dict(name=name, dtype=dtype, cc=cc, config={**c.kwargs, "num_warps": c.num_warps})
+        for name, backward in (("recurrence_fwd", False), ("recurrence_bwd", True))
+        for c in autotune_configs(single=False, backward=backward)
+        for dtype in ("fp32", "bf16")
+        for cc in (80, 90)
+    ]
+    assert len(jobs) > 8
     for job, facts in zip(jobs, compile_facts(jobs), strict=True):
-        assert facts.spill_bytes == 0, (job, facts)
+        assert facts.spill_bytes == 0 and facts.stack_bytes <= STACK_FRAME_BYTES, (job, facts)
+        assert facts.load_width_bits == 128, (job, facts)

@@ -120,6 +120,18 @@ def test_gradients_are_bitwise_deterministic(backend, device):
         assert torch.equal(g1, g2)
 
 
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_nan_propagates_like_torch(backend, activation, device):
+    x = torch.randn(6, 2, 3, device=device)
+    x[2, 1, 0] = float("nan")
+    u = torch.rand(3, device=device)
+    h, _ = indrnn_recurrence(x, u, activation=activation, backend=backend)
+    want, _ = recurrence_reference(x, u, activation=activation)
+    assert torch.equal(torch.isnan(h), torch.isnan(want))
+    assert torch.isnan(h[2:, 1, 0]).all() and not torch.isnan(h[:, 0]).any()
+
+
 def test_empty_sequence_returns_h0(device):
     x = torch.randn(0, 2, 3, device=device)
     u = torch.rand(3, device=device)
