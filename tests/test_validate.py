@@ -114,3 +114,20 @@ def test_budget_spent_at_run_time_skips_droppable_steps(tmp_path, monkeypatch):
     items = [PlanItem("GPU tests", 0, 1), PlanItem("sweep", 2, 100, configs=("c",))]
     assert validate.execute(items, [], 600, tmp_path / "f") == 1  # nothing measured
     assert swept == []
+
+
+def test_a_failing_step_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
+    def fake_sweep(configs, csv_path, **kwargs):
+        if not csv_path.exists():
+            syn.write(csv_path, syn.sweep_rows())
+        raise RuntimeError("driver hiccup")
+
+    monkeypatch.setattr("suite.bench.run_sweep", fake_sweep)
+    monkeypatch.setattr(validate.torch.cuda, "get_device_name", lambda i=0: syn.DEVICE)
+    monkeypatch.setattr(validate, "run_tests", lambda folder: dict(passed=1, failed=0, skipped=0, error=0, exit=0))
+    kept, dropped = fit_to_budget(build_plan(), 10_000)
+    folder = tmp_path / "f"
+    assert validate.execute(kept, dropped, 10_000, folder) == 1
+    summary = (folder / "summary.md").read_text()
+    assert "## Failed steps" in summary and "RuntimeError: driver hiccup" in summary
+    assert (folder / "run.md").exists()  # the report step after the failures still ran
