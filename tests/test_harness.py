@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from suite import bench, presets
+from suite.cli import UsageError
 from suite.gate import GateError, check_recurrence
 from suite.presets import PresetError, SweepConfig, load_preset
 from suite.providers import PROVIDERS, Built, Provider, attention_heads, param_count
@@ -383,10 +384,13 @@ def test_ci_preset_on_gpu_times_every_provider(tmp_path):
 @pytest.mark.gpu
 def test_cuda_graph_timing_is_labelled(tmp_path):
     out = tmp_path / "graph.csv"
-    bench.run_sweep([cfg("lstm", "infer"), cfg("indrnn_triton")], out, preset="t", timing="cuda_graph", progress=False)
+    configs = [cfg("lstm", "infer"), cfg("indrnn_triton"), cfg("indrnn_triton", "recurrence")]
+    bench.run_sweep(configs, out, preset="t", timing="cuda_graph", progress=False)
     df = read_results(out)
     assert (df["timing"] == "cuda_graph").all() and read_meta(out)["timing"] == "cuda_graph"
-    assert set(df["status"]) <= {"ok", "failed"}  # a step that cannot be captured is a failed row
+    bwd = (df["mode"] == "recurrence") & (df["phase"] == "bwd")
+    assert (df[bwd]["status"] == "skipped").all()
+    assert (df[~bwd]["status"] == "ok").all(), df[~bwd][["provider", "mode", "reason"]].values.tolist()
 
 
 def test_configs_differing_only_in_input_size_are_two_rows(tmp_path):
@@ -394,3 +398,12 @@ def test_configs_differing_only_in_input_size_are_two_rows(tmp_path):
     out = bench.run_sweep(configs, tmp_path / "inputs.csv", preset="test", progress=False, repeats=2, warmup=0)
     df = read_results(out)
     assert sorted(df["input_size"]) == [2, 8] and (df["status"] == "ok").all()
+
+
+def test_resume_refuses_a_file_from_another_device(tmp_path):
+    out = bench.run_sweep([cfg("lstm", "infer")], tmp_path / "r.csv", preset="t", progress=False, repeats=2, warmup=0)
+    meta = json.loads((tmp_path / "r.meta.json").read_text())
+    (tmp_path / "r.meta.json").write_text(json.dumps({**meta, "device": "Another CPU"}))
+    with pytest.raises(UsageError, match="measured on Another CPU"):
+        bench.run_sweep([cfg("gru", "infer")], out, preset="t", resume=True, progress=False, repeats=2, warmup=0)
+    assert len(read_results(out)) == 1
