@@ -156,7 +156,9 @@ def _facts_here(name: str, dtype: str, cc: int, config: dict | None, source: str
 
 
 def compile_facts(jobs: list[dict]) -> list[KernelFacts]:
-    """Facts for many compilations. A job is a dict of `kernel_facts` arguments.
+    """Facts for many compilations. A job is a dict: name (of KERNELS), dtype, cc, and optionally
+    config (BLOCK, CHUNK, num_warps; default REPORT_CONFIG) and a variant with the same
+    arguments, as a `kernel` object or a "path.py:function" `source`.
 
     Under TRITON_INTERPRET=1 (the CPU test setup) `@triton.jit` made interpreted functions,
     and even Triton's own library functions are interpreted, so nothing can be lowered to PTX
@@ -186,15 +188,6 @@ def _job(job: dict) -> dict:
         fn = getattr(fn, "fn", fn)  # an interpreted function wraps the Python function
         job["source"] = f"{inspect.getsourcefile(fn)}:{fn.__name__}"
     return {"config": None, "source": None, **job}
-
-
-def kernel_facts(
-    name: str, dtype: str, cc: int, config: dict | None = None, kernel=None, source: str | None = None
-) -> KernelFacts:
-    """Compile kernel `name` of KERNELS (or a variant with the same arguments: a `kernel`
-    object or a "path.py:function" `source`) for sm_<cc> and read its facts. `config` holds
-    BLOCK, CHUNK and num_warps (default REPORT_CONFIG)."""
-    return compile_facts([dict(name=name, dtype=dtype, cc=cc, config=config, kernel=kernel, source=source)])[0]
 
 
 if __name__ == "__main__":  # the child process of compile_facts: jobs on stdin, facts on stdout
