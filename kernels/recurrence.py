@@ -43,14 +43,15 @@ def autotune_configs(single: bool, backward: bool = False) -> list[triton.Config
     `validate` runs the tests) should not spend minutes tuning every shape they touch."""
     if single:
         return [triton.Config({"BLOCK": 128, "CHUNK": 4}, num_warps=4)]
-    # Small blocks give the paper's small sizes (B*H = 4096) enough programs to fill the GPU.
+    # Small blocks give the paper's small sizes (B*H = 4096) enough programs to spread over the
+    # GPU's SMs (BLOCK 32: 128 programs), at the price of narrower loads per thread.
     # The next chunk is prefetched while one runs, so 2 * CHUNK steps of loads are in flight per
     # column, all held in registers: the backward (two tensors a step) spills with CHUNK 16, and
     # both spill with BLOCK 1024 on 4 warps at their deepest chunk (see kernels/aot.py).
     chunks = (4, 8) if backward else (4, 8, 16)
     return [
         triton.Config({"BLOCK": block, "CHUNK": chunk}, num_warps=warps)
-        for block, warps in ((128, 1), (256, 2), (512, 4), (1024, 4), (1024, 8))
+        for block, warps in ((32, 1), (64, 1), (128, 1), (256, 2), (512, 4), (1024, 4), (1024, 8))
         for chunk in chunks
         if not (block == 1024 and warps == 4 and chunk == chunks[-1])
     ]
