@@ -70,12 +70,21 @@ def test_forward_and_gradients_match_float64_reference(T, B, H, activation, with
     tol = TOLERANCE[dtype]
     assert rel_error(h, h_ref) < tol
     assert rel_error(h_last, h_last_ref) < tol
+    # du and dbias are sums over T*B terms that may nearly cancel; their error is measured
+    # against the sum of the terms' magnitudes (dx is da, the per-step gradient).
+    da = grads_ref[0].abs()
+    h_prev = torch.cat([(torch.zeros_like(h_ref[0]) if h0 is None else h0.double())[None], h_ref[:-1].double()])
+    scale = {"u": (da * h_prev.abs()).sum((0, 1)), "bias": da.sum((0, 1))}
     for name, g, g_ref in zip(("x", "u", "h0", "bias"), grads, grads_ref, strict=True):
         if g_ref is None:
             assert g is None
             continue
         assert g.dtype == {"x": dtype}.get(name, torch.float32)
-        assert rel_error(g, g_ref) < tol * (4 if name in ("u", "bias") else 1), name
+        if name in scale:
+            err = ((g.double() - g_ref).abs() / scale[name].clamp_min(1e-30)).max().item()
+            assert err < tol, (name, err)
+        else:
+            assert rel_error(g, g_ref) < tol, name
 
 
 @pytest.mark.parametrize("backend", ["triton", "torch"])
