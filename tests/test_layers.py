@@ -17,7 +17,9 @@ ARCHS = {
     "dense": dict(architecture="dense", num_layers=3, growth_rate=2, dense_blocks=(2, 1)),
 }
 # Relative error (to the largest magnitude) tolerated between backends, per dtype.
-TOL = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 5e-2}
+# fp32: two summation orders through up to 7 recurrences and BatchNorms differ by a few 1e-6
+# (1.07e-5 seen once in 22 runs on a 2-element gradient); a real wiring error is O(1).
+TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 
 
 def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
