@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from kernels import indrnn_recurrence, recurrence_reference
+from kernels import indrnn_recurrence
 
 # fp32: both sides compute in fp32 and differ only in summation order, so they must agree to
 # TOLERANCE in max relative error. Half precisions: stored states are rounded, and a one-ulp
@@ -149,10 +149,7 @@ def check_model(
 
 def _recurrence(backend: str, x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor) -> dict[str, torch.Tensor]:
     leaves = [t.detach().clone().requires_grad_() for t in (x, u, bias)]
-    if backend == "reference":
-        h, _ = recurrence_reference(leaves[0], leaves[1], bias=leaves[2])
-    else:
-        h, _ = indrnn_recurrence(leaves[0], leaves[1], bias=leaves[2], backend=backend)
+    h, _ = indrnn_recurrence(leaves[0], leaves[1], bias=leaves[2], backend=backend)
     generator = torch.Generator(device=h.device).manual_seed(0)
     dh = torch.randn(h.shape, device=h.device, generator=generator).to(h.dtype)
     grads = torch.autograd.grad(h, leaves, dh)
