@@ -28,13 +28,12 @@ from torch import nn
 
 from kernels import indrnn_recurrence
 from suite import env
-from suite.cli import UsageError
+from suite.errors import PresetError, UsageError
 from suite.gate import GateError, check_model, check_recurrence
 from suite.presets import (
     AXES,
     INT_AXES,
     PRESETS,
-    PresetError,
     SweepConfig,
     default_preset,
     load_preset,
@@ -504,13 +503,6 @@ def _write_report_and_plots(out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except PresetError as e:  # a bad axis value or preset file: the user's input, one line
-        raise UsageError(str(e)) from None
-
-
-def _run(args: argparse.Namespace) -> int:
     device = _device(args.device)
     if args.list:
         print_list(device)

@@ -8,6 +8,8 @@ import argparse
 import importlib
 import sys
 
+from suite.errors import UsageError
+
 # command -> (module, one-line help). `run` is the default when no command is given.
 COMMANDS = {
     "run": ("suite.bench", "run a preset sweep, then write results, report and plots (default)"),
@@ -20,10 +22,6 @@ COMMANDS = {
         "on a GPU: tests, bandwidth, kernel targets, paper preset, report, in one bounded run",
     ),
 }
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -47,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "run")
     args = build_parser(argv[0]).parse_args(argv)
     module = importlib.import_module(COMMANDS[args.command][0])
-    from suite.store import ResultsError
+    from suite.errors import ResultsError
 
     try:
         return int(module.run(args) or 0)

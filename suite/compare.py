@@ -31,7 +31,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from suite.analysis import Results, load, speedups
-from suite.cli import UsageError
+from suite.errors import UsageError
 from suite.schema import KEY_COLUMNS
 from suite.store import INT_COLUMNS
 

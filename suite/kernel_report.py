@@ -26,7 +26,7 @@ import triton
 from tabulate import tabulate
 
 from kernels.aot import DTYPES, KERNELS, PTX_KINDS, REPORT_CONFIG, KernelFacts, compile_facts
-from suite.cli import UsageError
+from suite.errors import UsageError
 
 CCS = (80, 90)
 DEFAULT_BASELINE = Path(__file__).resolve().parents[1] / "results" / "kernel_baseline.json"

@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from suite.errors import PresetError
 from suite.providers import PROVIDERS
 from suite.schema import MODES
 
@@ -24,10 +25,6 @@ PRESETS: tuple[str, ...] = tuple(sorted(p.stem for p in PRESET_DIR.glob("*.json"
 AXES = ("provider", "mode", "seq_len", "depth", "batch", "hidden", "dtype", "input_size")
 INT_AXES = ("seq_len", "depth", "batch", "hidden", "input_size")
 DTYPES = ("float32", "float16", "bfloat16")
-
-
-class PresetError(ValueError):
-    """A preset name, preset file or override that cannot describe a sweep."""
 
 
 @dataclass(frozen=True)

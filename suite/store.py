@@ -15,11 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from suite.errors import ResultsError
 from suite.schema import COLUMNS, KEY_COLUMNS, ResultRow, RunMeta
-
-
-class ResultsError(ValueError):
-    """A results or metadata file that cannot be read as this suite's format."""
 
 
 def meta_path(csv_path: str | os.PathLike) -> Path:

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from suite.cli import UsageError, main
+from suite.cli import main
 from suite.compare import compare_runs, judge
+from suite.errors import UsageError
 from tests.synthetic_results import indrnn_ms, lstm_ms, row, write
 
 TS = (64, 256, 1024)

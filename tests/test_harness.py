@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from suite import bench, presets
-from suite.cli import UsageError
+from suite.errors import PresetError, UsageError
 from suite.gate import GateError, check_recurrence
-from suite.presets import PresetError, SweepConfig, load_preset
+from suite.presets import SweepConfig, load_preset
 from suite.providers import PROVIDERS, Built, Provider, attention_heads, param_count
 from suite.schema import COLUMNS, KEY_COLUMNS, STATUSES, RunMeta
 from suite.store import read_meta, read_results

@@ -6,7 +6,7 @@ import pytest
 import synthetic_results as syn
 
 from suite import analysis, cli, plots
-from suite.store import ResultsError
+from suite.errors import ResultsError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FULL_SET = {
