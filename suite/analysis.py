@@ -14,18 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from suite.providers import PROVIDERS
+from suite.schema import CONFIG_COLUMNS as CONFIG
 from suite.schema import MODES
 from suite.store import meta_path, read_meta, read_results
 
-# The IndRNN the speedups are about: the Triton kernel when it ran, else the eager torch backend.
-INDRNN_PREFERENCE = ("indrnn_triton", "indrnn_torch")
-# Residual and dense IndRNNs are other models than the plain stack: a ratio against them is no speedup.
-NOT_COMPARED = ("indrnn_residual", "indrnn_dense")
-# Known baselines in the order tables and legends list them; any other provider follows by name.
-BASELINE_ORDER = ("lstm", "gru", "transformer", "sru", "hgrn", "indrnn_torch", "indrnn_compile")
-
-# A comparison is fair only between rows that agree on all of these.
-CONFIG = ("mode", "phase", "seq_len", "depth", "batch", "hidden", "input_size", "dtype", "timing")
+# A comparison is fair only between rows that agree on every column of CONFIG (the row key
+# without the provider). Which provider is the IndRNN, a variant of it or a baseline is the
+# `role` each row carries (suite.schema.ROLES); nothing here names a provider.
 AXES = ("seq_len", "depth", "batch", "hidden", "dtype", "mode")
 AXIS_LABELS = {
     "mode": "mode",
@@ -34,10 +30,11 @@ AXIS_LABELS = {
     "depth": "depth",
     "batch": "B",
     "hidden": "H",
+    "input_size": "I",
     "dtype": "dtype",
     "timing": "timing",
 }
-METRICS = ("p20_ms", "p50_ms", "p80_ms", "peak_mem_mb", "params")
+METRICS = ("p20_ms", "p50_ms", "p80_ms", "peak_mem_mb", "params", "compile_s")
 
 CLAIM_FACTOR = 10.0  # the paper's claim: IndRNN trains ">10x faster than LSTM"
 PAPER_FIG2 = Path(__file__).resolve().parent / "data" / "paper_fig2.csv"
@@ -66,21 +63,36 @@ class Results:
         devices = self.rows["device"][self.rows["device"] != ""] if "device" in self.rows else []
         return str(devices.mode().iloc[0]) if len(devices) else "unknown device"
 
+    def with_role(self, *roles: str) -> list[str]:
+        """Providers of these roles with ok rows, in display order."""
+        return order_providers(set(self.ok.loc[self.ok["role"].isin(roles), "provider"]))
+
     @property
     def baselines(self) -> list[str]:
         """Providers with ok rows that the IndRNN is compared against, in display order."""
-        present = set(self.ok["provider"]) - {self.indrnn} - set(NOT_COMPARED)
-        return order_providers(present)
+        return self.with_role("baseline")
+
+    @property
+    def variants(self) -> list[str]:
+        """Other implementations of the IndRNN with ok rows (the other IndRNNs and the variants)."""
+        return [p for p in self.with_role("indrnn", "variant") if p != self.indrnn]
 
 
 def order_providers(providers) -> list[str]:
-    known = [p for p in BASELINE_ORDER if p in providers]
-    return known + sorted(set(providers) - set(known))
+    """The registry's order (how tables and legends list providers); unknown ones after, by name."""
+    rank = {name: i for i, name in enumerate(PROVIDERS)}
+    return sorted(providers, key=lambda p: (rank.get(p, len(rank)), p))
 
 
 def pick_indrnn(rows: pd.DataFrame) -> str | None:
-    ok = set(rows.loc[rows["status"] == "ok", "provider"])
-    return next((p for p in INDRNN_PREFERENCE if p in ok), None)
+    """The most preferred provider of the indrnn role with ok rows (see Provider.preference)."""
+    ok = rows[(rows["status"] == "ok") & (rows["role"] == "indrnn")]
+
+    def preference(name: str) -> tuple:
+        known = PROVIDERS.get(name)
+        return (known.preference if known and known.preference is not None else len(PROVIDERS), name)
+
+    return min(set(ok["provider"]), key=preference, default=None)
 
 
 def load(csv_path: str | os.PathLike) -> Results:
@@ -106,17 +118,29 @@ def _prefixed(rows: pd.DataFrame, prefix: str, keep: tuple[str, ...] = ()) -> pd
     return rows[cols].rename(columns={m: prefix + m for m in METRICS})
 
 
+def _pairs(res: Results, others: list[str], column: str) -> pd.DataFrame:
+    """The IndRNN's ok rows matched with the ok rows of each provider in `others` (named in
+    `column`) at the same config, with speedup = other's p50 / IndRNN p50 and its spread."""
+    ok = res.ok
+    ours = _prefixed(ok[ok["provider"] == res.indrnn], "indrnn_")
+    theirs = _prefixed(ok[ok["provider"].isin(others)], "base_", keep=("provider",))
+    pairs = theirs.rename(columns={"provider": column}).merge(ours, on=list(CONFIG))
+    pairs = _add_ratio(pairs, "base_", "indrnn_")
+    rank = {b: i for i, b in enumerate(others)}
+    pairs["_rank"] = pairs[column].map(rank)
+    return pairs.sort_values(["_rank", *CONFIG]).drop(columns="_rank").reset_index(drop=True)
+
+
 def speedups(res: Results) -> pd.DataFrame:
     """One row per (baseline, config) measured ok for both the IndRNN and the baseline at the same
     depth: their times, memory and params, and speedup = baseline p50 / IndRNN p50 with its spread."""
-    ok = res.ok
-    ours = _prefixed(ok[ok["provider"] == res.indrnn], "indrnn_")
-    theirs = _prefixed(ok[ok["provider"].isin(res.baselines)], "base_", keep=("provider",))
-    pairs = theirs.rename(columns={"provider": "baseline"}).merge(ours, on=list(CONFIG))
-    pairs = _add_ratio(pairs, "base_", "indrnn_")
-    rank = {b: i for i, b in enumerate(res.baselines)}
-    pairs["_rank"] = pairs["baseline"].map(rank)
-    return pairs.sort_values(["_rank", *CONFIG]).drop(columns="_rank").reset_index(drop=True)
+    return _pairs(res, res.baselines, "baseline")
+
+
+def variant_speedups(res: Results) -> pd.DataFrame:
+    """The same for every other implementation of the IndRNN (column `variant`): how much faster
+    the IndRNN is than its eager, compiled or otherwise built twin at the same config."""
+    return _pairs(res, res.variants, "variant")
 
 
 @dataclass(frozen=True)
@@ -326,7 +350,7 @@ def fig2(res: Results, paper_path: str | os.PathLike = PAPER_FIG2) -> Fig2:
             rec["paper_lstm_ms"] = paper_value("lstm", 1, t, "ms")
             rec["paper_sru_ms"] = paper_value("sru", 1, t, "ms")
             rec["paper_ratio"] = paper_value("indrnn", layers, t, "ratio_vs_lstm")
-            needed = {res.indrnn or INDRNN_PREFERENCE[0]: layers, "lstm": 1}
+            needed = {res.indrnn or _preferred_indrnn(): layers, "lstm": 1}
             rec["note"] = (
                 "" if pd.notna(ind["p50_ms"]) and pd.notna(lstm["p50_ms"]) else _why_missing(rows, needed, t, config)
             )
@@ -336,6 +360,11 @@ def fig2(res: Results, paper_path: str | os.PathLike = PAPER_FIG2) -> Fig2:
     verdict, summary = claim_verdict(table)
     headline = _headline(table)
     return Fig2(table, config, verdict, summary, headline, has_sru)
+
+
+def _preferred_indrnn() -> str:
+    """The IndRNN provider this suite prefers, for notes about a config nobody measured."""
+    return min((p for p in PROVIDERS.values() if p.role == "indrnn"), key=lambda p: p.preference).name
 
 
 def _headline(table: pd.DataFrame) -> str:
@@ -350,3 +379,33 @@ def _headline(table: pd.DataFrame) -> str:
             word = "reproduced" if r.speedup >= CLAIM_FACTOR else "not reproduced"
             parts.append(f"{label}: ours {r.speedup:.1f}x, {word}")
     return "; ".join(parts)
+
+
+SLICE_AXES = AXES  # the axes a summary slices along (the report's and the plots' tables and figures)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Everything the report, the plots and validate's summary say about one results file,
+    computed once: they only render it."""
+
+    res: Results
+    pairs: pd.DataFrame  # speedups over the baselines
+    variant_pairs: pd.DataFrame  # speedups over the other implementations of the IndRNN
+    slices: dict[str, list[Slice]]  # axis -> the slices of `pairs` that sweep it
+    crossovers: pd.DataFrame
+    fig2: Fig2
+
+
+def summarise(source: str | os.PathLike | Results) -> Summary:
+    """The summary of a results file (a path, or one already loaded)."""
+    res = source if isinstance(source, Results) else load(source)
+    pairs = speedups(res)
+    return Summary(
+        res=res,
+        pairs=pairs,
+        variant_pairs=variant_speedups(res),
+        slices={axis: sweep_slices(pairs, axis) for axis in SLICE_AXES},
+        crossovers=crossovers(pairs),
+        fig2=fig2(res),
+    )

@@ -12,9 +12,10 @@ from suite.errors import UsageError
 
 # command -> (module, one-line help). `run` is the default when no command is given.
 COMMANDS = {
-    "run": ("suite.bench", "run a preset sweep, then write results, report and plots (default)"),
+    "run": ("suite.run_command", "run a preset sweep, then write results, report and plots (default)"),
     "report": ("suite.report", "write the markdown speedup report of a results file"),
     "plot": ("suite.plots", "draw the figures of a results file into plots/"),
+    "converge": ("suite.converge", "train to a target on the adding problem: time to solve, IndRNN vs baselines"),
     "compare": ("suite.compare", "compare two results files; exit 1 on a real regression"),
     "kernel-report": ("suite.kernel_report", "compile every kernel for sm_80/sm_90 and report or check its facts"),
     "validate": (

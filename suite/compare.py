@@ -32,8 +32,7 @@ from tabulate import tabulate
 
 from suite.analysis import Results, load, speedups
 from suite.errors import UsageError
-from suite.schema import KEY_COLUMNS
-from suite.store import INT_COLUMNS
+from suite.schema import CONFIG_COLUMNS, KEY_COLUMNS, key_of
 
 METRICS = ("time", "speedup")
 FAIL_ON = ("regression", "overall", "none")
@@ -137,10 +136,7 @@ def config_name(rec) -> str:
 
 def _keyed(rows: pd.DataFrame, columns: tuple[str, ...]) -> dict[tuple, dict]:
     """Records by key; the last row wins where a (resumed) file repeats a key."""
-    out = {}
-    for rec in rows.to_dict("records"):
-        out[tuple(int(rec[c]) if c in INT_COLUMNS else str(rec[c]) for c in columns)] = rec
-    return out
+    return {key_of(rec, columns): rec for rec in rows.to_dict("records")}
 
 
 def _spread(rec: dict, mid: str, lo: str, hi: str) -> tuple[float, float, float]:
@@ -191,7 +187,7 @@ def _configs(res: Results, ok_only: bool) -> dict[tuple, dict]:
 
 
 # A speedup pair is a config of the IndRNN and one baseline: the key without the provider.
-PAIR_KEY = ("baseline", *(c for c in KEY_COLUMNS if c != "provider"))
+PAIR_KEY = ("baseline", *CONFIG_COLUMNS)
 
 
 def _pairs(res: Results) -> dict[tuple, dict]:

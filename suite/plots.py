@@ -154,18 +154,18 @@ def _fig2_figure(res: Results, fig2: analysis.Fig2) -> Figure:
     return fig
 
 
-def _figures(res: Results):
+def _figures(summary: analysis.Summary):
     """(name, figure or None, why not drawn) for every figure this suite draws."""
-    pairs = analysis.speedups(res)
+    res = summary.res
     for axis in SPEEDUP_AXES:
-        slices = analysis.sweep_slices(pairs, axis)
+        slices = summary.slices[axis]
         if not slices:
             yield f"speedup_vs_{axis}", None, f"no {AXIS_LABELS[axis]} sweep with both the IndRNN and a baseline ok"
         for sl in slices:
             yield f"speedup_vs_{axis}_{sl.fixed['mode']}", lambda sl=sl: _speedup_figure(res, sl), ""
 
     # Latency and memory per provider along the same slices as the speedup against T.
-    t_slices = analysis.sweep_slices(pairs, "seq_len")
+    t_slices = summary.slices["seq_len"]
     if not t_slices:
         yield "latency_vs_seq_len", None, "no T sweep with both the IndRNN and a baseline ok"
         yield "peak_memory", None, "no T sweep with both the IndRNN and a baseline ok"
@@ -196,7 +196,7 @@ def _figures(res: Results):
     else:
         yield "recurrence_bandwidth", lambda: _recurrence_figure(res, rec), ""
 
-    fig2 = analysis.fig2(res)
+    fig2 = summary.fig2
     if fig2.verdict == "no data":
         yield "fig2", None, "no Fig. 2 config measured for both the IndRNN and LSTM"
     else:
@@ -214,10 +214,10 @@ def default_out_dir(csv_path: str | os.PathLike) -> Path:
 
 def plot_all(csv_path: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> PlotSet:
     """Draw every figure the file has data for; ResultsError if the file cannot be read."""
-    res = analysis.load(csv_path)
-    out_dir = Path(out_dir) if out_dir else default_out_dir(res.path)
+    summary = analysis.summarise(csv_path)
+    out_dir = Path(out_dir) if out_dir else default_out_dir(summary.res.path)
     result = PlotSet()
-    for name, make, why in _figures(res):
+    for name, make, why in _figures(summary):
         if make is None:
             result.skipped.append(f"{name}: {why}")
             log.info("not drawn: %s: %s", name, why)
@@ -229,11 +229,6 @@ def plot_all(csv_path: str | os.PathLike, out_dir: str | os.PathLike | None = No
         plt.close(fig)
         result.written.append(path)
     return result
-
-
-def draw_plots(csv_path: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The PNGs written (default: `default_out_dir`); figures without data are logged and skipped."""
-    return plot_all(csv_path, out_dir).written
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,38 +13,14 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from suite.errors import PresetError
 from suite.providers import PROVIDERS
-from suite.schema import MODES
+from suite.schema import AXES, DTYPES, INT_AXES, MODES, SweepConfig
 
 PRESET_DIR = Path(__file__).with_suffix("")  # suite/presets/
 PRESETS: tuple[str, ...] = tuple(sorted(p.stem for p in PRESET_DIR.glob("*.json")))
-AXES = ("provider", "mode", "seq_len", "depth", "batch", "hidden", "dtype", "input_size")
-INT_AXES = ("seq_len", "depth", "batch", "hidden", "input_size")
-DTYPES = ("float32", "float16", "bfloat16")
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    """One point of a sweep: what to build and how to time it. Rows add the phase and timing."""
-
-    provider: str
-    mode: str
-    seq_len: int
-    depth: int
-    batch: int
-    hidden: int
-    dtype: str
-    input_size: int
-
-    def label(self) -> str:
-        return (
-            f"{self.provider} {self.mode} T={self.seq_len} L={self.depth} B={self.batch} "
-            f"H={self.hidden} I={self.input_size} {self.dtype}"
-        )
 
 
 def default_preset(device_kind: str) -> str:

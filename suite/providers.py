@@ -14,13 +14,11 @@ import importlib.util
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:  # presets imports this module for provider names
-    from suite.presets import SweepConfig
+from suite.schema import ROLES, SweepConfig
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -45,13 +43,25 @@ class Built:
 
 @dataclass(frozen=True)
 class Provider:
+    """One implementation the suite times. `role` (see suite.schema.ROLES) tells the analysis
+    what it is: an IndRNN (the lower `preference`, the more it is "the IndRNN" of a results
+    file when several ran), a variant of one, an IndRNN of another architecture, or a baseline."""
+
     name: str
     description: str
     build: Callable[[SweepConfig, torch.device], Built]
     unavailable: Callable[[SweepConfig, torch.device], str | None]
+    role: str = "baseline"
+    preference: int | None = None  # indrnn role only: 0 is preferred over 1, ...
     modes: tuple[str, ...] = ("train", "infer")
     recurrence_backend: str | None = None  # the indrnn_recurrence backend timed in recurrence mode
     compiles: bool = False  # first call compiles: the harness records its seconds as compile_s
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"provider {self.name}: role must be one of {ROLES}, got {self.role!r}")
+        if (self.role == "indrnn") != (self.preference is not None):
+            raise ValueError(f"provider {self.name}: a preference is given exactly to the indrnn role")
 
 
 def dtype_of(name: str) -> torch.dtype:
@@ -253,6 +263,8 @@ PROVIDERS: dict[str, Provider] = {
             "IndRNN stack on the Triton kernels (CUDA only)",
             _indrnn_builder("plain", "triton"),
             _needs_cuda,
+            role="indrnn",
+            preference=0,
             modes=("train", "infer", "recurrence"),
             recurrence_backend="triton",
         ),
@@ -261,6 +273,8 @@ PROVIDERS: dict[str, Provider] = {
             "IndRNN stack on the torch backend (eager loops, hand-written backward; runs anywhere)",
             _indrnn_builder("plain", "torch"),
             _runs_anywhere,
+            role="indrnn",
+            preference=1,
             modes=("train", "infer", "recurrence"),
             recurrence_backend="torch",
         ),
@@ -269,6 +283,7 @@ PROVIDERS: dict[str, Provider] = {
             "the plain autograd loop IndRNN under torch.compile (compile seconds recorded)",
             _build_compiled,
             _compile_unavailable,
+            role="variant",
             compiles=True,
         ),
         Provider(
@@ -276,12 +291,14 @@ PROVIDERS: dict[str, Provider] = {
             "residual IndRNN (pre-activation blocks, BN); Triton on CUDA, torch loop elsewhere",
             _indrnn_builder("residual", None),
             _residual_unavailable,
+            role="architecture",
         ),
         Provider(
             "indrnn_dense",
             "dense IndRNN (depth = dense layers, 2 recurrences each, BN); Triton on CUDA, torch loop elsewhere",
             _indrnn_builder("dense", None),
             _runs_anywhere,
+            role="architecture",
         ),
         Provider("lstm", "nn.LSTM (cuDNN on GPU)", _rnn_builder(nn.LSTM), _runs_anywhere),
         Provider("gru", "nn.GRU (cuDNN on GPU)", _rnn_builder(nn.GRU), _runs_anywhere),
@@ -300,6 +317,13 @@ PROVIDERS: dict[str, Provider] = {
         ),
     )
 }
+
+
+def role_of(provider: str) -> str:
+    """The role of a provider by name; one this suite does not know (from an older or another
+    results file) is a baseline, the role that claims least."""
+    known = PROVIDERS.get(provider)
+    return known.role if known else "baseline"
 
 
 def param_count(model: nn.Module) -> int:

@@ -17,7 +17,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from suite import analysis
-from suite.analysis import AXIS_LABELS, CLAIM_FACTOR, Results
+from suite.analysis import AXIS_LABELS, CLAIM_FACTOR, Results, Summary
 
 TABLE_FORMAT = "github"
 AXIS_TITLES = {
@@ -66,7 +66,8 @@ def _table(rows: list[list], headers: list[str]) -> str:
     return tabulate(rows, headers=headers, tablefmt=TABLE_FORMAT, disable_numparse=True)
 
 
-def _environment(res: Results) -> list[str]:
+def _environment(s: Summary) -> list[str]:
+    res = s.res
     meta = res.meta
     counts = res.rows["status"].value_counts()
     status_line = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "oom", "failed", "skipped"))
@@ -104,24 +105,8 @@ def _which_indrnn(res: Results) -> str:
     return "The file has no ok rows for `indrnn_triton` or `indrnn_torch`: no speedup can be computed."
 
 
-def _fig2_section(res: Results) -> list[str]:
-    fig = analysis.fig2(res)
-    _, source = analysis.read_paper_fig2()
-    lines = [
-        f'## Claim: Fig. 2 of Deep IndRNN, ">{CLAIM_FACTOR:g}x faster than LSTM"',
-        "",
-        "Paper: " + " ".join(source),
-        "",
-    ]
-    if fig.config:
-        setting = ", ".join(f"{AXIS_LABELS[k]}={v}" for k, v in fig.config.items())
-        lines.append(
-            f"Ours: training step (fwd+bwd), H={analysis.FIG2_HIDDEN}, {setting}; "
-            f"`{res.indrnn}` with 1 and 2 layers against a 1-layer `lstm`"
-            + (" and a 1-layer `sru`" if fig.has_sru else "")
-            + ". Absolute times come from different machines: compare the ratios."
-        )
-        lines.append("")
+def fig2_table(fig: analysis.Fig2) -> str:
+    """Our Fig. 2 cells beside the paper's, as a markdown table (the report's and validate's)."""
     headers = ["IndRNN layers", "T", "IndRNN ms", "LSTM ms"]
     if fig.has_sru:
         headers += ["SRU ms"]
@@ -143,13 +128,35 @@ def _fig2_section(res: Results) -> list[str]:
             row.append(fmt_speedup(r.vs_sru, r.vs_sru_lo, r.vs_sru_hi))
         row.append(r.note)
         rows.append(row)
-    lines += [_table(rows, headers), "", f"**Verdict: {fig.verdict}.** {fig.summary}"]
+    return _table(rows, headers)
+
+
+def _fig2_section(s: Summary) -> list[str]:
+    res, fig = s.res, s.fig2
+    _, source = analysis.read_paper_fig2()
+    lines = [
+        f'## Claim: Fig. 2 of Deep IndRNN, ">{CLAIM_FACTOR:g}x faster than LSTM"',
+        "",
+        "Paper: " + " ".join(source),
+        "",
+    ]
+    if fig.config:
+        setting = ", ".join(f"{AXIS_LABELS[k]}={v}" for k, v in fig.config.items())
+        lines.append(
+            f"Ours: training step (fwd+bwd), H={analysis.FIG2_HIDDEN}, {setting}; "
+            f"`{res.indrnn}` with 1 and 2 layers against a 1-layer `lstm`"
+            + (" and a 1-layer `sru`" if fig.has_sru else "")
+            + ". Absolute times come from different machines: compare the ratios."
+        )
+        lines.append("")
+    lines += [fig2_table(fig), "", f"**Verdict: {fig.verdict}.** {fig.summary}"]
     if fig.headline:
         lines += ["", f"The paper's own >{CLAIM_FACTOR:g}x point: {fig.headline}."]
     return lines
 
 
-def _axis_sections(res: Results, pairs: pd.DataFrame) -> list[str]:
+def _axis_sections(s: Summary) -> list[str]:
+    res, pairs = s.res, s.pairs
     lines = [
         f"## Speedup of `{res.indrnn}` over each baseline" if res.indrnn else "## Speedups",
         "",
@@ -160,8 +167,8 @@ def _axis_sections(res: Results, pairs: pd.DataFrame) -> list[str]:
     if pairs.empty:
         return lines + ["", "No config was measured ok for both the IndRNN and a baseline."]
     drawn = False
-    for axis in analysis.AXES:
-        for sl in analysis.sweep_slices(pairs, axis):
+    for axis, slices in s.slices.items():
+        for sl in slices:
             drawn = True
             baselines = analysis.order_providers(set(sl.pairs["baseline"]))
             rows = []
@@ -187,14 +194,15 @@ def _axis_sections(res: Results, pairs: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _crossover_section(pairs: pd.DataFrame) -> list[str]:
+def _crossover_section(s: Summary) -> list[str]:
+    pairs = s.pairs
     lines = [
         "## Crossover in sequence length",
         "",
         "For each baseline: the shortest T at which the IndRNN is faster (and the batch sizes where it "
         "is faster there), and any longer T at which the baseline is faster again.",
     ]
-    table = analysis.crossovers(pairs)
+    table = s.crossovers
     if table.empty:
         return lines + ["", "No matched configs."]
     shortest = pairs.groupby(["baseline", "mode"])["seq_len"].min()
@@ -223,9 +231,10 @@ def _crossover_section(pairs: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _memory_section(res: Results, pairs: pd.DataFrame) -> list[str]:
+def _memory_section(s: Summary) -> list[str]:
+    res = s.res
     lines = ["## Memory and parameters", ""]
-    slices = analysis.sweep_slices(pairs, "seq_len")
+    slices = s.slices["seq_len"]
     if not slices:
         return lines + ["No sequence-length sweep; peak memory and parameters of every config are in the last table."]
     for sl in slices:
@@ -257,7 +266,8 @@ def _memory_section(res: Results, pairs: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _recurrence_section(res: Results) -> list[str]:
+def _recurrence_section(s: Summary) -> list[str]:
+    res = s.res
     rec = res.ok[res.ok["mode"] == "recurrence"]
     if rec.empty:
         return []
@@ -290,7 +300,8 @@ def _recurrence_section(res: Results) -> list[str]:
     return lines + [_table(rows, headers)]
 
 
-def _not_measured_section(res: Results) -> list[str]:
+def _not_measured_section(s: Summary) -> list[str]:
+    res = s.res
     bad = res.rows[res.rows["status"] != "ok"]
     lines = ["## Configs not measured", ""]
     if bad.empty:
@@ -311,7 +322,8 @@ def _config_cells(r) -> list:
     return [r.mode, r.phase, r.seq_len, r.depth, r.batch, r.hidden, r.dtype]
 
 
-def _all_measurements_section(res: Results, pairs: pd.DataFrame) -> list[str]:
+def _all_measurements_section(s: Summary) -> list[str]:
+    res, pairs = s.res, s.pairs
     lines = ["## All measurements", ""]
     ok = res.ok.sort_values(["provider", "mode", "phase", "dtype", "depth", "hidden", "batch", "seq_len"])
     rows = [
@@ -336,21 +348,64 @@ def _all_measurements_section(res: Results, pairs: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _header(s: Summary) -> list[str]:
+    return [f"# IndRNN benchmark report: {s.res.device}", "", *_environment(s), "", _which_indrnn(s.res)]
+
+
+def _variants_section(s: Summary) -> list[str]:
+    """The IndRNN against its other implementations (eager loop, torch.compile, ...)."""
+    if s.variant_pairs.empty:
+        return []
+    lines = [
+        f"## `{s.res.indrnn}` against other implementations of the same IndRNN",
+        "",
+        "Same model, same config, another implementation: how much faster the IndRNN of this report is "
+        "(other's median / its median, p20-p80 spread in brackets). Compile seconds: the first call of "
+        "an implementation that compiles, not counted in its median.",
+        "",
+    ]
+    rows = [
+        [
+            r.variant,
+            *_config_cells(r),
+            fmt_ms(r.indrnn_p50_ms),
+            fmt_ms(r.base_p50_ms),
+            fmt_num(r.base_compile_s),
+            fmt_speedup(r.speedup, r.speedup_lo, r.speedup_hi),
+        ]
+        for r in s.variant_pairs.itertuples()
+    ]
+    headers = [
+        "other",
+        *CONFIG_HEADERS,
+        f"{s.res.indrnn} p50 ms",
+        "other p50 ms",
+        "other compile s",
+        "speedup (p20-p80)",
+    ]
+    return lines + [_table(rows, headers)]
+
+
+# The report, top to bottom: each section renders the summary into markdown lines ([] to leave
+# itself out). A new section is one function here and one entry in this list.
+SECTIONS = (
+    _header,
+    _fig2_section,
+    _axis_sections,
+    _variants_section,
+    _crossover_section,
+    _memory_section,
+    _recurrence_section,
+    _not_measured_section,
+    _all_measurements_section,
+)
+
+
 def build_report(csv_path: str | os.PathLike) -> str:
     """The markdown report of one results file (ResultsError if it cannot be read)."""
-    res = analysis.load(csv_path)
-    pairs = analysis.speedups(res)
-    sections = [
-        [f"# IndRNN benchmark report: {res.device}", ""] + _environment(res) + ["", _which_indrnn(res)],
-        _fig2_section(res),
-        _axis_sections(res, pairs),
-        _crossover_section(pairs),
-        _memory_section(res, pairs),
-        _recurrence_section(res),
-        _not_measured_section(res),
-        _all_measurements_section(res, pairs),
-    ]
-    return "\n\n".join("\n".join(s) for s in sections if s) + "\n"
+    summary = analysis.summarise(csv_path)
+    sections = [section(summary) for section in SECTIONS]
+    return "\n\n".join("\n".join(lines) for lines in sections if lines) + "\n"
 
 
 def write_report(csv_path: str | os.PathLike, out_path: str | os.PathLike | None = None) -> Path:

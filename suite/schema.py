@@ -5,14 +5,60 @@ alone is enough to rebuild any of them."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 STATUSES = ("ok", "oom", "failed", "skipped")
-MODES = ("train", "infer", "recurrence")
+# Each mode and the phases it is timed in, one row per phase: train times forward + loss +
+# backward as one step, infer the forward alone, recurrence the bare kernel's two directions.
+PHASES_OF_MODE = {"train": ("fwd+bwd",), "infer": ("fwd",), "recurrence": ("fwd", "bwd")}
+MODES = tuple(PHASES_OF_MODE)
+DTYPES = ("float32", "float16", "bfloat16")
+# What a provider is to the analysis (suite.providers gives each provider one):
+#   indrnn        a plain IndRNN stack, the subject of every speedup; the most preferred one that
+#                 ran is "the IndRNN" of a results file
+#   variant       another implementation of that same model (e.g. compiled by torch.compile):
+#                 compared with the IndRNN, never counted as a baseline
+#   architecture  an IndRNN of another architecture (residual, dense): another model, so its
+#                 times are reported but no speedup is computed against it
+#   baseline      a different model the IndRNN is compared against (LSTM, GRU, Transformer, ...)
+ROLES = ("indrnn", "variant", "architecture", "baseline")
 
-# The columns that identify a config: a results file holds at most one row per key.
-KEY_COLUMNS = ("provider", "mode", "phase", "seq_len", "depth", "batch", "hidden", "input_size", "dtype", "timing")
-PHASES = ("fwd", "bwd", "fwd+bwd")
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """One point of a sweep: what to build and how big. Rows add the phase and the timing."""
+
+    provider: str
+    mode: str
+    seq_len: int
+    depth: int
+    batch: int
+    hidden: int
+    dtype: str
+    input_size: int
+
+    def label(self) -> str:
+        return (
+            f"{self.provider} {self.mode} T={self.seq_len} L={self.depth} B={self.batch} "
+            f"H={self.hidden} I={self.input_size} {self.dtype}"
+        )
+
+
+# The axes of a sweep are the fields of SweepConfig; these are the integer ones.
+AXES = tuple(f.name for f in dataclasses.fields(SweepConfig))
+INT_AXES = tuple(f.name for f in dataclasses.fields(SweepConfig) if f.type in ("int", int))
+# A measured config: the sweep axes plus the phase and the timing method. A results file holds
+# at most one row per key; compare, resume and the analysis all match rows on it.
+KEY_COLUMNS = (*AXES[:2], "phase", *AXES[2:], "timing")  # provider, mode, phase, seq_len, ...
+# The key without the provider: rows that agree on it may be compared with each other.
+CONFIG_COLUMNS = tuple(c for c in KEY_COLUMNS if c != "provider")
+
+
+def key_of(record: Mapping, columns: tuple[str, ...] = KEY_COLUMNS) -> tuple:
+    """The key of a row, a speedup pair or any record holding `columns`, with integers as int
+    and everything else as str, so keys from a CSV, a dataclass and a DataFrame compare equal."""
+    return tuple(int(record[c]) if c in INT_AXES else str(record[c]) for c in columns)
 
 
 @dataclass(frozen=True)
@@ -20,6 +66,7 @@ class ResultRow:
     """One measured (or skipped/failed) config. Times in milliseconds, memory in MiB."""
 
     provider: str  # e.g. indrnn_triton, indrnn_torch, lstm, gru, transformer, sru
+    role: str  # one of ROLES: what the provider is to the analysis
     mode: str  # train | infer | recurrence
     phase: str  # fwd | bwd | fwd+bwd: train is fwd+bwd, infer fwd, recurrence fwd or bwd
     seq_len: int

@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from suite.errors import ResultsError
-from suite.schema import COLUMNS, KEY_COLUMNS, ResultRow, RunMeta
+from suite.providers import role_of
+from suite.schema import COLUMNS, KEY_COLUMNS, ResultRow, RunMeta, key_of
 
 
 def meta_path(csv_path: str | os.PathLike) -> Path:
@@ -90,9 +91,6 @@ class ResultsWriter:
         self.close()
 
 
-INT_COLUMNS = ("seq_len", "depth", "batch", "hidden", "input_size")
-
-
 def read_results(path: str | os.PathLike) -> pd.DataFrame:
     """Load a results CSV as a DataFrame with this suite's columns; ResultsError if it is not one."""
     path = Path(path)
@@ -112,6 +110,8 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
     for c in ("reason", "extra", "device", "timing", "preset", "run_id"):
         if c in df.columns:
             df[c] = df[c].fillna("")
+    if "role" not in df.columns:  # files written before rows carried their provider's role
+        df.insert(1, "role", df["provider"].map(role_of))
     return df
 
 
@@ -120,16 +120,4 @@ def existing_keys(path: str | os.PathLike) -> set[tuple]:
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return set()
-    df = read_results(path)
-    return {
-        tuple(_normalise(c, v) for c, v in zip(KEY_COLUMNS, rec, strict=True))
-        for rec in df[list(KEY_COLUMNS)].itertuples(index=False)
-    }
-
-
-def _normalise(column: str, value):
-    return int(value) if column in INT_COLUMNS else str(value)
-
-
-def row_key(row: ResultRow) -> tuple:
-    return tuple(_normalise(c, getattr(row, c)) for c in KEY_COLUMNS)
+    return {key_of(rec) for rec in read_results(path).to_dict("records")}

@@ -1,5 +1,7 @@
 """Timers: how long one call of a benchmark step takes, as a median with p20/p80.
 
+`make_timer` picks the method for a device and holds the one set of warm-up/repeat defaults.
+
 GPU: `triton.testing.do_bench` (CUDA events, L2 flushed before every call), or, opt-in,
 `do_bench_cudagraph`, which replays the step from a CUDA graph and so hides launch overhead:
 rows timed that way say "cuda_graph". CPU: wall clock around each call after a warm-up.
@@ -14,7 +16,13 @@ from dataclasses import dataclass
 
 import torch
 
+from suite.errors import UsageError
+
 QUANTILES = (0.2, 0.5, 0.8)
+TIMING_METHODS = ("auto", "do_bench", "cuda_graph", "cpu_wallclock")
+# Defaults per method: (warm-up, repeats, seconds cap). CPU: calls, with timed calls stopped
+# after the cap; GPU: do_bench's warm-up and repetition budgets in milliseconds.
+TIMER_DEFAULTS = {"cpu_wallclock": (2, 10, 2.0), "do_bench": (25, 100, None), "cuda_graph": (25, 100, None)}
 
 
 @dataclass(frozen=True)
@@ -85,3 +93,37 @@ def copy_bandwidth_gbps(device: torch.device | str, nbytes: int = 256 * 2**20) -
     else:
         ms = time_cpu(lambda: dst.copy_(src), warmup=2, repeats=10).p50_ms
     return 2 * n * 4 / (ms * 1e-3) / 1e9
+
+
+@dataclass(frozen=True)
+class Timer:
+    """How every config of a run is timed. warmup/repeats: calls on CPU, milliseconds
+    (do_bench's budgets) on GPU. max_s: CPU only, stop repeating after that many seconds."""
+
+    method: str
+    warmup: float
+    repeats: float
+    max_s: float | None = None
+
+    def __call__(self, fn: Callable[[], object]) -> Timing:
+        if self.method == "cpu_wallclock":
+            return time_cpu(fn, int(self.warmup), int(self.repeats), self.max_s)
+        return time_gpu(fn, self.warmup, self.repeats, cuda_graph=self.method == "cuda_graph")
+
+
+def make_timer(
+    device: torch.device, timing: str = "auto", warmup: float | None = None, repeats: float | None = None
+) -> Timer:
+    if timing not in TIMING_METHODS:
+        raise UsageError(f"unknown timing {timing!r}; choose from {', '.join(TIMING_METHODS)}")
+    if timing == "auto":
+        timing = "do_bench" if device.type == "cuda" else "cpu_wallclock"
+    if (timing == "cpu_wallclock") != (device.type == "cpu"):
+        raise UsageError(f"timing {timing} does not run on a {device.type} device")
+    default_warmup, default_repeats, max_s = TIMER_DEFAULTS[timing]
+    return Timer(
+        timing,
+        default_warmup if warmup is None else warmup,
+        default_repeats if repeats is None else repeats,
+        max_s=max_s,
+    )

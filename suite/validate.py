@@ -25,7 +25,9 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from suite.presets import SweepConfig, load_preset
+from suite.errors import UsageError
+from suite.presets import load_preset
+from suite.schema import SweepConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,7 +78,16 @@ COMPILE_SPACE_S = 45.0
 def build_plan() -> list[PlanItem]:
     """Everything validate would do with an unlimited budget, in execution order."""
     recurrence = [
-        SweepConfig("indrnn_triton", "recurrence", t, 1, b, h, dtype, h)
+        SweepConfig(
+            provider="indrnn_triton",
+            mode="recurrence",
+            seq_len=t,
+            depth=1,
+            batch=b,
+            hidden=h,
+            dtype=dtype,
+            input_size=h,
+        )
         for (t, b, h) in (BIG, PAPER)
         for dtype in ("float32", "bfloat16")
     ]
@@ -193,6 +204,7 @@ def kernel_target_rows(df) -> list[list]:
 def summary_markdown(folder: Path, csv_path: Path, tests: dict | None, dropped: list[PlanItem], minutes: float) -> str:
     """The final summary: tests, kernel targets, the Fig. 2 ratios beside the paper's, the verdict."""
     from suite import analysis
+    from suite.report import fig2_table
     from suite.store import read_meta, read_results
 
     meta = read_meta(csv_path)
@@ -217,22 +229,8 @@ def summary_markdown(folder: Path, csv_path: Path, tests: dict | None, dropped: 
     lines += ["", "## Recurrence kernel", ""]
     headers = ["size", "dtype", "pass", "GB/s", "% of copy", "ns/step", "target", ""]
     lines.append(tabulate(kernel_target_rows(df), headers, tablefmt="github"))
-    fig = analysis.fig2(analysis.load(csv_path))
-    lines += ["", "## Deep IndRNN Fig. 2: training step, hidden 128", ""]
-    table = [
-        [
-            f"{int(r.layers)} layer{'s' if r.layers > 1 else ''}",
-            int(r.seq_len),
-            f"{r.indrnn_p50_ms:.2f}" if r.indrnn_p50_ms == r.indrnn_p50_ms else "",
-            f"{r.lstm_p50_ms:.2f}" if r.lstm_p50_ms == r.lstm_p50_ms else "",
-            f"{r.speedup:.1f}x" if r.speedup == r.speedup else "no data",
-            f"{r.paper_ratio:g}x",
-        ]
-        for r in fig.table.itertuples()
-    ]
-    lines.append(
-        tabulate(table, ["IndRNN", "T", "IndRNN ms", "LSTM ms", "ours vs LSTM", "paper (P100)"], tablefmt="github")
-    )
+    fig = analysis.summarise(csv_path).fig2
+    lines += ["", "## Deep IndRNN Fig. 2: training step, hidden 128", "", fig2_table(fig)]
     lines += ["", f"Verdict on '>10x faster than LSTM': **{fig.verdict}**. {fig.summary}"]
     if dropped:
         lines += ["", "Dropped to fit the budget: " + ", ".join(i.name for i in dropped) + "."]
@@ -257,8 +255,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from suite.errors import UsageError
-
     if args.budget_min <= 0:
         raise UsageError(f"--budget-min must be positive, got {args.budget_min}")
     budget_s = args.budget_min * 60
@@ -276,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
 
 def execute(kept: list[PlanItem], dropped: list[PlanItem], budget_s: float, folder: Path | None) -> int:
     from suite.bench import run_sweep
-    from suite.plots import draw_plots
+    from suite.plots import plot_all
     from suite.report import write_report
 
     start = time.monotonic()
@@ -304,7 +300,7 @@ def execute(kept: list[PlanItem], dropped: list[PlanItem], budget_s: float, fold
                 run_sweep(item.configs, csv_path, preset="validate", resume=True, argv=sys.argv)
             elif csv_path.exists():
                 write_report(csv_path)
-                draw_plots(csv_path, folder / "plots")
+                plot_all(csv_path, folder / "plots")
         except Exception as error:  # noqa: BLE001 - validate stops at nothing but a crash
             failures.append(f"{item.name}: {type(error).__name__}: {error}")
             print(f"validate: step failed, going on: {failures[-1]}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from suite.providers import role_of
 from suite.schema import ResultRow, RunMeta
 from suite.store import ResultsWriter, write_meta
 
@@ -43,6 +44,7 @@ def row(
     timed.update(extra)
     return ResultRow(
         provider=provider,
+        role=role_of(provider),
         mode=mode,
         phase=phase or PHASE.get(mode, "fwd"),
         seq_len=seq_len,

@@ -44,7 +44,7 @@ def test_every_figure_of_a_full_sweep(tmp_path):
 def test_titles_carry_the_device(tmp_path):
     path = syn.write(tmp_path / "sweep.csv", syn.sweep_rows(), device="Device Under Test")
     res = analysis.load(path)
-    figures = [make() for _, make, _ in plots._figures(res) if make is not None]
+    figures = [make() for _, make, _ in plots._figures(analysis.summarise(res)) if make is not None]
     assert len(figures) == len(FULL_SET)
     assert all("Device Under Test" in fig.get_suptitle() for fig in figures)
     for fig in figures:
@@ -88,10 +88,10 @@ def test_default_out_dir_and_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli, "COMMANDS", {k: v for k, v in cli.COMMANDS.items() if k in ("report", "plot")})
     (tmp_path / "results").mkdir()
     path = syn.write(tmp_path / "results" / "sweep.csv", syn.sweep_rows())
-    written = plots.draw_plots(path)  # a run in results/: plots/<stem>/
+    written = plots.plot_all(path).written  # a run in results/: plots/<stem>/
     assert _names(written) == FULL_SET and all(p.parent == tmp_path / "plots" / "sweep" for p in written)
     elsewhere = syn.write(tmp_path / "scratch.csv", syn.sweep_rows())
-    assert all(p.parent == tmp_path / "scratch-plots" for p in plots.draw_plots(elsewhere))
+    assert all(p.parent == tmp_path / "scratch-plots" for p in plots.plot_all(elsewhere).written)
     out = tmp_path / "cli"
     assert cli.main(["plot", str(path), "--out-dir", str(out)]) == 0
     assert {p.stem for p in out.iterdir()} == FULL_SET
@@ -104,4 +104,4 @@ def test_unreadable_file_is_a_results_error(tmp_path, content):
     bad = tmp_path / "bad.csv"
     bad.write_text(content)
     with pytest.raises(ResultsError):
-        plots.draw_plots(bad, tmp_path / "out")
+        plots.plot_all(bad, tmp_path / "out")

@@ -180,3 +180,19 @@ def test_header_only_file(tmp_path):
     path = syn.write(tmp_path / "empty.csv", [])
     text = build_report(path)
     assert "(0 rows: 0 ok, 0 oom, 0 failed, 0 skipped)" in text and "**Verdict: no data.**" in text
+
+
+def test_variants_are_compared_with_the_indrnn_never_as_baselines(tmp_path):
+    rows = [
+        syn.row("indrnn_triton", 1.0),
+        syn.row("indrnn_torch", 4.0),
+        syn.row("indrnn_compile", 2.0, compile_s=30.0),
+        syn.row("lstm", 10.0),
+    ]
+    summary = analysis.summarise(syn.write(tmp_path / "v.csv", rows))
+    assert list(summary.pairs["baseline"]) == ["lstm"]
+    assert list(summary.variant_pairs["variant"]) == ["indrnn_torch", "indrnn_compile"]
+    assert list(summary.variant_pairs["speedup"]) == pytest.approx([4.0, 2.0])
+    text = build_report(tmp_path / "v.csv")
+    assert "## `indrnn_triton` against other implementations" in text
+    assert "| never" not in text  # no crossover row for a variant

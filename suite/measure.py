@@ -1,0 +1,189 @@
+"""Measuring one config: SweepConfig in, the fields of its result rows out (one per phase).
+
+A provider that cannot run here (no CUDA, package missing, compile too long) gives skipped
+rows; otherwise the model is built, compiled if it compiles (seconds recorded), gated against
+its reference (suite.gate), and only then timed. An exception becomes a failed row, running
+out of memory an oom row: one config's failure never ends a sweep.
+
+Modes: train = forward, a Linear head on the last step, MSE loss, backward (the adding
+problem's step, Deep IndRNN Fig. 2); infer = forward under inference_mode; recurrence = the
+bare `indrnn_recurrence`, forward and backward as separate rows, with GB/s against the
+copy bandwidth measured once per run.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from kernels import indrnn_recurrence
+from suite.gate import GateError, check_model, check_recurrence
+from suite.providers import PROVIDERS, Built, Provider, dtype_of, param_count
+from suite.schema import PHASES_OF_MODE, SweepConfig
+from suite.timing import Timer
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
+    """Peak device memory of one untimed call of fn, counting what was allocated before it (the
+    model, inputs, saved tensors): measured apart from the timer, whose L2-flush buffer
+    (256 MiB in do_bench) would otherwise be counted in every row."""
+    _sync(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    _sync(device)
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def _timed(fn: Callable[[], object], timer: Timer, device: torch.device) -> dict:
+    """Time fn; the row fields it gives (times, samples, peak memory on GPU)."""
+    peak = peak_memory_mb(fn, device) if device.type == "cuda" else None
+    t = timer(fn)
+    return dict(p20_ms=t.p20_ms, p50_ms=t.p50_ms, p80_ms=t.p80_ms, n_samples=t.n_samples, peak_mem_mb=peak)
+
+
+def _tokens_per_s(cfg: SweepConfig, p50_ms: float) -> float:
+    return cfg.seq_len * cfg.batch / (p50_ms * 1e-3)
+
+
+def random_input(cfg: SweepConfig, device: torch.device, batch_first: bool) -> torch.Tensor:
+    shape = (cfg.batch, cfg.seq_len, cfg.input_size) if batch_first else (cfg.seq_len, cfg.batch, cfg.input_size)
+    return torch.randn(shape, device=device, dtype=dtype_of(cfg.dtype))
+
+
+def model_step(built: Built, cfg: SweepConfig, device: torch.device) -> Callable[[], None]:
+    """The timed call of a train or infer config, on fresh random inputs."""
+    x = random_input(cfg, device, built.batch_first)
+    if cfg.mode == "infer":
+
+        def infer() -> None:
+            with torch.inference_mode():
+                built.forward(x)
+
+        return infer
+
+    dtype = dtype_of(cfg.dtype)
+    head = nn.Linear(built.output_size, 1).to(device=device, dtype=dtype)
+    target = torch.randn(cfg.batch, 1, device=device, dtype=dtype)
+    params = [*built.model.parameters(), *head.parameters()]
+
+    def train() -> None:
+        for p in params:  # zero the gradients between iterations, as a training loop does
+            p.grad = None
+        out = built.forward(x)
+        last = out[:, -1] if built.batch_first else out[-1]
+        nn.functional.mse_loss(head(last), target).backward()
+
+    return train
+
+
+def measure_model(cfg: SweepConfig, provider: Provider, device: torch.device, timer: Timer) -> list[dict]:
+    built = provider.build(cfg, device)
+    built.model.train(cfg.mode == "train")
+    step = model_step(built, cfg, device)
+    compile_s = None
+    if provider.compiles:  # the first call compiles (backward too, in train mode)
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        compile_s = time.perf_counter() - start
+    gate_x = random_input(cfg, device, built.batch_first)
+    check_model(built.forward, built.reference, built.model, gate_x, cfg.dtype, cfg.mode == "train")
+    fields = _timed(step, timer, device)
+    return [
+        dict(
+            phase=PHASES_OF_MODE[cfg.mode][0],
+            tokens_per_s=_tokens_per_s(cfg, fields["p50_ms"]),
+            params=param_count(built.model),
+            compile_s=compile_s,
+            extra=built.extra,
+            **fields,
+        )
+    ]
+
+
+def measure_recurrence(
+    cfg: SweepConfig, provider: Provider, device: torch.device, timer: Timer, copy_gbps: float | None
+) -> list[dict]:
+    """Forward and backward of the bare recurrence over x (T, B, H), as two rows.
+    Bytes that must move: forward reads x and writes h; backward reads h and dh, writes dx."""
+    backend = provider.recurrence_backend
+    T, B, H = cfg.seq_len, cfg.batch, cfg.hidden
+    x = torch.randn(T, B, H, device=device, dtype=dtype_of(cfg.dtype))
+    u = torch.rand(H, device=device)  # U(0, 1): states stay bounded over any length
+    bias = 0.1 * torch.randn(H, device=device)
+    check_recurrence(backend, x, u, bias, cfg.dtype)
+
+    leaves = [t.clone().requires_grad_() for t in (x, u, bias)]
+    h, _ = indrnn_recurrence(leaves[0], leaves[1], bias=leaves[2], backend=backend)
+    dh = torch.randn_like(h)
+    phases = (
+        ("fwd", lambda: indrnn_recurrence(x, u, bias=bias, backend=backend), 2),
+        ("bwd", lambda: torch.autograd.grad(h, leaves, dh, retain_graph=True), 3),
+    )
+    rows = []
+    for phase, fn, tensors_moved in phases:
+        if phase == "bwd" and timer.method == "cuda_graph":
+            # The autograd graph of h was recorded outside the capture, on another stream: its
+            # backward cannot be captured and replayed on its own.
+            rows.append(dict(phase=phase, status="skipped", reason="bwd alone is not timed as a CUDA graph"))
+            continue
+        fields = _timed(fn, timer, device)
+        gbps = tensors_moved * x.numel() * x.element_size() / (fields["p50_ms"] * 1e-3) / 1e9
+        rows.append(
+            dict(
+                phase=phase,
+                tokens_per_s=_tokens_per_s(cfg, fields["p50_ms"]),
+                gbytes_per_s=gbps,
+                pct_copy_bw=100 * gbps / copy_gbps if copy_gbps else None,
+                ns_per_step=fields["p50_ms"] * 1e6 / T,
+                params=2 * H,  # u and bias
+                extra=f"backend={backend}",
+                **fields,
+            )
+        )
+    return rows
+
+
+def is_oom(error: BaseException) -> bool:
+    """Out of device memory, however the allocator or a library reported it."""
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    message = text[0] if text else ""
+    reason = message if isinstance(error, GateError) else f"{type(error).__name__}: {message}"
+    return reason[:300]
+
+
+def measure(cfg: SweepConfig, device: torch.device, timer: Timer, copy_gbps: float | None) -> list[dict]:
+    """Row fields of every phase of cfg: measured, or skipped/failed/oom with the reason."""
+    provider = PROVIDERS[cfg.provider]
+    phases = PHASES_OF_MODE[cfg.mode]
+    reason = provider.unavailable(cfg, device)
+    if reason:
+        return [dict(phase=p, status="skipped", reason=reason) for p in phases]
+    try:
+        if cfg.mode == "recurrence":
+            rows = measure_recurrence(cfg, provider, device, timer, copy_gbps)
+        else:
+            rows = measure_model(cfg, provider, device, timer)
+        return [{"status": "ok", **r} for r in rows]
+    except Exception as error:  # noqa: BLE001 - one config's failure must not end the sweep
+        status = "oom" if is_oom(error) else "failed"
+        return [dict(phase=p, status=status, reason=_one_line(error)) for p in phases]
+    finally:
+        gc.collect()  # drop the failed config's tensors before the next one allocates
+        if device.type == "cuda":
+            torch.cuda.empty_cache()

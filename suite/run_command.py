@@ -1,0 +1,195 @@
+"""The `run` command: pick the preset and device, parse axis overrides, run the sweep
+(suite.bench), then print the summary and write the report and the plots."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tabulate import tabulate
+
+from suite import env
+from suite.bench import RESULTS_DIR, run_sweep
+from suite.errors import PresetError, UsageError
+from suite.presets import PRESETS, default_preset, load_preset, preset_description, validate_axis
+from suite.providers import PROVIDERS
+from suite.schema import AXES, INT_AXES, SweepConfig
+from suite.store import read_results
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--preset", metavar="NAME", help=f"one of {', '.join(PRESETS)} (default: paper on a GPU, quick on a CPU)"
+    )
+    parser.add_argument("--list", action="store_true", help="list presets and providers, then exit")
+    parser.add_argument("--dry-run", action="store_true", help="print the grid without measuring")
+    parser.add_argument("--out", metavar="PATH", help="results CSV (default: results/<preset>-<device>-<UTC time>.csv)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue --out (default: the newest run of this preset and device)"
+    )
+    parser.add_argument("--device", default="auto", metavar="KIND", help="auto, cuda or cpu (default: auto)")
+    parser.add_argument("--cuda-graph", action="store_true", help="GPU: time CUDA-graph replays (rows say cuda_graph)")
+    parser.add_argument("--warmup", metavar="N", help="CPU: untimed calls (2); GPU: do_bench warm-up ms (25)")
+    parser.add_argument("--repeats", metavar="N", help="CPU: timed calls (10, at most 2 s); GPU: do_bench ms (100)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    axes = parser.add_argument_group("axis overrides (replace the preset's values in every grid)")
+    for axis in AXES:
+        axes.add_argument(f"--{axis.replace('_', '-')}", nargs="+", metavar="V", help=f"{axis} values")
+
+
+def _number(flag: str, text: str | None, minimum: float) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{flag} needs a number, got {text!r}") from None
+    if value < minimum:
+        raise UsageError(f"{flag} must be at least {minimum:g}, got {text}")
+    return value
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, list]:
+    """Axis overrides given on the command line, parsed and checked (UsageError if bad)."""
+    overrides: dict[str, list] = {}
+    for axis in AXES:
+        values = getattr(args, axis)
+        if values is None:
+            continue
+        flag = f"--{axis.replace('_', '-')}"
+        if axis in INT_AXES:
+            try:
+                values = [int(v) for v in values]
+            except ValueError:
+                raise UsageError(f"{flag} needs positive integers, got {' '.join(values)}") from None
+        try:
+            overrides[axis] = validate_axis(axis, values)
+        except PresetError as e:
+            raise UsageError(f"{flag}: {e}") from None
+    return overrides
+
+
+def _device(requested: str) -> torch.device:
+    if requested not in ("auto", "cuda", "cpu"):
+        raise UsageError(f"--device must be auto, cuda or cpu, got {requested!r}")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available")
+    return env.pick_device(requested)
+
+
+def _output_path(args: argparse.Namespace, preset: str, device: torch.device) -> Path:
+    if args.out:
+        out = Path(args.out)
+        if args.resume and not out.is_file():
+            raise UsageError(f"--resume: results file {out} does not exist")
+        if not args.resume and out.exists() and out.stat().st_size > 0:
+            raise UsageError(f"{out} already holds results; pass --resume to continue it, or another --out")
+        return out
+    if args.resume:
+        runs = sorted(RESULTS_DIR.glob(f"{preset}-{device.type}-*.csv"))
+        if not runs:
+            raise UsageError(f"--resume: no earlier {preset} run on {device.type} in results/; pass --out PATH")
+        return runs[-1]
+    return RESULTS_DIR / f"{preset}-{device.type}-{env.utc_now():%Y%m%dT%H%M%SZ}.csv"
+
+
+def print_list(device: torch.device) -> None:
+    print(
+        tabulate(
+            [[n, len(load_preset(n)), preset_description(n)] for n in PRESETS], ["preset", "configs", "description"]
+        )
+    )
+    print()
+    rows = []
+    for name, p in PROVIDERS.items():
+        # The smallest config: only whether the provider can run here at all.
+        probe = SweepConfig(
+            provider=name, mode=p.modes[0], seq_len=8, depth=1, batch=1, hidden=8, dtype="float32", input_size=8
+        )
+        rows.append([name, ", ".join(p.modes), p.unavailable(probe, device) or "yes", p.description])
+    print(tabulate(rows, ["provider", "modes", f"runs on {device.type}", "description"]))
+
+
+def print_grid(configs: list[SweepConfig]) -> None:
+    print(tabulate([list(asdict(c).values()) for c in configs], list(AXES)))
+    print(f"{len(configs)} configs")
+
+
+# results column -> summary table header
+SUMMARY_COLUMNS = {
+    "provider": "provider",
+    "mode": "mode",
+    "phase": "phase",
+    "seq_len": "T",
+    "depth": "L",
+    "batch": "B",
+    "hidden": "H",
+    "dtype": "dtype",
+    "status": "status",
+    "p50_ms": "p50 ms",
+    "tokens_per_s": "tokens/s",
+    "reason": "reason",
+}
+
+
+def print_summary(out: Path) -> None:
+    table = read_results(out)[list(SUMMARY_COLUMNS)]
+    table = table.assign(reason=table["reason"].str.slice(0, 60)).astype(object)
+    rows = table.where(table.notna(), None).values.tolist()  # None prints as "-"
+    print(tabulate(rows, list(SUMMARY_COLUMNS.values()), floatfmt=".4g", missingval="-"))
+
+
+def _write_report_and_plots(out: Path) -> None:
+    # Both modules read only the results file; a missing one must not cost the measurements.
+    try:
+        from suite.report import write_report
+    except ImportError as e:
+        print(f"report not written: {e}")
+    else:
+        print(f"report: {write_report(out)}")
+    try:
+        from suite.plots import plot_all
+    except ImportError as e:
+        print(f"plots not written: {e}")
+    else:
+        print(f"plots: {len(plot_all(out).written)} figures")
+
+
+def run(args: argparse.Namespace) -> int:
+    device = _device(args.device)
+    if args.list:
+        print_list(device)
+        return 0
+    preset = args.preset or default_preset(device.type)
+    if preset not in PRESETS:
+        raise UsageError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+    if args.cuda_graph and device.type != "cuda":
+        raise UsageError("--cuda-graph needs a CUDA device")
+    configs = load_preset(preset, overrides_from(args))
+    if not configs:
+        raise UsageError("the grid is empty: no provider in it supports the requested modes")
+    warmup = _number("--warmup", args.warmup, 0)
+    repeats = _number("--repeats", args.repeats, 1)
+    if args.dry_run:
+        print_grid(configs)
+        return 0
+    out = _output_path(args, preset, device)
+    started = time.perf_counter()
+    run_sweep(
+        configs,
+        out,
+        preset=preset,
+        resume=args.resume,
+        timing="cuda_graph" if args.cuda_graph else "auto",
+        progress=not args.no_progress,
+        device=device,
+        warmup=warmup,
+        repeats=repeats,
+    )
+    print_summary(out)
+    print(f"results: {out} ({time.perf_counter() - started:.0f} s)")
+    _write_report_and_plots(out)
+    return 0

@@ -1,0 +1,42 @@
+"""Shared helpers of the harness tests: a tiny SweepConfig, fast timer settings, a test provider."""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+from suite import bench
+from suite.providers import PROVIDERS, Built, Provider
+from suite.schema import SweepConfig
+from suite.store import read_results
+
+FAST = dict(progress=False, warmup=0, repeats=2)  # tiny shapes; the figures are not the point here
+
+
+def cfg(provider: str = "indrnn_torch", mode: str = "train", **axes) -> SweepConfig:
+    values = dict(seq_len=8, depth=1, batch=2, hidden=8, dtype="float32", input_size=8) | axes
+    return SweepConfig(provider=provider, mode=mode, **values)
+
+
+def indrnn_build(forward_of):
+    """A provider whose forward is forward_of(model, x) and whose reference is the model."""
+
+    def build(c: SweepConfig, device: torch.device) -> Built:
+        built = PROVIDERS["indrnn_torch"].build(c, device)
+        model = built.model
+        return Built(model, lambda x: forward_of(model, x), built.output_size, reference=lambda x: model(x)[0])
+
+    return build
+
+
+def register(monkeypatch, name: str, build, unavailable=lambda c, d: None, role: str = "baseline") -> None:
+    preference = 9 if role == "indrnn" else None
+    monkeypatch.setitem(
+        PROVIDERS, name, Provider(name, "test provider", build, unavailable, role=role, preference=preference)
+    )
+
+
+def sweep_rows(tmp_path, configs) -> pd.DataFrame:
+    out = tmp_path / "run.csv"
+    bench.run_sweep(configs, out, preset="test", **FAST)
+    return read_results(out)

@@ -1,0 +1,190 @@
+"""The `run` sweep on CPU: the ci preset end to end, row and metadata schema, resume after an
+interruption, failed/oom/skipped rows, and the GPU-only sweep checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pandas as pd
+import pytest
+import torch
+from harness_helpers import FAST, cfg, register, sweep_rows
+
+from suite import bench
+from suite.errors import UsageError
+from suite.presets import load_preset
+from suite.providers import PROVIDERS
+from suite.schema import COLUMNS, KEY_COLUMNS, PHASES_OF_MODE, STATUSES, RunMeta, SweepConfig
+from suite.store import read_meta, read_results
+
+
+@pytest.fixture(scope="module")
+def ci_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ci") / "ci.csv"
+    configs = load_preset("ci")
+    bench.run_sweep(configs, out, preset="ci", **FAST)
+    return configs, out, read_results(out), read_meta(out)
+
+
+# ---------------------------------------------------------------------------- ci end to end
+
+
+def test_ci_preset_writes_one_row_per_config_and_phase(ci_run):
+    configs, out, df, meta = ci_run
+    assert len(df) == sum(len(PHASES_OF_MODE[c.mode]) for c in configs)
+    assert not df.duplicated(list(KEY_COLUMNS)).any()
+    assert set(df["provider"]) == {c.provider for c in configs}
+    assert set(df["status"]) <= set(STATUSES)
+    on_cpu = not torch.cuda.is_available()
+    triton_rows = df[df["provider"] == "indrnn_triton"]
+    if on_cpu:  # never through the interpreter in a benchmark
+        assert (triton_rows["status"] == "skipped").all()
+        assert (triton_rows["reason"] == "needs CUDA").all()
+    measured = df[df["provider"] != "indrnn_triton"] if on_cpu else df
+    assert (measured["status"] == "ok").all(), measured[measured["status"] != "ok"]["reason"].tolist()
+
+
+def test_ci_rows_carry_times_throughput_and_provenance(ci_run):
+    _, out, df, meta = ci_run
+    assert tuple(pd.read_csv(out, nrows=0).columns) == COLUMNS
+    ok = df[df["status"] == "ok"]
+    assert (ok["p20_ms"] <= ok["p50_ms"]).all() and (ok["p50_ms"] <= ok["p80_ms"]).all()
+    assert (ok["p50_ms"] > 0).all()
+    expected_tps = ok["seq_len"] * ok["batch"] / (ok["p50_ms"] * 1e-3)
+    assert ((ok["tokens_per_s"] - expected_tps).abs() <= 1e-6 * expected_tps).all()
+    assert (ok["params"] > 0).all()
+    assert (df["run_id"] == meta["run_id"]).all()
+    assert (df["timing"] == meta["timing"]).all() and (df["preset"] == "ci").all()
+    assert set(df.loc[df["mode"] == "train", "phase"]) == {"fwd+bwd"}
+    assert set(df.loc[df["mode"] == "infer", "phase"]) == {"fwd"}
+
+
+def test_ci_recurrence_rows_report_bandwidth(ci_run):
+    _, _, df, meta = ci_run
+    rec = df[(df["mode"] == "recurrence") & (df["status"] == "ok")]
+    assert set(rec["phase"]) == {"fwd", "bwd"}
+    for _, row in rec.iterrows():
+        moved = (2 if row["phase"] == "fwd" else 3) * row["seq_len"] * row["batch"] * row["hidden"] * 4
+        gbps = moved / (row["p50_ms"] * 1e-3) / 1e9
+        assert row["gbytes_per_s"] == pytest.approx(gbps)
+        assert row["pct_copy_bw"] == pytest.approx(100 * gbps / meta["copy_gbytes_per_s"])
+        assert row["ns_per_step"] == pytest.approx(row["p50_ms"] * 1e6 / row["seq_len"])
+
+
+def test_ci_metadata_record(ci_run):
+    _, _, _, meta = ci_run
+    assert set(meta) == {f.name for f in dataclasses.fields(RunMeta)}
+    assert meta["preset"] == "ci" and meta["device_kind"] in ("cpu", "cuda")
+    assert meta["copy_gbytes_per_s"] > 0
+    assert meta["threads"] >= 1 and meta["torch"] == torch.__version__
+    assert meta["git_commit"] and isinstance(meta["git_dirty"], bool)
+    assert meta["timing"] in ("cpu_wallclock", "do_bench")
+
+
+# ---------------------------------------------------------------------------- resume
+
+
+def test_resume_after_interrupt_loses_and_repeats_nothing(tmp_path, monkeypatch):
+    configs = [cfg(p, m) for p in ("indrnn_torch", "lstm") for m in ("train", "infer")]
+    configs.append(cfg("indrnn_torch", "recurrence"))
+    out = tmp_path / "run.csv"
+    real_measure = bench.measure
+    calls = []
+
+    def interrupted(c, *args):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(c)
+        return real_measure(c, *args)
+
+    monkeypatch.setattr(bench, "measure", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        bench.run_sweep(configs, out, preset="test", **FAST)
+    first = read_results(out)
+    assert len(first) == 3  # every finished config is on disk
+
+    calls.clear()
+    monkeypatch.setattr(bench, "measure", lambda c, *args: calls.append(c) or real_measure(c, *args))
+    bench.run_sweep(configs, out, preset="test", resume=True, **FAST)
+    assert calls == configs[3:]  # only what was missing is measured
+    df = read_results(out)
+    assert len(df) == 4 + 2 and not df.duplicated(list(KEY_COLUMNS)).any()
+    pd.testing.assert_frame_equal(df.iloc[:3], first)  # earlier rows untouched
+    assert df["run_id"].nunique() == 1
+    assert len(read_meta(out)["notes"]["resumed"]) == 1
+
+
+def test_resume_completes_a_partly_written_config(tmp_path):
+    out = tmp_path / "run.csv"
+    rec = cfg("indrnn_torch", "recurrence")
+    bench.run_sweep([rec], out, preset="test", **FAST)
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:-1]))  # the bwd row was never written
+    bench.run_sweep([rec], out, preset="test", resume=True, **FAST)
+    df = read_results(out)
+    assert sorted(df["phase"]) == ["bwd", "fwd"]
+
+
+def test_exception_and_oom_become_rows_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    def boom(c, device):
+        raise RuntimeError("boom\nsecond line")
+
+    def oom(c, device):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    register(monkeypatch, "boom", boom)
+    register(monkeypatch, "oom", oom)
+    df = sweep_rows(tmp_path, [cfg("boom"), cfg("oom"), cfg("lstm")])
+    assert list(df["status"]) == ["failed", "oom", "ok"]
+    assert df["reason"][0] == "RuntimeError: boom"
+    assert df["reason"][1].startswith("OutOfMemoryError: CUDA out of memory")
+
+
+def test_unavailable_providers_are_skipped_rows_with_reason(tmp_path):
+    df = sweep_rows(tmp_path, [cfg("indrnn_residual", depth=2), cfg("indrnn_compile", seq_len=100_000)])
+    assert list(df["status"]) == ["skipped", "skipped"]
+    assert "odd depth" in df["reason"][0]
+    assert df["reason"][1].startswith("compile prohibitive")
+    missing = PROVIDERS["sru"].unavailable(cfg("sru"), torch.device("cpu"))
+    import importlib.util
+
+    assert (missing is None) == (importlib.util.find_spec("sru") is not None)
+
+
+@pytest.mark.gpu
+def test_ci_preset_on_gpu_times_every_provider(tmp_path):
+    out = tmp_path / "ci.csv"
+    bench.run_sweep(load_preset("ci"), out, preset="ci", progress=False)
+    df = read_results(out)
+    assert (df["status"] == "ok").all(), df[df["status"] != "ok"]["reason"].tolist()
+    assert (df["timing"] == "do_bench").all() and (df["peak_mem_mb"] > 0).all()
+    assert read_meta(out)["driver"]
+
+
+@pytest.mark.gpu
+def test_cuda_graph_timing_is_labelled(tmp_path):
+    out = tmp_path / "graph.csv"
+    configs = [cfg("lstm", "infer"), cfg("indrnn_triton"), cfg("indrnn_triton", "recurrence")]
+    bench.run_sweep(configs, out, preset="t", timing="cuda_graph", progress=False)
+    df = read_results(out)
+    assert (df["timing"] == "cuda_graph").all() and read_meta(out)["timing"] == "cuda_graph"
+    bwd = (df["mode"] == "recurrence") & (df["phase"] == "bwd")
+    assert (df[bwd]["status"] == "skipped").all()
+    assert (df[~bwd]["status"] == "ok").all(), df[~bwd][["provider", "mode", "reason"]].values.tolist()
+
+
+def test_configs_differing_only_in_input_size_are_twosweep_rows(tmp_path):
+    configs = [SweepConfig("lstm", "infer", 8, 1, 2, 8, "float32", i) for i in (2, 8)]
+    out = bench.run_sweep(configs, tmp_path / "inputs.csv", preset="test", progress=False, repeats=2, warmup=0)
+    df = read_results(out)
+    assert sorted(df["input_size"]) == [2, 8] and (df["status"] == "ok").all()
+
+
+def test_resume_refuses_a_file_from_another_device(tmp_path):
+    out = bench.run_sweep([cfg("lstm", "infer")], tmp_path / "r.csv", preset="t", progress=False, repeats=2, warmup=0)
+    meta = json.loads((tmp_path / "r.meta.json").read_text())
+    (tmp_path / "r.meta.json").write_text(json.dumps({**meta, "device": "Another CPU"}))
+    with pytest.raises(UsageError, match="measured on Another CPU"):
+        bench.run_sweep([cfg("gru", "infer")], out, preset="t", resume=True, progress=False, repeats=2, warmup=0)
+    assert len(read_results(out)) == 1
