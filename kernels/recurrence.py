@@ -19,6 +19,7 @@ backward passes on the same input give bit-identical gradients.
 from __future__ import annotations
 
 import os
+import re
 
 import torch
 import triton
@@ -35,6 +36,11 @@ FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 def interpreter_enabled() -> bool:
     """True when Triton kernels run through the CPU interpreter (TRITON_INTERPRET=1)."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+# One switch for both kernels: the autotuner searches their config spaces on a GPU unless the
+# interpreter runs them or INDRNN_AUTOTUNE=0 asks for correctness only (one config, no tuning).
+AUTOTUNE = not interpreter_enabled() and os.environ.get("INDRNN_AUTOTUNE", "1") != "0"
 
 
 def autotune_configs(single: bool, backward: bool = False) -> list[triton.Config]:
@@ -57,9 +63,6 @@ def autotune_configs(single: bool, backward: bool = False) -> list[triton.Config
     ]
 
 
-AUTOTUNE = not interpreter_enabled() and os.environ.get("INDRNN_AUTOTUNE", "1") != "0"
-
-
 def time_bucket(T: int) -> int:
     """T rounded up to a power of two (at most 2^14): an autotune key, so that the best chunk
     depth is chosen per range of sequence lengths without a recompile per length."""
@@ -80,6 +83,25 @@ def _activation_grad(h, ACT: tl.constexpr):
     if ACT == 0:
         return tl.where(h > 0.0, 1.0, 0.0)
     return 1.0 - h * h
+
+
+@triton.jit
+def _step(b_x, b_u, b_h, b_bias, HAS_BIAS: tl.constexpr, ACT: tl.constexpr):
+    """One forward step, h_t = act(x_t + bias + u * h_{t-1}). Only the fma and the activation wait
+    for h_{t-1} (FFMA -> FMNMX for relu): x_t + bias is added off that dependent chain."""
+    b_a = b_x.to(tl.float32)
+    if HAS_BIAS:
+        b_a += b_bias
+    return _activate(tl.fma(b_u, b_h, b_a), ACT)
+
+
+@triton.jit
+def _back_step(b_dh, b_h, b_u, b_da, ACT: tl.constexpr):
+    """One backward step: da_t = g_t * (dh_t + u * da_{t+1}) with g_t = act'(a_t) from h_t, as
+    g_t * dh_t + (g_t * u) * da_{t+1}: both products are off the dependent chain, which is
+    one fma per step."""
+    b_g = _activation_grad(b_h, ACT)
+    return tl.fma(b_g * b_u, b_da, b_g * b_dh.to(tl.float32))
 
 
 @triton.jit
@@ -147,17 +169,17 @@ def recurrence_fwd_kernel(
         b_next = _load_steps(p_x, t_next * stride_x + o_col, stride_x, m_col, CHUNK)
         o_h = t0 * stride_h + o_col
         for i in tl.static_range(CHUNK):
-            b_h = _activate(b_xs[i].to(tl.float32) + b_u * b_h + b_bias, ACT)
+            b_h = _step(b_xs[i], b_u, b_h, b_bias, HAS_BIAS, ACT)
             tl.store(p_h + o_h + i * stride_h, b_h.to(p_h.dtype.element_ty), mask=m_col)
         b_xs = b_next
     for t in range(T_full, T):
         b_x = tl.load(p_x + t * stride_x + o_col, mask=m_col, other=0.0)
-        b_h = _activate(b_x.to(tl.float32) + b_u * b_h + b_bias, ACT)
+        b_h = _step(b_x, b_u, b_h, b_bias, HAS_BIAS, ACT)
         tl.store(p_h + t * stride_h + o_col, b_h.to(p_h.dtype.element_ty), mask=m_col)
 
 
 @triton.autotune(
-    configs=autotune_configs(interpreter_enabled(), backward=True), key=["n_cols", "t_bucket", "HAS_H0", "ACT"]
+    configs=autotune_configs(single=not AUTOTUNE, backward=True), key=["n_cols", "t_bucket", "HAS_H0", "ACT"]
 )
 @triton.jit(do_not_specialize=["T", "t_bucket"])
 def recurrence_bwd_kernel(
@@ -182,8 +204,7 @@ def recurrence_bwd_kernel(
     o_col = pid * BLOCK + tl.arange(0, BLOCK)
     m_col = o_col < n_cols
     b_u = tl.load(p_u + o_col % H, mask=m_col, other=0.0)
-    b_carry = tl.zeros([BLOCK], dtype=tl.float32)  # u * da_{t+1}: what reaches h_t from step t+1
-    b_da = tl.zeros([BLOCK], dtype=tl.float32)
+    b_da = tl.zeros([BLOCK], dtype=tl.float32)  # da_{t+1}; u * da_{t+1} is what reaches h_t from step t+1
     b_du = tl.zeros([BLOCK], dtype=tl.float32)
     b_db = tl.zeros([BLOCK], dtype=tl.float32)
 
@@ -196,13 +217,12 @@ def recurrence_bwd_kernel(
     b_h = b_h.to(tl.float32)
     for t in range(T - 1, T - 1 - n_tail, -1):
         o_t = t * stride_h + o_col
-        b_dh = tl.load(p_dh + o_t, mask=m_col, other=0.0).to(tl.float32)
+        b_dh = tl.load(p_dh + o_t, mask=m_col, other=0.0)
         b_prev = tl.load(p_h + o_t - stride_h, mask=m_col & (t > 0), other=0.0).to(tl.float32)
-        b_da = (b_dh + b_carry) * _activation_grad(b_h, ACT)
+        b_da = _back_step(b_dh, b_h, b_u, b_da, ACT)
         tl.store(p_dx + o_t, b_da.to(p_dx.dtype.element_ty), mask=m_col)
         b_du += b_da * b_prev
         b_db += b_da
-        b_carry = b_u * b_da
         b_h = b_prev
     # Full chunks, walked down from t_top; chunk t0 covers steps t0, t0-1, ..., t0-CHUNK+1. As in
     # the forward, the next chunk's loads are issued before this chunk's chain runs; the last
@@ -218,11 +238,10 @@ def recurrence_bwd_kernel(
         o_t = t0 * stride_h + o_col
         for i in tl.static_range(CHUNK):
             b_prev = b_prevs[i].to(tl.float32)
-            b_da = (b_dhs[i].to(tl.float32) + b_carry) * _activation_grad(b_h, ACT)
+            b_da = _back_step(b_dhs[i], b_h, b_u, b_da, ACT)
             tl.store(p_dx + o_t - i * stride_h, b_da.to(p_dx.dtype.element_ty), mask=m_col)
             b_du += b_da * b_prev
             b_db += b_da
-            b_carry = b_u * b_da
             b_h = b_prev
         b_dhs = b_dhs_next
         b_prevs = b_prevs_next
@@ -232,7 +251,7 @@ def recurrence_bwd_kernel(
         b_du += b_da * tl.load(p_h0 + o_col, mask=m_col, other=0.0)
     tl.store(p_du_cols + o_col, b_du, mask=m_col)
     tl.store(p_db_cols + o_col, b_db, mask=m_col)
-    tl.store(p_dh0 + o_col, b_carry, mask=m_col)
+    tl.store(p_dh0 + o_col, b_u * b_da, mask=m_col)
 
 
 # Launches pin enable_fp_fusion=True (triton's default through 3.9, announced to flip in 3.10),
@@ -328,6 +347,22 @@ def _check_inputs(x, u, h0, bias, activation, backend) -> None:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
 
+def _major_minor(version: str) -> tuple[int, int]:
+    major, minor = re.match(r"(\d+)\.(\d+)", version).groups()
+    return int(major), int(minor)
+
+
+def _interpreter_unusable_reason(triton_version: str, numpy_version: str) -> str | None:
+    """Triton before 3.7 turns the interpreter's scalars (1-element arrays) into loop bounds with
+    int(array), which numpy 2.4 made an error: every kernel with a runtime loop bound fails."""
+    if _major_minor(triton_version) < (3, 7) and _major_minor(numpy_version) >= (2, 4):
+        return (
+            f"triton {triton_version}'s interpreter cannot run with numpy {numpy_version}: "
+            "use numpy < 2.4 or triton >= 3.7 (or a GPU)"
+        )
+    return None
+
+
 def triton_unavailable_reason(x: torch.Tensor) -> str | None:
     """Why the triton backend cannot run on x, or None when it can."""
     if x.dtype not in FLOAT_DTYPES:
@@ -335,7 +370,9 @@ def triton_unavailable_reason(x: torch.Tensor) -> str | None:
     if x.is_cuda:
         return None
     if x.device.type == "cpu" and interpreter_enabled():
-        return None
+        import numpy  # the interpreter's own dependency
+
+        return _interpreter_unusable_reason(triton.__version__, numpy.__version__)
     return f"Triton kernels need a CUDA tensor (or TRITON_INTERPRET=1 for CPU tensors); x is on {x.device}"
 
 

@@ -16,7 +16,6 @@ sys.path.insert(0, str(ROOT))  # `kernels` and `suite` are imported from the rep
 HAS_CUDA = torch.cuda.is_available()
 if not HAS_CUDA:
     os.environ["TRITON_INTERPRET"] = "1"
-os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
 
 import pytest  # noqa: E402
 

@@ -4,10 +4,20 @@ Without CUDA the Triton kernels run through the interpreter (see conftest.py); w
 same tests run the compiled kernels. Inputs are fresh random numbers on every run.
 """
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy
 import pytest
 import torch
+import triton
 
 from kernels import indrnn_recurrence, recurrence_reference
+from kernels.recurrence import _interpreter_unusable_reason
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Relative error ||got - want|| / ||want|| allowed per dtype: fp32 is exact up to summation
 # order; fp16/bf16 store every state rounded (10 and 7 mantissa bits).
@@ -192,3 +202,30 @@ def test_triton_backend_explains_why_it_cannot_run(monkeypatch):
         indrnn_recurrence(torch.randn(3, 2, 4), torch.rand(4), backend="triton")
     h, _ = indrnn_recurrence(torch.randn(3, 2, 4), torch.rand(4), backend="auto")  # falls back to torch
     assert h.shape == (3, 2, 4)
+
+
+@pytest.mark.parametrize("flag,tuned", [("0", False), ("1", True)])
+def test_one_flag_decides_autotuning_for_both_kernels(flag, tuned):
+    """INDRNN_AUTOTUNE=0 gives the forward and the backward one config each (no tuning); unset
+    or 1, both search their spaces. Checked in a fresh process with the interpreter off."""
+    code = "from kernels.recurrence import recurrence_fwd_kernel as f, recurrence_bwd_kernel as b\n"
+    code += "print(len(f.configs), len(b.configs))"
+    env = {**os.environ, "TRITON_INTERPRET": "0", "INDRNN_AUTOTUNE": flag}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    counts = [int(n) for n in done.stdout.split()]
+    assert all(n > 1 for n in counts) if tuned else counts == [1, 1]
+
+
+def test_old_triton_interpreter_with_new_numpy_is_named_and_falls_back(monkeypatch):
+    assert "numpy < 2.4" in _interpreter_unusable_reason("3.6.0", "2.4.1")
+    assert _interpreter_unusable_reason("3.6.0", "2.3.5") is None
+    assert _interpreter_unusable_reason("3.7.0", "2.4.1") is None
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(triton, "__version__", "3.6.0")
+    monkeypatch.setattr(numpy, "__version__", "2.4.0")
+    x, u = torch.randn(5, 2, 3), torch.rand(3)
+    with pytest.raises(RuntimeError, match="triton 3.6.0's interpreter cannot run with numpy 2.4.0"):
+        indrnn_recurrence(x, u, backend="triton")
+    h, _ = indrnn_recurrence(x, u, backend="auto")  # the torch backend instead
+    assert rel_error(h, recurrence_reference(x, u)[0].double()) < 1e-6
