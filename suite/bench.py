@@ -20,7 +20,7 @@ from suite import env
 from suite.errors import UsageError
 from suite.measure import measure
 from suite.providers import role_of
-from suite.schema import PHASES_OF_MODE, ResultRow, RunMeta, SweepConfig, key_of
+from suite.schema import PHASES_OF_MODE, ResultRow, RunMeta, SweepConfig, key_of, plan_hash
 from suite.store import ResultsWriter, existing_keys, read_meta, write_meta
 from suite.timing import copy_bandwidth_gbps, make_timer
 
@@ -72,8 +72,8 @@ def expected_keys(cfg: SweepConfig, timing: str) -> list[tuple]:
 
 def _meta_for(out: Path, resume: bool, fresh: Callable[[], RunMeta], device: str, timing: str) -> RunMeta:
     """A resumed run keeps its run id and copy bandwidth (so its rows stay comparable) and
-    notes when it was continued, with which commit. It must continue on the same device with
-    the same timing method: one file never mixes them."""
+    notes when it was continued. It must continue on the same device, with the same timing
+    method and the same commit: one file never mixes them."""
     if resume and out.exists():
         try:
             old = RunMeta(**read_meta(out))
@@ -85,6 +85,11 @@ def _meta_for(out: Path, resume: bool, fresh: Callable[[], RunMeta], device: str
                 f"this run is on {device} with {timing}; use a new --out"
             )
         commit, dirty = env.git_state()
+        if old.git_commit != commit:
+            raise UsageError(
+                f"cannot resume {out}: it was measured with commit {old.git_commit[:12]}, "
+                f"this is {commit[:12]}; use a new --out"
+            )
         resumed = [
             *old.notes.get("resumed", []),
             {"timestamp": env.utc_now().isoformat(), "git_commit": commit, "git_dirty": dirty},
@@ -105,20 +110,25 @@ def run_sweep(
     warmup: float | None = None,
     repeats: float | None = None,
     argv: list[str] | None = None,
+    retry_failed: bool = False,
+    notes: dict | None = None,
 ) -> Path:
     """Measure every config into out_csv (rows appended, flushed per row) with its metadata
     beside it. With resume, configs whose rows are all present are not measured again, and a
-    partly written config only gets its missing rows. Returns the CSV path."""
+    partly written config only gets its missing rows; failed and oom rows count as present
+    unless `retry_failed`, which measures them again (the newer row wins on reading).
+    Returns the CSV path."""
     out = Path(out_csv)
     device = env.pick_device(device) if isinstance(device, str) else device
     timer = make_timer(device, timing, warmup, repeats)
     configs = list(configs)
-    done = existing_keys(out) if resume else set()
+    done = existing_keys(out, statuses=None if not retry_failed else ("ok", "skipped")) if resume else set()
+    started = time.perf_counter()
 
     def fresh_meta() -> RunMeta:
-        notes = {"timer": asdict(timer)}
+        run_notes = {"timer": asdict(timer), **(notes or {})}
         if device.type == "cuda":  # fp32 GEMMs and cuDNN RNNs may use TF32: say which did
-            notes.update(
+            run_notes.update(
                 matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
                 cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
             )
@@ -128,7 +138,9 @@ def run_sweep(
             timing=timer.method,
             copy_gbytes_per_s=copy_bandwidth_gbps(device),
             argv=argv,
-            notes=notes,
+            notes=run_notes,
+            configs=[asdict(c) for c in configs],
+            plan_hash=plan_hash(configs),
         )
 
     meta = _meta_for(out, resume, fresh_meta, env.device_name(device), timer.method)
@@ -147,4 +159,7 @@ def run_sweep(
                         done.add(key)
         finally:
             bar.close()
+            # The sweep's own seconds, summed over every session that resumed it.
+            meta = replace(meta, wall_s=(meta.wall_s or 0.0) + time.perf_counter() - started)
+            write_meta(out, meta)
     return out

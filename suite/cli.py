@@ -53,9 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ResultsError) as e:
         print(f"run_bench.py {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(
-            f"run_bench.py {args.command}: interrupted; rows written so far are kept (--resume continues)",
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt as e:  # a command may say where its work was kept
+        where = str(e) or "rows written so far are kept (--resume continues)"
+        print(f"run_bench.py {args.command}: interrupted; {where}", file=sys.stderr)
         return 130

@@ -78,6 +78,7 @@ def collect_meta(
     copy_gbytes_per_s: float | None,
     argv: list[str] | None = None,
     notes: dict | None = None,
+    **fields,
 ) -> RunMeta:
     """The metadata record of a run starting now on `device`."""
     now = utc_now()
@@ -102,4 +103,5 @@ def collect_meta(
         copy_gbytes_per_s=copy_gbytes_per_s,
         argv=list(sys.argv if argv is None else argv),
         notes=dict(notes or {}),
+        **fields,
     )

@@ -17,7 +17,7 @@ from suite.errors import PresetError, UsageError
 from suite.presets import PRESETS, default_preset, load_preset, preset_description, validate_axis
 from suite.providers import PROVIDERS
 from suite.schema import AXES, INT_AXES, SweepConfig
-from suite.store import read_results
+from suite.store import read_meta, read_results
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the grid without measuring")
     parser.add_argument("--out", metavar="PATH", help="results CSV (default: results/<preset>-<device>-<UTC time>.csv)")
     parser.add_argument(
-        "--resume", action="store_true", help="continue --out (default: the newest run of this preset and device)"
+        "--resume",
+        action="store_true",
+        help="continue --out (default: the newest run of this preset and device) with the grid recorded in its metadata",
+    )
+    parser.add_argument(
+        "--retry-failed", action="store_true", help="with --resume: measure failed and oom configs again"
     )
     parser.add_argument("--device", default="auto", metavar="KIND", help="auto, cuda or cpu (default: auto)")
     parser.add_argument("--cuda-graph", action="store_true", help="GPU: time CUDA-graph replays (rows say cuda_graph)")
@@ -158,37 +163,75 @@ def _write_report_and_plots(out: Path) -> None:
         print(f"plots: {len(plot_all(out).written)} figures")
 
 
+CUSTOM = "custom"  # the preset name of a sweep whose axes were overridden on the command line
+
+
+def _recorded_grid(out: Path, asked: list[SweepConfig] | None) -> list[SweepConfig]:
+    """The grid a resumed file was started with (from its metadata). A grid asked for on the
+    command line must be that same grid: a resume never continues one sweep into another's file."""
+    try:
+        recorded = [SweepConfig(**c) for c in read_meta(out).get("configs", [])]
+    except TypeError as e:
+        raise UsageError(f"cannot resume {out}: its metadata records a grid this suite cannot read ({e})") from None
+    if not recorded:
+        raise UsageError(f"cannot resume {out}: its metadata records no grid (written by an older version); use --out")
+    if asked is not None and asked != recorded:
+        raise UsageError(
+            f"cannot resume {out}: its grid ({len(recorded)} configs) is not the one asked for "
+            f"({len(asked)} configs); resume without --preset and axis flags, or use a new --out"
+        )
+    return recorded
+
+
 def run(args: argparse.Namespace) -> int:
     device = _device(args.device)
     if args.list:
         print_list(device)
         return 0
-    preset = args.preset or default_preset(device.type)
-    if preset not in PRESETS:
-        raise UsageError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+    if args.preset is not None and args.preset not in PRESETS:
+        raise UsageError(f"unknown preset {args.preset!r}; presets: {', '.join(PRESETS)}")
     if args.cuda_graph and device.type != "cuda":
         raise UsageError("--cuda-graph needs a CUDA device")
-    configs = load_preset(preset, overrides_from(args))
+    if args.retry_failed and not args.resume:
+        raise UsageError("--retry-failed continues a run: pass it with --resume")
+    base = args.preset or default_preset(device.type)
+    overrides = overrides_from(args)
+    configs = load_preset(base, overrides)
     if not configs:
         raise UsageError("the grid is empty: no provider in it supports the requested modes")
+    # A sweep with overridden axes is not the preset: its files and rows say "custom".
+    preset = CUSTOM if overrides else base
     warmup = _number("--warmup", args.warmup, 0)
     repeats = _number("--repeats", args.repeats, 1)
     if args.dry_run:
         print_grid(configs)
         return 0
     out = _output_path(args, preset, device)
+    if args.resume:
+        read_results(out)  # a file that is not a results file is refused as such, first
+        asked = configs if (args.preset or overrides) else None
+        configs = _recorded_grid(out, asked)
+        preset = read_meta(out).get("preset", preset)
+        print(f"resuming {out} ({len(configs)} configs in its grid)")
     started = time.perf_counter()
-    run_sweep(
-        configs,
-        out,
-        preset=preset,
-        resume=args.resume,
-        timing="cuda_graph" if args.cuda_graph else "auto",
-        progress=not args.no_progress,
-        device=device,
-        warmup=warmup,
-        repeats=repeats,
-    )
+    try:
+        run_sweep(
+            configs,
+            out,
+            preset=preset,
+            resume=args.resume,
+            retry_failed=args.retry_failed,
+            timing="cuda_graph" if args.cuda_graph else "auto",
+            progress=not args.no_progress,
+            device=device,
+            warmup=warmup,
+            repeats=repeats,
+            notes={"base_preset": base, "overrides": overrides} if preset == CUSTOM else None,
+        )
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"the rows measured so far are in {out}; continue with `python run_bench.py --resume --out {out}`"
+        ) from None
     print_summary(out)
     print(f"results: {out} ({time.perf_counter() - started:.0f} s)")
     _write_report_and_plots(out)

@@ -5,7 +5,9 @@ alone is enough to rebuild any of them."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 STATUSES = ("ok", "oom", "failed", "skipped")
@@ -53,6 +55,13 @@ INT_AXES = tuple(f.name for f in dataclasses.fields(SweepConfig) if f.type in ("
 KEY_COLUMNS = (*AXES[:2], "phase", *AXES[2:], "timing")  # provider, mode, phase, seq_len, ...
 # The key without the provider: rows that agree on it may be compared with each other.
 CONFIG_COLUMNS = tuple(c for c in KEY_COLUMNS if c != "provider")
+
+
+def plan_hash(configs: Iterable[SweepConfig]) -> str:
+    """A short fingerprint of a sweep's whole grid, in order: two files hold parts of the same
+    plan exactly when their hashes agree (resume, shards)."""
+    text = json.dumps([dataclasses.asdict(c) for c in configs], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def key_of(record: Mapping, columns: tuple[str, ...] = KEY_COLUMNS) -> tuple:
@@ -120,3 +129,7 @@ class RunMeta:
     copy_gbytes_per_s: float | None = None  # device-to-device copy bandwidth measured this run
     argv: list = field(default_factory=list)
     notes: dict = field(default_factory=dict)
+    configs: list = field(default_factory=list)  # the grid, as SweepConfig dicts in run order
+    plan_hash: str = ""  # plan_hash(configs) of the whole plan (of every shard, when sharded)
+    wall_s: float | None = None  # seconds the sweep ran, summed over resumed sessions
+    machine: dict = field(default_factory=dict)  # the machine's state (clocks, load) at start and end

@@ -112,12 +112,17 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
             df[c] = df[c].fillna("")
     if "role" not in df.columns:  # files written before rows carried their provider's role
         df.insert(1, "role", df["provider"].map(role_of))
-    return df
+    # A config measured again (resume --retry-failed) has a newer row: the last one counts.
+    return df.drop_duplicates(list(KEY_COLUMNS), keep="last").reset_index(drop=True)
 
 
-def existing_keys(path: str | os.PathLike) -> set[tuple]:
-    """Keys of the rows already in a results file (empty if the file does not exist)."""
+def existing_keys(path: str | os.PathLike, statuses: tuple[str, ...] | None = None) -> set[tuple]:
+    """Keys of the rows already in a results file (empty if the file does not exist), only of
+    rows whose status is in `statuses` when given."""
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return set()
-    return {key_of(rec) for rec in read_results(path).to_dict("records")}
+    rows = read_results(path)
+    if statuses is not None:
+        rows = rows[rows["status"].isin(statuses)]
+    return {key_of(rec) for rec in rows.to_dict("records")}

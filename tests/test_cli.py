@@ -3,6 +3,7 @@ answered with one line and exit status 2, never a traceback."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +54,28 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+def test_a_custom_sweep_is_named_so_and_resumes_its_own_grid(tmp_path):
+    out = tmp_path / "custom.csv"
+    axes = ["--provider", "lstm", "--mode", "infer", "--seq-len", "4", "--batch", "2", "--hidden", "8"]
+    done = run_bench("--preset", "ci", *axes, "--out", str(out), "--no-progress", "--repeats", "2")
+    assert done.returncode == 0, done.stderr
+    meta = json.loads(out.with_name("custom.meta.json").read_text())
+    assert meta["preset"] == "custom" and meta["notes"]["base_preset"] == "ci"
+    assert len(meta["configs"]) == 1
+    # Resuming with no axis flags continues the recorded grid (nothing left to do), not a preset.
+    done = run_bench("--resume", "--out", str(out), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert f"resuming {out} (1 configs in its grid)" in done.stdout
+    assert len(out.read_text().splitlines()) == 2
+    # Asking for another grid into that file is refused, saying why.
+    done = run_bench("--resume", "--out", str(out), "--preset", "ci", "--dry-run")
+    assert done.returncode == 0  # a dry run only prints the grid
+    done = run_bench("--resume", "--out", str(out), "--preset", "ci", "--no-progress")
+    assert done.returncode == 2 and "is not the one asked for" in done.stderr
+
+
+def test_retry_failed_needs_resume():
+    done = run_bench("--preset", "ci", "--retry-failed", "--no-progress")
+    assert done.returncode == 2 and "pass it with --resume" in done.stderr

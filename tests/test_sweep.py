@@ -15,7 +15,7 @@ from suite import bench
 from suite.errors import UsageError
 from suite.presets import load_preset
 from suite.providers import PROVIDERS
-from suite.schema import COLUMNS, KEY_COLUMNS, PHASES_OF_MODE, STATUSES, RunMeta, SweepConfig
+from suite.schema import COLUMNS, KEY_COLUMNS, PHASES_OF_MODE, STATUSES, RunMeta, SweepConfig, plan_hash
 from suite.store import read_meta, read_results
 
 
@@ -188,3 +188,39 @@ def test_resume_refuses_a_file_from_another_device(tmp_path):
     with pytest.raises(UsageError, match="measured on Another CPU"):
         bench.run_sweep([cfg("gru", "infer")], out, preset="t", resume=True, progress=False, repeats=2, warmup=0)
     assert len(read_results(out)) == 1
+
+
+def test_resume_measures_failed_rows_again_only_when_asked(tmp_path, monkeypatch):
+    flaky = {"fail": True}
+
+    def build(c, device):
+        if flaky["fail"]:
+            raise RuntimeError("transient")
+        return PROVIDERS["lstm"].build(c, device)
+
+    register(monkeypatch, "flaky", build)
+    out = tmp_path / "r.csv"
+    bench.run_sweep([cfg("flaky", "infer")], out, preset="t", **FAST)
+    flaky["fail"] = False
+    bench.run_sweep([cfg("flaky", "infer")], out, preset="t", resume=True, **FAST)
+    assert list(read_results(out)["status"]) == ["failed"]  # a failed row counts as done
+    bench.run_sweep([cfg("flaky", "infer")], out, preset="t", resume=True, retry_failed=True, **FAST)
+    assert list(read_results(out)["status"]) == ["ok"]  # the newer row wins
+    assert len(out.read_text().splitlines()) == 3  # header, the failed row kept on disk, the new one
+
+
+def test_resume_refuses_a_file_made_by_another_commit(tmp_path):
+    out = bench.run_sweep([cfg("lstm", "infer")], tmp_path / "r.csv", preset="t", **FAST)
+    meta = json.loads((tmp_path / "r.meta.json").read_text())
+    (tmp_path / "r.meta.json").write_text(json.dumps({**meta, "git_commit": "0" * 40}))
+    with pytest.raises(UsageError, match="measured with commit 000000000000"):
+        bench.run_sweep([cfg("gru", "infer")], out, preset="t", resume=True, **FAST)
+
+
+def test_metadata_records_the_grid_its_hash_and_the_wall_time(tmp_path):
+    configs = [cfg("lstm", "infer"), cfg("gru", "infer")]
+    out = bench.run_sweep(configs, tmp_path / "r.csv", preset="t", **FAST)
+    meta = read_meta(out)
+    assert [SweepConfig(**c) for c in meta["configs"]] == configs
+    assert meta["plan_hash"] == plan_hash(configs) != plan_hash(configs[::-1])
+    assert meta["wall_s"] > 0
