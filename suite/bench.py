@@ -53,21 +53,26 @@ class Progress:
             print(file=sys.stderr)
 
 
-def _row(cfg: SweepConfig, meta: RunMeta, **fields) -> ResultRow:
+def _row(cfg: SweepConfig, meta: RunMeta, timing: str, **fields) -> ResultRow:
     return ResultRow(
-        **asdict(cfg),
+        **{**asdict(cfg), "timing": timing},
         role=role_of(cfg.provider),
         device=meta.device,
-        timing=meta.timing,
         preset=meta.preset,
         run_id=meta.run_id,
         **fields,
     )
 
 
+def timing_of(cfg: SweepConfig, default: str) -> str:
+    """The timing method a config is measured with: the run's default unless it asks for graphs."""
+    return default if cfg.timing == "auto" else cfg.timing
+
+
 def expected_keys(cfg: SweepConfig, timing: str) -> list[tuple]:
-    """The row keys a config produces (one per phase), for --resume."""
-    return [key_of({**asdict(cfg), "phase": p, "timing": timing}) for p in PHASES_OF_MODE[cfg.mode]]
+    """The row keys a config produces (one per phase) in a run whose default timing is `timing`."""
+    used = timing_of(cfg, timing)
+    return [key_of({**asdict(cfg), "phase": p, "timing": used}) for p in PHASES_OF_MODE[cfg.mode]]
 
 
 def _meta_for(out: Path, resume: bool, fresh: Callable[[], RunMeta], device: str, timing: str) -> RunMeta:
@@ -121,6 +126,9 @@ def run_sweep(
     out = Path(out_csv)
     device = env.pick_device(device) if isinstance(device, str) else device
     timer = make_timer(device, timing, warmup, repeats)
+    timers = {timer.method: timer}  # the run's default, and CUDA-graph replays for configs that ask
+    if device.type == "cuda" and timer.method != "cuda_graph":
+        timers["cuda_graph"] = make_timer(device, "cuda_graph", warmup, repeats)
     configs = list(configs)
     done = existing_keys(out, statuses=None if not retry_failed else ("ok", "skipped")) if resume else set()
     started = time.perf_counter()
@@ -151,8 +159,9 @@ def run_sweep(
         try:
             for i, cfg in enumerate(todo):
                 bar.show(i, cfg)
-                for fields in measure(cfg, device, timer, meta.copy_gbytes_per_s):
-                    row = _row(cfg, meta, **fields)
+                used = timing_of(cfg, timer.method)
+                for fields in measure(cfg, device, timers.get(used), meta.copy_gbytes_per_s):
+                    row = _row(cfg, meta, used, **fields)
                     key = key_of(asdict(row))
                     if key not in done:
                         writer.append(row)

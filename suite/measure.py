@@ -167,11 +167,14 @@ def _one_line(error: BaseException) -> str:
     return reason[:300]
 
 
-def measure(cfg: SweepConfig, device: torch.device, timer: Timer, copy_gbps: float | None) -> list[dict]:
-    """Row fields of every phase of cfg: measured, or skipped/failed/oom with the reason."""
+def measure(cfg: SweepConfig, device: torch.device, timer: Timer | None, copy_gbps: float | None) -> list[dict]:
+    """Row fields of every phase of cfg: measured, or skipped/failed/oom with the reason.
+    `timer` is None where the config's timing method cannot run on this device."""
     provider = PROVIDERS[cfg.provider]
     phases = PHASES_OF_MODE[cfg.mode]
     reason = provider.unavailable(cfg, device)
+    if timer is None:
+        reason = f"{cfg.timing} timing needs CUDA"
     if reason:
         return [dict(phase=p, status="skipped", reason=reason) for p in phases]
     try:

@@ -6,7 +6,8 @@ one preset pair axes that are not a product, e.g. 1- and 2-layer IndRNN against 
 (the paper's comparison). Command-line overrides replace an axis in every grid. The configs
 run grouped by comparison, smallest first (see `_comparison_order`).
 
-Axes: provider, mode, seq_len, depth, batch, hidden, dtype, input_size (default: hidden).
+Axes: provider, mode, seq_len, depth, batch, hidden, dtype, input_size (default: hidden) and
+timing ("auto", the device's default timer, or "cuda_graph").
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from pathlib import Path
 
 from suite.errors import PresetError
 from suite.providers import PROVIDERS
-from suite.schema import AXES, DTYPES, INT_AXES, MODES, SweepConfig
+from suite.schema import AXES, CONFIG_TIMINGS, DTYPES, INT_AXES, MODES, SweepConfig
 
 PRESET_DIR = Path(__file__).with_suffix("")  # suite/presets/
 PRESETS: tuple[str, ...] = tuple(sorted(p.stem for p in PRESET_DIR.glob("*.json")))
+OPTIONAL_AXES = ("input_size", "timing")  # default: hidden, and the device's default timer
 
 
 def default_preset(device_kind: str) -> str:
@@ -51,7 +53,7 @@ def validate_axis(axis: str, values: list) -> list:
     for v in values:
         if axis in INT_AXES and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise PresetError(f"{axis} must be a positive integer, got {v!r}")
-    known = {"provider": tuple(PROVIDERS), "mode": MODES, "dtype": DTYPES}.get(axis)
+    known = {"provider": tuple(PROVIDERS), "mode": MODES, "dtype": DTYPES, "timing": CONFIG_TIMINGS}.get(axis)
     if known is not None:
         bad = [v for v in values if v not in known]
         if bad:
@@ -70,7 +72,7 @@ def expand(grids: list[dict], overrides: dict[str, list] | None = None) -> list[
     configs: dict[SweepConfig, None] = {}  # an ordered set
     for grid in grids:
         axes = {**grid, **overrides}
-        missing = [a for a in AXES if a not in axes and a != "input_size"]
+        missing = [a for a in AXES if a not in axes and a not in OPTIONAL_AXES]
         if missing:
             raise PresetError(f"grid {grid} does not set {', '.join(missing)}")
         for a, v in axes.items():

@@ -152,6 +152,19 @@ def _fig2_section(s: Summary) -> list[str]:
     lines += [fig2_table(fig), "", f"**Verdict: {fig.verdict}.** {fig.summary}"]
     if fig.headline:
         lines += ["", f"The paper's own >{CLAIM_FACTOR:g}x point: {fig.headline}."]
+    graph = s.fig2_graph
+    if graph is not None:
+        lines += [
+            "",
+            "### The same, captured in a CUDA graph",
+            "",
+            "Each training step replayed from a CUDA graph (both models alike), so kernel-launch overhead, "
+            "which dominates small steps, is hidden: the ratio of the kernels' work alone.",
+            "",
+            fig2_table(graph),
+            "",
+            f"**Verdict (CUDA graph): {graph.verdict}.** {graph.summary}",
+        ]
     return lines
 
 

@@ -39,20 +39,26 @@ class SweepConfig:
     hidden: int
     dtype: str
     input_size: int
+    # "auto": the device's default timer (do_bench on a GPU, wall clock on a CPU); "cuda_graph":
+    # replays of a captured CUDA graph, which hide launch overhead. A row records the method used.
+    timing: str = "auto"
 
     def label(self) -> str:
+        graph = " cuda_graph" if self.timing == "cuda_graph" else ""
         return (
             f"{self.provider} {self.mode} T={self.seq_len} L={self.depth} B={self.batch} "
-            f"H={self.hidden} I={self.input_size} {self.dtype}"
+            f"H={self.hidden} I={self.input_size} {self.dtype}{graph}"
         )
 
 
 # The axes of a sweep are the fields of SweepConfig; these are the integer ones.
 AXES = tuple(f.name for f in dataclasses.fields(SweepConfig))
 INT_AXES = tuple(f.name for f in dataclasses.fields(SweepConfig) if f.type in ("int", int))
-# A measured config: the sweep axes plus the phase and the timing method. A results file holds
-# at most one row per key; compare, resume and the analysis all match rows on it.
-KEY_COLUMNS = (*AXES[:2], "phase", *AXES[2:], "timing")  # provider, mode, phase, seq_len, ...
+CONFIG_TIMINGS = ("auto", "cuda_graph")
+# A measured config: the sweep axes plus the phase, with the timing axis holding the method
+# actually used (do_bench, cuda_graph or cpu_wallclock). A results file holds at most one row
+# per key; compare, resume and the analysis all match rows on it.
+KEY_COLUMNS = (*AXES[:2], "phase", *AXES[2:])  # provider, mode, phase, seq_len, ..., timing
 # The key without the provider: rows that agree on it may be compared with each other.
 CONFIG_COLUMNS = tuple(c for c in KEY_COLUMNS if c != "provider")
 

@@ -27,6 +27,7 @@ def row(
     status: str = "ok",
     reason: str = "",
     phase: str | None = None,
+    timing: str = "do_bench",
     **extra,
 ) -> ResultRow:
     """One row; an ok row gets p20/p50/p80 = 0.95/1/1.05 x `ms`."""
@@ -55,7 +56,7 @@ def row(
         status=status,
         reason=reason,
         device=DEVICE,
-        timing="do_bench",
+        timing=timing,
         preset="synthetic",
         run_id="synthetic-1",
         **timed,

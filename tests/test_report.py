@@ -196,3 +196,22 @@ def test_variants_are_compared_with_the_indrnn_never_as_baselines(tmp_path):
     text = build_report(tmp_path / "v.csv")
     assert "## `indrnn_triton` against other implementations" in text
     assert "| never" not in text  # no crossover row for a variant
+
+
+def test_cuda_graph_rows_get_their_own_fig2_beside_the_eager_one(tmp_path):
+    rows = []
+    for t in (256, 512, 1024):
+        for timing, launch_ms in (("do_bench", 2.0), ("cuda_graph", 0.0)):
+            rows += [
+                syn.row("indrnn_triton", launch_ms + syn.indrnn_ms(t), seq_len=t, timing=timing),
+                syn.row("indrnn_triton", launch_ms + syn.indrnn_ms(t, 2), seq_len=t, depth=2, timing=timing),
+                syn.row("lstm", launch_ms + syn.lstm_ms(t), seq_len=t, timing=timing),
+            ]
+    path = syn.write(tmp_path / "graph.csv", rows)
+    summary = analysis.summarise(path)
+    assert summary.fig2.config["timing"] == "do_bench"
+    assert summary.fig2_graph is not None and summary.fig2_graph.config["timing"] == "cuda_graph"
+    eager, graph = summary.fig2.table, summary.fig2_graph.table
+    assert (graph["speedup"] > eager["speedup"]).all()  # launch overhead hidden: the ratio grows
+    text = build_report(path)
+    assert "### The same, captured in a CUDA graph" in text and "Verdict (CUDA graph)" in text

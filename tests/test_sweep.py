@@ -224,3 +224,11 @@ def test_metadata_records_the_grid_its_hash_and_the_wall_time(tmp_path):
     assert [SweepConfig(**c) for c in meta["configs"]] == configs
     assert meta["plan_hash"] == plan_hash(configs) != plan_hash(configs[::-1])
     assert meta["wall_s"] > 0
+
+
+def test_a_config_asking_for_cuda_graph_timing_is_a_labelled_row(tmp_path):
+    df = sweep_rows(tmp_path, [cfg("lstm", "infer"), cfg("lstm", "infer", timing="cuda_graph")])
+    assert len(df) == 2 and set(df["timing"]) == {df["timing"][0], "cuda_graph"}
+    if not torch.cuda.is_available():
+        graph = df[df["timing"] == "cuda_graph"].iloc[0]
+        assert graph["status"] == "skipped" and graph["reason"] == "cuda_graph timing needs CUDA"
