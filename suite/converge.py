@@ -453,19 +453,20 @@ def run_converge(
             }
             for name, s in MODELS.items()
         }
+        notes = {
+            "task": "adding problem",
+            "settings": asdict(settings),
+            "models": recipes,
+            # Others' work on a shared machine slows every timed step: say how busy it was.
+            "load_average": [os.getloadavg()[0]],
+        }
+        if device.type == "cuda":  # fp32 GEMMs and cuDNN RNNs may use TF32: say which did
+            notes.update(
+                matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
+                cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
+            )
         return env.collect_meta(
-            preset=preset.name,
-            device=device,
-            timing=TIMING,
-            copy_gbytes_per_s=None,
-            argv=argv,
-            notes={
-                "task": "adding problem",
-                "settings": asdict(settings),
-                "models": recipes,
-                # Others' work on a shared machine slows every timed step: say how busy it was.
-                "load_average": [os.getloadavg()[0]],
-            },
+            preset=preset.name, device=device, timing=TIMING, copy_gbytes_per_s=None, argv=argv, notes=notes
         )
 
     meta = _run_meta(out, resume, fresh_meta, device, settings)

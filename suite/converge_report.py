@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -364,9 +364,7 @@ def _speedup_section(run: ConvergeRun) -> list[str]:
         return lines + ["No T has both an IndRNN and a baseline."]
     baselines = [m for m in run.models if not is_indrnn(m)]
     rows = []
-    for (indrnn, seq_len), group in pd.DataFrame([s.__dict__ for s in found]).groupby(
-        ["indrnn", "seq_len"], sort=False
-    ):
+    for (indrnn, seq_len), group in pd.DataFrame([asdict(s) for s in found]).groupby(["indrnn", "seq_len"], sort=False):
         by_base = dict(zip(group["baseline"], group["text"], strict=True))
         rows.append([seq_len, f"`{indrnn}`", *(by_base.get(b, "-") for b in baselines)])
     return lines + [_table(rows, ["T", "IndRNN", *(f"vs `{b}`" for b in baselines)])]
