@@ -343,9 +343,9 @@ def _time_to_solve(run: ConvergeRun) -> list[str]:
         lines.append("")
         for c in sorted(unsolved, key=lambda c: (c.seq_len, run.models.index(c.model))):
             stops = ", ".join(f"{reason} x{n}" for reason, n in c.stopped_by.items())
-            never = "never reached" if c.reached == 0 else f"did not reach in {c.seeds - c.reached} of {c.seeds} seeds"
+            seeds = "any seed" if c.reached == 0 else f"{c.seeds - c.reached} of {c.seeds} seeds"
             lines.append(
-                f"- `{c.model}` {never} MSE {run.summary['target'].iloc[0]:g} at T={c.seq_len} "
+                f"- `{c.model}` did not reach MSE {run.summary['target'].iloc[0]:g} at T={c.seq_len} in {seeds} "
                 f"within its budget of {budget_text(c)} (stopped by {stops}; best MSE {fmt_mse(c.best_mse[1])})."
             )
     return lines

@@ -303,7 +303,7 @@ def test_report_medians_ranges_speedups_and_verdict(tmp_path):
     assert "2 (1 - 3)" in text and "5 (4 - 6)" in text  # median (range) seconds
     assert "2.50x" in text  # lstm 5 s / indrnn 2 s
     assert ">= 10.0x (gru not solved)" in text  # gru spent 20 s (median) without solving
-    assert "`gru` did not reach in 2 of 3 seeds MSE 0.01 at T=10" in text
+    assert "`gru` did not reach MSE 0.01 at T=10 in 2 of 3 seeds" in text
     assert "0.167" in text and "line to beat" in text
     assert verdict(run)[0] == "holds"
 
