@@ -8,6 +8,7 @@ Every number here is derived from one results file (and the paper's figures in
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,7 +256,7 @@ class Fig2:
     has_sru: bool
 
 
-def _cell_label(layers: int, seq_len: int) -> str:
+def cell_label(layers: int, seq_len: int) -> str:
     return f"{layers} layer{'s' if layers > 1 else ''} T={seq_len}"
 
 
@@ -270,7 +271,7 @@ def claim_verdict(table: pd.DataFrame) -> tuple[str, str]:
         return "no data", "None of the Fig. 2 configs was measured for both IndRNN and LSTM."
 
     def cells(df: pd.DataFrame) -> str:
-        return ", ".join(f"{_cell_label(r.layers, r.seq_len)} ({r.speedup:.1f}x)" for r in df.itertuples())
+        return ", ".join(f"{cell_label(r.layers, r.seq_len)} ({r.speedup:.1f}x)" for r in df.itertuples())
 
     if holds.empty:
         verdict = "not reproduced"
@@ -282,7 +283,7 @@ def claim_verdict(table: pd.DataFrame) -> tuple[str, str]:
         verdict = "partly"
         text = f">{CLAIM_FACTOR:g}x holds at {cells(holds)}; not at {cells(fails)}."
     if not missing.empty:
-        text += " No data: " + ", ".join(_cell_label(r.layers, r.seq_len) for r in missing.itertuples()) + "."
+        text += " No data: " + ", ".join(cell_label(r.layers, r.seq_len) for r in missing.itertuples()) + "."
     return verdict, text
 
 
@@ -302,9 +303,7 @@ def _choose_fig2_config(ok: pd.DataFrame, indrnn: str, timing: str | None) -> di
     return {} if best is None else {c: _plain(v) for c, v in zip(setting, best[1], strict=True)}
 
 
-def _why_missing(
-    rows: pd.DataFrame, providers: dict[str, int], seq_len: int, config: dict, in_file: set[str]
-) -> str:
+def _why_missing(rows: pd.DataFrame, providers: dict[str, int], seq_len: int, config: dict, in_file: set[str]) -> str:
     """The status and reason of the rows that would have filled a Fig. 2 cell, when not ok;
     `in_file`: the providers with rows anywhere in the file (measured, just not at this cell)."""
     notes = []
@@ -385,13 +384,62 @@ def _headline(table: pd.DataFrame) -> str:
     claimed = table[table["paper_ratio"] > CLAIM_FACTOR]
     parts = []
     for r in claimed.itertuples():
-        label = f"{_cell_label(r.layers, r.seq_len)} (paper {r.paper_ratio:g}x)"
+        label = f"{cell_label(r.layers, r.seq_len)} (paper {r.paper_ratio:g}x)"
         if pd.isna(r.speedup):
             parts.append(f"{label}: no data")
         else:
             word = "reproduced" if r.speedup >= CLAIM_FACTOR else "not reproduced"
             parts.append(f"{label}: ours {r.speedup:.1f}x, {word}")
     return "; ".join(parts)
+
+
+def overall_speedups(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per (baseline, mode): the geometric mean of the speedups over every matched config, their
+    smallest and largest, and how many configs there are."""
+    columns = ["baseline", "mode", "geomean", "min", "max", "configs"]
+    if pairs.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = pairs.groupby(["baseline", "mode"], sort=False)["speedup"]
+    out = grouped.agg(
+        geomean=lambda s: math.exp(s.map(math.log).mean()), min="min", max="max", configs="count"
+    ).reset_index()
+    return out[columns]
+
+
+# Noise: a number is distrusted when its own samples spread widely, or when the machine was
+# not what it is when idle. One run cannot know the idle machine, so the rules compare the run
+# with itself (copy bandwidth at its start and end) and the load with the cores there are.
+SPREAD_LIMIT = 1.25  # p80 / p20 of one config above this: its median is not a stable figure
+COPY_DRIFT_LIMIT = 1.5  # copy bandwidth at start and end differing by more: the machine changed meanwhile
+
+
+@dataclass(frozen=True)
+class Noise:
+    """What says the numbers of a run are noisy: configs whose p20-p80 spread is wide (ok rows,
+    with their `spread` = p80 / p20) and why the machine looked busy (empty when it did not)."""
+
+    wide: pd.DataFrame
+    busy: tuple[str, ...]
+
+
+def noise(res: Results) -> Noise:
+    ok = res.ok
+    spread = ok["p80_ms"] / ok["p20_ms"]
+    wide = ok.assign(spread=spread)[spread > SPREAD_LIMIT].sort_values("spread", ascending=False)
+    machine = res.meta.get("machine") or {}
+    busy = []
+    cores = machine.get("cores")
+    for when in ("start", "end"):
+        load = machine.get(f"load_{when}")
+        if cores and load is not None and load > cores:
+            busy.append(f"the 1-minute load average at the {when} of the run was {load:.1f} on {cores} cores")
+    start_bw, end_bw = res.meta.get("copy_gbytes_per_s"), machine.get("copy_gbytes_per_s_end")
+    if start_bw and end_bw and max(start_bw, end_bw) / min(start_bw, end_bw) > COPY_DRIFT_LIMIT:
+        busy.append(
+            f"the copy bandwidth was {start_bw:.1f} GB/s at the start and {end_bw:.1f} GB/s at the end "
+            f"(more than {COPY_DRIFT_LIMIT:g}x apart)"
+        )
+    return Noise(wide.reset_index(drop=True), tuple(busy))
 
 
 SLICE_AXES = AXES  # the axes a summary slices along (the report's and the plots' tables and figures)
@@ -409,6 +457,8 @@ class Summary:
     crossovers: pd.DataFrame
     fig2: Fig2
     fig2_graph: Fig2 | None  # the same at CUDA-graph timing, when the file has such rows beside eager ones
+    overall: pd.DataFrame  # geometric-mean speedup per baseline and mode (overall_speedups)
+    noise: Noise
 
 
 def summarise(source: str | os.PathLike | Results) -> Summary:
@@ -427,4 +477,6 @@ def summarise(source: str | os.PathLike | Results) -> Summary:
         crossovers=crossovers(pairs),
         fig2=eager,
         fig2_graph=graph if graph is not None and graph.verdict != "no data" else None,
+        overall=overall_speedups(pairs),
+        noise=noise(res),
     )

@@ -152,10 +152,14 @@ def run_sweep(
         )
 
     meta = _meta_for(out, resume, fresh_meta, env.device_name(device), timer.method)
+    # Merged: `machine` holds other records too (GPU clocks). A resumed run's
+    # record says the latest session's state.
+    meta = replace(meta, machine={**meta.machine, **env.machine_load("start")})
     todo = [c for c in configs if not set(expected_keys(c, timer.method)) <= done]
     with ResultsWriter(out) as writer:
         write_meta(out, meta)
         bar = Progress(len(todo), progress)
+        finished = False
         try:
             for i, cfg in enumerate(todo):
                 bar.show(i, cfg)
@@ -166,9 +170,16 @@ def run_sweep(
                     if key not in done:
                         writer.append(row)
                         done.add(key)
+            finished = True
         finally:
             bar.close()
             # The sweep's own seconds, summed over every session that resumed it.
             meta = replace(meta, wall_s=(meta.wall_s or 0.0) + time.perf_counter() - started)
+            # The copy again at the end: far from the start's, the machine changed meanwhile. Not
+            # after a Ctrl-C or an error, which measuring could delay or mask.
+            end = env.machine_load("end")
+            if finished:
+                end["copy_gbytes_per_s_end"] = copy_bandwidth_gbps(device)
+            meta = replace(meta, machine={**meta.machine, **end})
             write_meta(out, meta)
     return out

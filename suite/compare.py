@@ -12,7 +12,8 @@ evidence. Two metrics:
 
 A config that was ok in BASE and failed or ran out of memory in NEW is a regression in either
 metric: a broken kernel must not pass because it has no time. Configs in only one file are
-listed, never fatal (presets grow and shrink).
+listed, never fatal (presets grow and shrink); but two runs with nothing in common to compare
+are an error, not a pass, and so is a file without rows.
 
 `compare_runs` is the API (`validate` and CI call it); `run_bench.py compare` prints the
 markdown table, slowest first, and exits 1 on a real regression.
@@ -31,7 +32,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from suite.analysis import Results, load, speedups
-from suite.errors import UsageError
+from suite.errors import ResultsError, UsageError
 from suite.schema import CONFIG_COLUMNS, KEY_COLUMNS, key_of
 
 METRICS = ("time", "speedup")
@@ -232,12 +233,16 @@ def compare_runs(
     """Compare two results files (each with its metadata beside it, if any).
 
     Raises UsageError for a bad threshold or metric, or runs from different devices unless
-    `allow_device_mismatch`; ResultsError for files that are not results of this suite."""
+    `allow_device_mismatch`, or when the runs have nothing in common to compare; ResultsError
+    for files that are not results of this suite or have no rows."""
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
     if not 0 <= threshold < 1:
         raise UsageError(f"threshold must be a fraction in [0, 1), got {threshold}")
     base, new = load(base_csv), load(new_csv)
+    for name, res in (("BASE", base), ("NEW", new)):
+        if res.rows.empty:  # before the device check, which would name an 'unknown device'
+            raise ResultsError(f"{name} has no rows: {res.path}")
     notes = _device_check(base, new, metric, allow_device_mismatch)
     threads = base.meta.get("threads"), new.meta.get("threads")
     if threads[0] != threads[1]:
@@ -254,6 +259,12 @@ def compare_runs(
         b, n = _pairs(base), _pairs(new)
         worse_up = False
         rows = _changes(b, n, ("speedup", "speedup_lo", "speedup_hi"), threshold, worse_up)
+    status_changes = _status_changes(base, new)
+    if not rows and not status_changes:
+        # Nothing was compared: passing would let a wrong BASE (another preset, another
+        # IndRNN) wave every NEW through.
+        what = "config measured ok" if metric == "time" else "IndRNN-vs-baseline pair measured ok"
+        raise UsageError(f"BASE {base_csv} and NEW {new_csv} have no {what} in both: nothing to compare")
     return Comparison(
         base_path=str(base_csv),
         new_path=str(new_csv),
@@ -262,7 +273,7 @@ def compare_runs(
         base_device=base.device,
         new_device=new.device,
         rows=tuple(rows),
-        status_changes=tuple(_status_changes(base, new)),
+        status_changes=tuple(status_changes),
         only_in_base=tuple(sorted(b[k]["name"] for k in b.keys() - n.keys())),
         only_in_new=tuple(sorted(n[k]["name"] for k in n.keys() - b.keys())),
         notes=tuple(notes),

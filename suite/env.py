@@ -7,6 +7,7 @@ number without its hardware and conditions cannot be compared with anything.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import platform
 import secrets
 import subprocess
@@ -64,6 +65,17 @@ def git_state() -> tuple[str, bool]:
     commit = _command("git", "rev-parse", "HEAD") or "unknown"
     status = _command("git", "status", "--porcelain", "--untracked-files=no")
     return commit, bool(status)
+
+
+def machine_load(when: str) -> dict:
+    """The 1-minute load average as `load_<when>` and the core count, for RunMeta.machine: a load
+    above the cores means more work wanted the CPUs than there were CPUs (empty where the OS has
+    no load average)."""
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return {}
+    return {f"load_{when}": round(load, 2), "cores": os.cpu_count()}
 
 
 def utc_now() -> dt.datetime:

@@ -25,6 +25,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from suite import analysis  # noqa: E402
 from suite.analysis import AXIS_LABELS, CLAIM_FACTOR, Results  # noqa: E402
+from suite.errors import UsageError  # noqa: E402
+from suite.store import results_in  # noqa: E402
 
 log = logging.getLogger(__name__)
 PLOTS_ROOT = Path(__file__).resolve().parents[1] / "plots"
@@ -213,7 +215,10 @@ def default_out_dir(csv_path: str | os.PathLike) -> Path:
 
 
 def plot_all(csv_path: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> PlotSet:
-    """Draw every figure the file has data for; ResultsError if the file cannot be read."""
+    """Draw every figure the file has data for; ResultsError if the file cannot be read,
+    UsageError if `out_dir` is a file."""
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise UsageError(f"--out-dir {out_dir} is a file, not a folder; pass a folder for the PNGs")
     summary = analysis.summarise(csv_path)
     out_dir = Path(out_dir) if out_dir else default_out_dir(summary.res.path)
     result = PlotSet()
@@ -232,7 +237,9 @@ def plot_all(csv_path: str | os.PathLike, out_dir: str | os.PathLike | None = No
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results", help="results CSV written by `run` (its .meta.json beside it)")
+    parser.add_argument(
+        "results", help="results CSV written by `run` (its .meta.json beside it), or a folder: its newest one"
+    )
     parser.add_argument(
         "--out-dir",
         metavar="DIR",
@@ -241,7 +248,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    plots = plot_all(args.results, args.out_dir)
+    plots = plot_all(results_in(args.results), args.out_dir)
     for path in plots.written:
         print(path)
     for line in plots.skipped:

@@ -18,6 +18,7 @@ from tabulate import tabulate
 
 from suite import analysis
 from suite.analysis import AXIS_LABELS, CLAIM_FACTOR, Results, Summary
+from suite.store import results_in
 
 TABLE_FORMAT = "github"
 AXIS_TITLES = {
@@ -89,9 +90,22 @@ def _environment(s: Summary) -> list[str]:
         ("preset", meta.get("preset", "")),
         ("timing method", meta.get("timing", "")),
         ("copy bandwidth", "-" if _missing(copy_bw) else f"{copy_bw:.1f} GB/s (copy measured in this run)"),
+        ("wall time", "-" if _missing(meta.get("wall_s")) else f"{meta['wall_s']:.0f} s (the sweep, all sessions)"),
+        ("machine state", _machine_state(meta.get("machine") or {})),
         ("run id", meta.get("run_id", "")),
     ]
     return lines + ["", _table([[k, v] for k, v in fields], ["", ""])]
+
+
+def _machine_state(machine: dict) -> str:
+    """Load average and end-of-run copy bandwidth as recorded at the start and end of the run."""
+    parts = []
+    if "load_start" in machine or "load_end" in machine:
+        loads = " / ".join(fmt_num(machine.get(k), 2) for k in ("load_start", "load_end"))
+        parts.append(f"1-min load {loads} (start / end) on {machine.get('cores', '?')} cores")
+    if not _missing(machine.get("copy_gbytes_per_s_end")):
+        parts.append(f"copy bandwidth at the end {machine['copy_gbytes_per_s_end']:.1f} GB/s")
+    return "; ".join(parts) or "not recorded"
 
 
 def _which_indrnn(res: Results) -> str:
@@ -152,6 +166,7 @@ def _fig2_section(s: Summary) -> list[str]:
     lines += [fig2_table(fig), "", f"**Verdict: {fig.verdict}.** {fig.summary}"]
     if fig.headline:
         lines += ["", f"The paper's own >{CLAIM_FACTOR:g}x point: {fig.headline}."]
+    lines += _fig2_context(s, fig)
     graph = s.fig2_graph
     if graph is not None:
         lines += [
@@ -166,6 +181,76 @@ def _fig2_section(s: Summary) -> list[str]:
             f"**Verdict (CUDA graph): {graph.verdict}.** {graph.summary}",
         ]
     return lines
+
+
+def _fig2_context(s: Summary, fig: analysis.Fig2) -> list[str]:
+    """What the verdict does not say by itself: where our setting is not the paper's, and
+    whether its cells were measured in noise."""
+    notes = []
+    if fig.verdict == "no data":
+        return notes
+    if s.res.meta.get("device_kind") == "cpu":
+        notes.append(
+            "This run is on a CPU; the paper's claim is about GPUs (one P100), where the balance of "
+            "launch overhead, GEMMs and the sequential recurrence differs: this verdict does not test it."
+        )
+    input_size = fig.config.get("input_size")
+    if input_size is not None and input_size != analysis.FIG2_INPUT_SIZE:
+        notes.append(
+            f"Our input size is I={input_size}; the paper's adding problem has I={analysis.FIG2_INPUT_SIZE} "
+            "(a value and a marker per step), so every model's input projection does more work here than there."
+        )
+    wide = [
+        f"{analysis.cell_label(r.layers, r.seq_len)} ({who})"
+        for r in fig.table.itertuples()
+        for who in ("indrnn", "lstm")
+        if getattr(r, f"{who}_p80_ms") / getattr(r, f"{who}_p20_ms") > analysis.SPREAD_LIMIT
+    ]
+    if wide or s.noise.busy:
+        why = []
+        if s.noise.busy:
+            why.append("the machine was busy (see Noise)")
+        if wide:
+            why.append(f"p80/p20 above {analysis.SPREAD_LIMIT:g} at " + ", ".join(wide))
+        notes.append("Caution: " + "; ".join(why) + ": the ratios there rest on noisy times.")
+    return [line for note in notes for line in ("", note)]
+
+
+def _noise_section(s: Summary) -> list[str]:
+    """Which numbers to distrust: configs whose samples spread widely, and a busy machine."""
+    noise, machine = s.noise, s.res.meta.get("machine") or {}
+    lines = [
+        "## Noise",
+        "",
+        f"A config is flagged when its p80 / p20 exceeds {analysis.SPREAD_LIMIT:g}; the machine counts as busy "
+        "when the 1-minute load average at the start or end of the run exceeded its cores, or the copy "
+        f"bandwidth at the end of the run was more than {analysis.COPY_DRIFT_LIMIT:g}x off the one at the start.",
+        "",
+    ]
+    if noise.busy:
+        lines.append(
+            "**The machine was busy during this run**: " + "; ".join(noise.busy) + ". Every time here may "
+            "be slowed by other work, and ratios between providers measured at different moments with it."
+        )
+    elif "cores" not in machine:
+        lines.append(
+            "The metadata records no load average or end-of-run copy bandwidth (an older run): whether the "
+            "machine was busy is not known."
+        )
+    else:
+        lines.append("The machine was not busy by these rules.")
+    if noise.wide.empty:
+        return lines + ["", "No config's spread is wide."]
+    rows = [
+        [r.provider, *_config_cells(r), fmt_ms(r.p50_ms), f"{fmt_ms(r.p20_ms)}-{fmt_ms(r.p80_ms)}", f"{r.spread:.2f}"]
+        for r in noise.wide.itertuples()
+    ]
+    return lines + [
+        "",
+        f"Distrust these {len(rows)} config(s) and every speedup that uses them (widest first):",
+        "",
+        _table(rows, ["provider", *CONFIG_HEADERS, "p50 ms", "p20-p80 ms", "p80/p20"]),
+    ]
 
 
 def _axis_sections(s: Summary) -> list[str]:
@@ -361,8 +446,30 @@ def _all_measurements_section(s: Summary) -> list[str]:
     return lines
 
 
+def _overall_line(s: Summary) -> str:
+    """The one-line answer: geometric-mean speedup over each baseline, per mode, with its range."""
+    if s.overall.empty:
+        return "No config was measured ok for both the IndRNN and a baseline."
+    per_mode = []
+    for mode, group in s.overall.groupby("mode", sort=True):
+        cells = ", ".join(
+            f"{r.baseline} {fmt_x(r.geomean)} ({fmt_x(r.min)}-{fmt_x(r.max)}, {r.configs} configs)"
+            for r in group.itertuples()
+        )
+        per_mode.append(f"{mode}: {cells}")
+    return f"**`{s.res.indrnn}` speedup, geometric mean (min-max) over configs**: " + "; ".join(per_mode) + "."
+
+
 def _header(s: Summary) -> list[str]:
-    return [f"# IndRNN benchmark report: {s.res.device}", "", *_environment(s), "", _which_indrnn(s.res)]
+    return [
+        f"# IndRNN benchmark report: {s.res.device}",
+        "",
+        _overall_line(s),
+        "",
+        *_environment(s),
+        "",
+        _which_indrnn(s.res),
+    ]
 
 
 def _variants_section(s: Summary) -> list[str]:
@@ -403,6 +510,7 @@ def _variants_section(s: Summary) -> list[str]:
 # itself out). A new section is one function here and one entry in this list.
 SECTIONS = (
     _header,
+    _noise_section,
     _fig2_section,
     _axis_sections,
     _variants_section,
@@ -431,10 +539,12 @@ def write_report(csv_path: str | os.PathLike, out_path: str | os.PathLike | None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results", help="results CSV written by `run` (its .meta.json beside it)")
+    parser.add_argument(
+        "results", help="results CSV written by `run` (its .meta.json beside it), or a folder: its newest one"
+    )
     parser.add_argument("--out", metavar="PATH", help="markdown file to write (default: beside the results, .md)")
 
 
 def run(args: argparse.Namespace) -> int:
-    print(write_report(args.results, args.out))
+    print(write_report(results_in(args.results), args.out))
     return 0

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -63,6 +65,7 @@ class ResultsWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not self.path.exists() or self.path.stat().st_size == 0
         if not fresh:
+            drop_partial_last_line(self.path)
             with open(self.path, newline="") as f:
                 header = next(csv.reader(f), [])
             if tuple(header) != COLUMNS:
@@ -91,15 +94,62 @@ class ResultsWriter:
         self.close()
 
 
+def _whole_lines(path: Path) -> tuple[str, int]:
+    """The file's text up to its last complete line, and how many partial lines were cut.
+
+    Every row is written as one line ending in a newline, so text after the last newline is a
+    row cut off mid-write (a crash, a full disk)."""
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return data.decode(), 0
+    return data[: data.rfind(b"\n") + 1].decode(), 1
+
+
+def drop_partial_last_line(path: str | os.PathLike) -> None:
+    """Truncate a row cut off mid-write, so that rows appended next start on a line of their own
+    instead of being glued onto the broken one (its config is measured again: it has no row)."""
+    path = Path(path)
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
+
+_warned: set[tuple[str, int]] = set()  # (path, size): say once per damaged file, not once per read
+
+
+def _warn_skipped(path: Path, lines: int) -> None:
+    key = (str(path.resolve()), path.stat().st_size)
+    if key not in _warned:
+        _warned.add(key)
+        print(
+            f"warning: {path}: skipped {lines} damaged line(s) (cut off or malformed); read the rest", file=sys.stderr
+        )
+
+
 def read_results(path: str | os.PathLike) -> pd.DataFrame:
-    """Load a results CSV as a DataFrame with this suite's columns; ResultsError if it is not one."""
+    """Load a results CSV as a DataFrame with this suite's columns; ResultsError if it is not one.
+
+    Damaged lines (a last row cut off mid-write, a line with extra fields) are skipped with a
+    one-line warning on stderr: the whole rows still count."""
     path = Path(path)
     if not path.is_file():
         raise ResultsError(f"results file {path} does not exist")
+    bad_lines: list[list[str]] = []
     try:
-        df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"reason": str, "extra": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        text, cut = _whole_lines(path)
+        df = pd.read_csv(
+            io.StringIO(text),
+            keep_default_na=False,
+            na_values=[""],
+            dtype={"reason": str, "extra": str},
+            engine="python",  # the engine that hands bad lines to a callback, so they can be counted
+            on_bad_lines=lambda fields: bad_lines.append(fields),
+        )
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
         raise ResultsError(f"cannot read results {path}: {e}") from e
+    if cut or bad_lines:
+        _warn_skipped(path, cut + len(bad_lines))
     if "input_size" not in df.columns:
         df["input_size"] = pd.NA
     if "hidden" in df.columns:  # input_size defaults to hidden, as in the presets
@@ -126,3 +176,17 @@ def existing_keys(path: str | os.PathLike, statuses: tuple[str, ...] | None = No
     if statuses is not None:
         rows = rows[rows["status"].isin(statuses)]
     return {key_of(rec) for rec in rows.to_dict("records")}
+
+
+def results_in(path: str | os.PathLike) -> Path:
+    """The results file a command was pointed at: the path itself, or for a folder the newest
+    results CSV in it (one with its metadata beside it), said on stderr; ResultsError if none."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    runs = [p for p in path.glob("*.csv") if meta_path(p).is_file()]
+    if not runs:
+        raise ResultsError(f"{path} is a folder with no results CSV (with its .meta.json) in it; pass a results CSV")
+    newest = max(runs, key=lambda p: (p.stat().st_mtime, p.name))
+    print(f"{path} is a folder: using its newest results file, {newest}", file=sys.stderr)
+    return newest

@@ -179,3 +179,24 @@ def test_overall_gate_tolerates_one_shifted_config_but_not_a_slower_kernel(tmp_p
     code, out, _ = cli(capsys, base, slower, *gate, "--fail-on", "overall")
     assert code == 1
     assert "geometric mean NEW/BASE 0.500: regression" in out
+
+
+@pytest.mark.parametrize("metric", ["time", "speedup"])
+def test_no_config_in_common_is_an_error_not_a_pass(tmp_path, capsys, metric):
+    base = write(tmp_path / "base.csv", rows(seq_lens=(64,)))
+    new = write(tmp_path / "new.csv", rows(seq_lens=(1024,)))
+    with pytest.raises(UsageError, match="nothing to compare") as e:
+        compare_runs(base, new, metric=metric)
+    assert str(base) in str(e.value) and str(new) in str(e.value)
+    code, out, err = cli(capsys, base, new, "--metric", metric)
+    assert code == 2 and "PASS" not in out and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("empty", ["BASE", "NEW"])
+def test_a_file_without_rows_is_an_error(tmp_path, capsys, empty):
+    full = write(tmp_path / "full.csv", rows())
+    header_only = write(tmp_path / "empty.csv", [])
+    assert header_only.read_text().count("\n") == 1  # a header and no rows
+    files = (header_only, full) if empty == "BASE" else (full, header_only)
+    code, _, err = cli(capsys, *files)
+    assert code == 2 and f"{empty} has no rows" in err and "unknown device" not in err

@@ -105,3 +105,19 @@ def test_unreadable_file_is_a_results_error(tmp_path, content):
     bad.write_text(content)
     with pytest.raises(ResultsError):
         plots.plot_all(bad, tmp_path / "out")
+
+
+def test_out_dir_that_is_a_file_is_one_line_error(tmp_path, capsys):
+    path = syn.write(tmp_path / "sweep.csv", syn.sweep_rows())
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    assert cli.main(["plot", str(path), "--out-dir", str(taken)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a file, not a folder" in err[0]
+
+
+def test_a_folder_is_read_as_its_newest_results_file(tmp_path, capsys):
+    syn.write(tmp_path / "sweep.csv", syn.sweep_rows())
+    assert cli.main(["plot", str(tmp_path), "--out-dir", str(tmp_path / "out")]) == 0
+    assert "using its newest results file" in capsys.readouterr().err
+    assert (tmp_path / "out" / "fig2.png").is_file()

@@ -1,5 +1,6 @@
 """The report and the analysis behind it, on small synthetic results files."""
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -7,7 +8,7 @@ import pytest
 import synthetic_results as syn
 
 from suite import analysis, cli
-from suite.report import build_report, fmt_speedup, write_report
+from suite.report import build_report, fmt_speedup, fmt_x, write_report
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def test_fig2_matches_the_paper_file_and_gives_a_verdict(sweep):
     fig = analysis.fig2(analysis.load(sweep))
     paper, source = analysis.read_paper_fig2()
     assert any("1910.06251" in line for line in source)
-    assert fig.config == {"batch": 32, "dtype": "float32", "timing": "do_bench"}
+    assert fig.config == {"batch": 32, "dtype": "float32", "timing": "do_bench", "input_size": 128}
     claimed = paper.dropna(subset=["ratio_vs_lstm"]).sort_values(["layers", "seq_len"])
     assert list(fig.table["paper_ratio"]) == list(claimed["ratio_vs_lstm"])
     expected = [syn.lstm_ms(t) / syn.indrnn_ms(t, n) for n in (1, 2) for t in (256, 512, 1024)]
@@ -108,7 +109,7 @@ def test_missing_baseline_gives_no_data_with_reasons(tmp_path):
     assert fig.verdict == "no data" and not fig.has_sru
     notes = fig.table.set_index(["layers", "seq_len"])["note"]
     assert notes[(1, 1024)] == "lstm depth 1: oom (out of memory)"
-    assert notes[(1, 256)] == "lstm depth 1: not in file"
+    assert notes[(1, 256)] == "lstm depth 1: not at the Fig. 2 config"  # its one row is at T=1024
     text = build_report(path)
     assert "**Verdict: no data.**" in text
     assert analysis.load(path).baselines == ["gru"] and "| gru " in text
@@ -215,3 +216,66 @@ def test_cuda_graph_rows_get_their_own_fig2_beside_the_eager_one(tmp_path):
     assert (graph["speedup"] > eager["speedup"]).all()  # launch overhead hidden: the ratio grows
     text = build_report(path)
     assert "### The same, captured in a CUDA graph" in text and "Verdict (CUDA graph)" in text
+
+
+# ---------------------------------------------------------------------------- what the numbers mean
+
+
+def test_fig2_note_tells_a_provider_measured_elsewhere_from_one_never_measured(tmp_path):
+    rows = [r for r in syn.sweep_rows(baselines=("gru",)) if r.provider != "lstm"]
+    never = analysis.fig2(analysis.load(syn.write(tmp_path / "never.csv", rows)))
+    assert never.table.set_index(["layers", "seq_len"])["note"][(1, 256)] == "lstm depth 1: not in file"
+    rows.append(syn.row("lstm", 1.0, hidden=64))  # measured, only not at H=128
+    fig = analysis.fig2(analysis.load(syn.write(tmp_path / "elsewhere.csv", rows)))
+    assert fig.table.set_index(["layers", "seq_len"])["note"][(1, 256)] == "lstm depth 1: not at the Fig. 2 config"
+
+
+def test_verdict_says_a_cpu_run_does_not_test_a_gpu_claim(tmp_path):
+    gpu = build_report(syn.write(tmp_path / "gpu.csv", syn.sweep_rows()))
+    cpu = build_report(syn.write(tmp_path / "cpu.csv", syn.sweep_rows(), device_kind="cpu"))
+    claim = "the paper's claim is about GPUs (one P100)"
+    assert claim in cpu and claim not in gpu
+    assert cpu.index(claim) > cpu.index("**Verdict:")  # beside the verdict it qualifies
+
+
+def test_verdict_says_where_the_input_size_is_not_the_papers(tmp_path):
+    other = build_report(syn.write(tmp_path / "i128.csv", syn.sweep_rows()))  # input size = hidden
+    assert "Our input size is I=128; the paper's adding problem has I=2" in other
+    paper_rows = [dataclasses.replace(r, input_size=2) for r in syn.sweep_rows()]
+    paper = build_report(syn.write(tmp_path / "i2.csv", paper_rows))
+    assert "Our input size" not in paper and "I=2;" in paper  # the setting line names it
+
+
+def test_wide_spreads_and_a_busy_machine_are_flagged(tmp_path):
+    rows = syn.sweep_rows()
+    noisy = syn.row("lstm", 100.0, seq_len=1024, p20_ms=50.0, p80_ms=150.0)  # the Fig. 2 cell, 3x spread
+    rows = [r for r in rows if not (r.provider == "lstm" and r.mode == "train" and r.seq_len == 1024 and r.depth == 1)]
+    machine = {"load_start": 3.5, "load_end": 1.0, "cores": 2, "copy_gbytes_per_s_end": 500.0, "gpu": {"sm_mhz": 1}}
+    text = build_report(syn.write(tmp_path / "noisy.csv", [*rows, noisy], machine=machine))
+    noise = text[text.index("## Noise") : text.index("## Claim")]
+    assert "**The machine was busy during this run**" in noise
+    assert "load average at the start of the run was 3.5 on 2 cores" in noise
+    assert "2000.0 GB/s at the start and 500.0 GB/s at the end" in noise
+    assert "Distrust these 1 config(s)" in noise and "| lstm " in noise and "| 3.00 " in noise
+    assert "Caution: the machine was busy (see Noise); p80/p20 above 1.25 at 1 layer T=1024 (lstm)" in text
+    assert "1-min load 3.5 / 1 (start / end) on 2 cores" in text
+
+
+def test_a_quiet_run_is_said_to_be_quiet(tmp_path):
+    machine = {"load_start": 0.5, "load_end": 1.9, "cores": 2, "copy_gbytes_per_s_end": 1900.0}
+    text = build_report(syn.write(tmp_path / "quiet.csv", syn.sweep_rows(), machine=machine))
+    assert "The machine was not busy by these rules." in text and "No config's spread is wide." in text
+    assert "Caution" not in text
+
+
+def test_first_line_gives_the_geometric_mean_speedup_per_mode(tmp_path):
+    path = syn.write(tmp_path / "sweep.csv", syn.sweep_rows(), wall_s=123.4)
+    summary = analysis.summarise(path)
+    train_lstm = summary.pairs[(summary.pairs["baseline"] == "lstm") & (summary.pairs["mode"] == "train")]
+    geomean = math.exp(train_lstm["speedup"].map(math.log).mean())
+    line = build_report(path).splitlines()[2]
+    assert line.startswith("**`indrnn_triton` speedup, geometric mean (min-max) over configs**: infer: lstm ")
+    lo, hi = train_lstm["speedup"].min(), train_lstm["speedup"].max()
+    expected = f"train: lstm {fmt_x(geomean)} ({fmt_x(lo)}-{fmt_x(hi)}, {len(train_lstm)} configs), gru "
+    assert expected in line
+    assert "| wall time " in build_report(path) and "123 s" in build_report(path)

@@ -232,3 +232,29 @@ def test_a_config_asking_for_cuda_graph_timing_is_a_labelled_row(tmp_path):
     if not torch.cuda.is_available():
         graph = df[df["timing"] == "cuda_graph"].iloc[0]
         assert graph["status"] == "skipped" and graph["reason"] == "cuda_graph timing needs CUDA"
+
+
+def test_resume_after_a_row_cut_off_mid_write_measures_it_again_on_its_own_line(tmp_path):
+    out = tmp_path / "run.csv"
+    configs = [cfg("lstm", "infer"), cfg("gru", "infer")]
+    bench.run_sweep(configs, out, preset="t", **FAST)
+    data = out.read_bytes()
+    out.write_bytes(data[: len(data) - 20])  # the gru row cut off: a crash mid-write
+    assert list(read_results(out)["provider"]) == ["lstm"]
+    bench.run_sweep(configs, out, preset="t", resume=True, **FAST)
+    df = read_results(out)
+    assert list(df["provider"]) == ["lstm", "gru"] and (df["status"] == "ok").all()
+    assert len(out.read_text().splitlines()) == 3  # header and two whole rows: nothing glued
+
+
+def test_metadata_records_the_machine_load_and_copy_at_start_and_end(tmp_path, monkeypatch):
+    out = tmp_path / "r.csv"
+    bench.run_sweep([cfg("lstm", "infer")], out, preset="t", **FAST)
+    machine = read_meta(out)["machine"]
+    assert machine["cores"] >= 1 and machine["load_start"] >= 0 and machine["load_end"] >= 0
+    assert machine["copy_gbytes_per_s_end"] > 0
+    # Other keys of the record (GPU clocks) are merged with, never replaced.
+    meta = read_meta(out)
+    (tmp_path / "r.meta.json").write_text(json.dumps({**meta, "machine": {**machine, "gpu": {"sm_mhz": 1980}}}))
+    bench.run_sweep([cfg("lstm", "infer"), cfg("gru", "infer")], out, preset="t", resume=True, **FAST)
+    assert read_meta(out)["machine"]["gpu"] == {"sm_mhz": 1980}
