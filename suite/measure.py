@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import nn
@@ -59,13 +60,19 @@ def random_input(cfg: SweepConfig, device: torch.device, batch_first: bool) -> t
     return torch.randn(shape, device=device, dtype=dtype_of(cfg.dtype))
 
 
-def model_step(built: Built, cfg: SweepConfig, device: torch.device) -> Callable[[], None]:
-    """The timed call of a train or infer config, on fresh random inputs."""
+PhaseRange = Callable[[str], AbstractContextManager]
+
+
+def model_step(
+    built: Built, cfg: SweepConfig, device: torch.device, phase: PhaseRange = nullcontext
+) -> Callable[[], None]:
+    """The timed call of a train or infer config, on fresh random inputs. `phase(name)` wraps
+    each part of the step (zero_grad, forward, loss, backward): a profiler's ranges, or nothing."""
     x = random_input(cfg, device, built.batch_first)
     if cfg.mode == "infer":
 
         def infer() -> None:
-            with torch.inference_mode():
+            with torch.inference_mode(), phase("forward"):
                 built.forward(x)
 
         return infer
@@ -76,11 +83,16 @@ def model_step(built: Built, cfg: SweepConfig, device: torch.device) -> Callable
     params = [*built.model.parameters(), *head.parameters()]
 
     def train() -> None:
-        for p in params:  # zero the gradients between iterations, as a training loop does
-            p.grad = None
-        out = built.forward(x)
-        last = out[:, -1] if built.batch_first else out[-1]
-        nn.functional.mse_loss(head(last), target).backward()
+        with phase("zero_grad"):
+            for p in params:  # zero the gradients between iterations, as a training loop does
+                p.grad = None
+        with phase("forward"):
+            out = built.forward(x)
+        with phase("loss"):
+            last = out[:, -1] if built.batch_first else out[-1]
+            loss = nn.functional.mse_loss(head(last), target)
+        with phase("backward"):
+            loss.backward()
 
     return train
 
@@ -110,27 +122,39 @@ def measure_model(cfg: SweepConfig, provider: Provider, device: torch.device, ti
     ]
 
 
+def recurrence_inputs(cfg: SweepConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x (T, B, H), u and bias of a recurrence-mode config, on fresh random values."""
+    x = torch.randn(cfg.seq_len, cfg.batch, cfg.hidden, device=device, dtype=dtype_of(cfg.dtype))
+    u = torch.rand(cfg.hidden, device=device)  # U(0, 1): states stay bounded over any length
+    bias = 0.1 * torch.randn(cfg.hidden, device=device)
+    return x, u, bias
+
+
+def recurrence_phases(
+    x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor, backend: str
+) -> tuple[tuple[str, Callable[[], object], int], ...]:
+    """(phase, call, tensors of x's size it must move) of the bare recurrence: the forward, and
+    the backward alone through a graph recorded once."""
+    leaves = [t.clone().requires_grad_() for t in (x, u, bias)]
+    h, _ = indrnn_recurrence(leaves[0], leaves[1], bias=leaves[2], backend=backend)
+    dh = torch.randn_like(h)
+    return (
+        ("fwd", lambda: indrnn_recurrence(x, u, bias=bias, backend=backend), 2),
+        ("bwd", lambda: torch.autograd.grad(h, leaves, dh, retain_graph=True), 3),
+    )
+
+
 def measure_recurrence(
     cfg: SweepConfig, provider: Provider, device: torch.device, timer: Timer, copy_gbps: float | None
 ) -> list[dict]:
     """Forward and backward of the bare recurrence over x (T, B, H), as two rows.
     Bytes that must move: forward reads x and writes h; backward reads h and dh, writes dx."""
     backend = provider.recurrence_backend
-    T, B, H = cfg.seq_len, cfg.batch, cfg.hidden
-    x = torch.randn(T, B, H, device=device, dtype=dtype_of(cfg.dtype))
-    u = torch.rand(H, device=device)  # U(0, 1): states stay bounded over any length
-    bias = 0.1 * torch.randn(H, device=device)
+    T, H = cfg.seq_len, cfg.hidden
+    x, u, bias = recurrence_inputs(cfg, device)
     check_recurrence(backend, x, u, bias, cfg.dtype)
-
-    leaves = [t.clone().requires_grad_() for t in (x, u, bias)]
-    h, _ = indrnn_recurrence(leaves[0], leaves[1], bias=leaves[2], backend=backend)
-    dh = torch.randn_like(h)
-    phases = (
-        ("fwd", lambda: indrnn_recurrence(x, u, bias=bias, backend=backend), 2),
-        ("bwd", lambda: torch.autograd.grad(h, leaves, dh, retain_graph=True), 3),
-    )
     rows = []
-    for phase, fn, tensors_moved in phases:
+    for phase, fn, tensors_moved in recurrence_phases(x, u, bias, backend):
         if phase == "bwd" and timer.method == "cuda_graph":
             # The autograd graph of h was recorded outside the capture, on another stream: its
             # backward cannot be captured and replayed on its own.

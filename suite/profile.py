@@ -1,0 +1,499 @@
+"""`profile`: where the time of one config's step goes.
+
+The config is given with the same flags as a sweep (one value each). Its step (suite.measure's,
+so the profile sees exactly what the sweep times) runs a few times after a warm-up under
+`torch.profiler` (CPU and CUDA activities; CPU only without CUDA). Written beside each other:
+the Chrome/Perfetto trace (`.json`, open it in ui.perfetto.dev or chrome://tracing), a markdown
+breakdown (`.md`) and the run's metadata (`.meta.json`).
+
+The breakdown puts every piece of work in one of CATEGORIES. On a GPU the pieces are kernels
+(and memcpy/memset), timed on the device; on a CPU they are ops, timed by their self time (time
+not spent in a child op). A piece is named by its call chain: the ops around it, outermost
+first, then itself (on a GPU, the op that launched the kernel, that op's callers, and the
+kernel's name). The first name of the chain that matches a pattern of CATEGORY_PATTERNS decides,
+so a GEMM inside `aten::lstm` is LSTM recurrence and not input projection. Nothing matched: the
+phase of the step it ran in decides (see `categorise`).
+
+Every phase of the step (zero_grad, forward, loss, backward) is a profiler range and, on CUDA,
+an NVTX range, so Nsight Systems and Nsight Compute (`ncu --nvtx`) can target them; the `ncu`
+command line for the recurrence kernels of the config is printed and written into the report.
+`--nvtx-only` runs the same steps with the NVTX ranges alone: ncu and nsys need the CUPTI
+interface that torch.profiler would otherwise hold.
+
+`profile_config` is the API; `run --profile` uses it for the Fig. 2 configs of a sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import MISSING, asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from tabulate import tabulate
+
+from suite import env, machine
+from suite.analysis import FIG2_BATCH, FIG2_HIDDEN, FIG2_LAYERS, read_paper_fig2
+from suite.errors import UsageError
+from suite.measure import model_step, recurrence_inputs, recurrence_phases
+from suite.providers import PROVIDERS, role_of
+from suite.schema import AXES, SweepConfig
+from suite.store import write_meta
+
+CATEGORIES = (
+    "input projection GEMM",
+    "recurrence forward",
+    "recurrence backward",
+    "normalisation",
+    "loss",
+    "optimiser or autograd glue",
+    "other",
+)
+# Checked on each name of a call chain, outermost first; "recurrence" becomes forward or
+# backward by the phase and by the name (autograd's backward nodes end in "Backward").
+CATEGORY_PATTERNS = (
+    (
+        "recurrence",
+        re.compile(
+            r"_RecurrenceFunction|_LoopFunction|recurrence_(fwd|bwd)_kernel|indrnn_recurrence"
+            r"|aten::(lstm|gru|rnn_tanh|rnn_relu)\b|_cudnn_rnn|CudnnRnn|mkldnn_rnn|MkldnnRnn|\bRNN_|LSTM|GRU|\bSRU"
+        ),
+    ),
+    ("normalisation", re.compile(r"batch_norm|BatchNorm|layer_norm|LayerNorm|bn_fw|bn_bw|welford", re.IGNORECASE)),
+    ("loss", re.compile(r"mse_loss|MseLoss")),
+    (
+        "input projection GEMM",
+        re.compile(r"aten::(mm|addmm|bmm|baddbmm|matmul|linear)$|(Mm|Addmm|Bmm)Backward|gemm|gemv|cutlass|xmma|cublas"),
+    ),
+    ("optimiser or autograd glue", re.compile(r"AccumulateGrad|[Oo]ptimizer|zero_grad")),
+)
+# Where no name matched, the phase decides: the loss phase holds the head and the loss only.
+FALLBACK_OF_PHASE = {
+    "zero_grad": "optimiser or autograd glue",
+    "loss": "loss",
+    "backward": "optimiser or autograd glue",
+}
+PHASE_PREFIX = "bench::"  # profiler ranges of the step's phases, told apart from torch's own ops
+NVTX_PHASES = ("forward", "backward")  # the ranges that hold the recurrence kernels
+RECURRENCE_KERNELS = "recurrence_(fwd|bwd)_kernel"  # kernels/recurrence.py
+TOP = 15
+# The axes that say what a step is (a profile does not time it, so a timing axis is left out).
+SHAPE_AXES = tuple(f.name for f in fields(SweepConfig) if f.default is MISSING)
+
+
+def categorise(chain: list[str], phase: str | None) -> str:
+    """The category of a piece of work from its call chain (outermost first) and its phase."""
+    if phase == "loss":
+        return "loss"
+    for name in chain:
+        for category, pattern in CATEGORY_PATTERNS:
+            if pattern.search(name):
+                if category != "recurrence":
+                    return category
+                backward = phase == "backward" or any("Backward" in n or "bwd" in n for n in chain)
+                return "recurrence backward" if backward else "recurrence forward"
+    return FALLBACK_OF_PHASE.get(phase or "", "other")
+
+
+# ---------------------------------------------------------------------------- running the step
+
+
+class PhaseRanges:
+    """Names each phase of the step: a profiler range when `profiled`, an NVTX range while `nvtx`
+    is on (switched on after the warm-up, so that `ncu --nvtx-include` skips autotuning)."""
+
+    def __init__(self, profiled: bool, nvtx: bool = False) -> None:
+        self.profiled, self.nvtx = profiled, nvtx
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        nvtx = self.nvtx
+        if nvtx:
+            torch.cuda.nvtx.range_push(name)
+        try:
+            if self.profiled:
+                with torch.profiler.record_function(PHASE_PREFIX + name):
+                    yield
+            else:
+                yield
+        finally:
+            if nvtx:
+                torch.cuda.nvtx.range_pop()
+
+
+def build_step(cfg: SweepConfig, device: torch.device, phase: Callable[[str], object]) -> Callable[[], None]:
+    """The sweep's step of cfg with each phase wrapped in `phase(name)`. In recurrence mode the
+    step is the bare recurrence's forward then its backward, set up as the sweep sets them up."""
+    provider = PROVIDERS[cfg.provider]
+    reason = provider.unavailable(cfg, device)
+    if reason:
+        raise UsageError(f"{cfg.provider} cannot run {cfg.label()} here: {reason}")
+    if cfg.mode != "recurrence":
+        built = provider.build(cfg, device)
+        built.model.train(cfg.mode == "train")
+        return model_step(built, cfg, device, phase)
+    calls = dict(
+        (name, fn) for name, fn, _ in recurrence_phases(*recurrence_inputs(cfg, device), provider.recurrence_backend)
+    )
+
+    def recurrence() -> None:
+        with phase("forward"):
+            calls["fwd"]()
+        with phase("backward"):
+            calls["bwd"]()
+
+    return recurrence
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ---------------------------------------------------------------------------- the breakdown
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One kernel (GPU) or op's self time (CPU) of the profiled steps."""
+
+    name: str
+    category: str
+    us: float
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What the profiled steps of one config spent, per step."""
+
+    cfg: SweepConfig
+    device: str
+    steps: int
+    unit: str  # "kernels" (GPU: device time) or "ops" (CPU: self time)
+    pieces: tuple[Piece, ...]  # over all profiled steps
+    wall_ms: float  # per step, under the profiler
+    busy_ms: float  # per step: GPU busy (union of device intervals) or CPU time inside ops
+
+    def by_category(self) -> list[dict]:
+        """One record per category: ms per step, share of the categorised time, pieces per step."""
+        total = sum(p.us for p in self.pieces) or 1.0
+        out = []
+        for category in CATEGORIES:
+            mine = [p for p in self.pieces if p.category == category]
+            us = sum(p.us for p in mine)
+            out.append(
+                dict(category=category, ms=us / 1e3 / self.steps, share=us / total, launches=len(mine) / self.steps)
+            )
+        return out
+
+    def top(self, n: int = TOP) -> list[dict]:
+        """The n pieces with the most time per step, grouped by name and category."""
+        groups: dict[tuple[str, str], list[float]] = {}
+        for p in self.pieces:
+            groups.setdefault((p.name, p.category), []).append(p.us)
+        total = sum(p.us for p in self.pieces) or 1.0
+        rows = [
+            dict(name=name, category=cat, ms=sum(v) / 1e3 / self.steps, calls=len(v) / self.steps, share=sum(v) / total)
+            for (name, cat), v in groups.items()
+        ]
+        return sorted(rows, key=lambda r: -r["ms"])[:n]
+
+
+def _chain(event) -> list[str]:
+    """Names of the ops around event, outermost first, then its own; the phase ranges left out."""
+    names = []
+    while event is not None:
+        if not event.name.startswith(PHASE_PREFIX):
+            names.append(event.name)
+        event = event.cpu_parent
+    return names[::-1]
+
+
+def _union_us(intervals: list[tuple[float, float]]) -> float:
+    """Length of the union of (start, end) intervals: time the device had any work."""
+    busy, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            busy += end - max(start, reach)
+            reach = end
+    return busy
+
+
+def _pieces(events, cuda: bool) -> tuple[list[Piece], float]:
+    """(pieces, busy microseconds) of a profiler's events."""
+    from torch.autograd import DeviceType
+
+    cpu = [e for e in events if e.device_type == DeviceType.CPU and not e.is_async]
+    phases = sorted(
+        (e.time_range.start, e.time_range.end, e.name[len(PHASE_PREFIX) :])
+        for e in cpu
+        if e.name.startswith(PHASE_PREFIX)
+    )
+
+    def phase_at(t: float) -> str | None:
+        # Backward ops of a GPU run on autograd's device thread: their phase is found by time,
+        # not by their parents.
+        return next((name for start, end, name in phases if start <= t <= end), None)
+
+    if not cuda:
+        # A phase range's own self time is the Python between the ops of that phase.
+        pieces = [
+            Piece(
+                f"Python in {e.name[len(PHASE_PREFIX) :]}" if e.name.startswith(PHASE_PREFIX) else e.name,
+                categorise(_chain(e), phase_at(e.time_range.start)),
+                float(e.self_cpu_time_total),
+            )
+            for e in cpu
+        ]
+        busy = sum(e.self_cpu_time_total for e in cpu if not e.name.startswith(PHASE_PREFIX))
+        return pieces, busy
+    launcher = {e.id: e for e in cpu if getattr(e, "linked_correlation_id", 0) == 0}
+    device = [e for e in events if e.device_type == DeviceType.CUDA]
+    pieces = []
+    for k in device:
+        op = launcher.get(getattr(k, "linked_correlation_id", 0))
+        chain = [*(_chain(op) if op is not None else []), k.name]
+        when = op.time_range.start if op is not None else k.time_range.start
+        pieces.append(Piece(k.name, categorise(chain, phase_at(when)), float(k.time_range.elapsed_us())))
+    return pieces, _union_us([(k.time_range.start, k.time_range.end) for k in device])
+
+
+def profile_config(
+    cfg: SweepConfig, device: torch.device, steps: int = 5, warmup: int = 2, trace: Path | None = None
+) -> Profile:
+    """Profile `steps` calls of cfg's step after `warmup` untimed ones (which also compile and
+    autotune); with `trace`, the Chrome trace is written there."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    step = build_step(cfg, device, PhaseRanges(profiled=True, nvtx=cuda))
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    wall = 0.0
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            start = time.perf_counter()
+            step()
+            _sync(device)
+            wall += time.perf_counter() - start
+    if trace is not None:
+        trace.parent.mkdir(parents=True, exist_ok=True)
+        prof.export_chrome_trace(str(trace))
+    pieces, busy_us = _pieces(prof.events(), cuda)
+    return Profile(
+        cfg,
+        env.device_name(device),
+        steps,
+        "kernels" if cuda else "ops",
+        tuple(pieces),
+        wall * 1e3 / steps,
+        busy_us / 1e3 / steps,
+    )
+
+
+def run_nvtx_only(cfg: SweepConfig, device: torch.device, steps: int, warmup: int) -> None:
+    """The steps with NVTX ranges alone (no torch.profiler), for ncu and nsys. The warm-up
+    (autotuning included) runs outside any range, so `--nvtx-include` skips it."""
+    ranges = PhaseRanges(profiled=False)
+    step = build_step(cfg, device, ranges)
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    ranges.nvtx = device.type == "cuda"
+    for _ in range(steps):
+        step()
+    _sync(device)
+
+
+# ---------------------------------------------------------------------------- sweeps: Fig. 2
+
+
+def is_fig2_config(cfg: SweepConfig) -> bool:
+    """A training step of Deep IndRNN's Fig. 2: H=128, B=32, T from the paper's figure, the
+    IndRNN at 1 or 2 layers or the 1-layer LSTM."""
+    if cfg.mode != "train" or cfg.hidden != FIG2_HIDDEN or cfg.batch != FIG2_BATCH:
+        return False
+    if cfg.seq_len not in set(int(t) for t in read_paper_fig2()[0]["seq_len"]):
+        return False
+    return (role_of(cfg.provider) == "indrnn" and cfg.depth in FIG2_LAYERS) or (
+        cfg.provider == "lstm" and cfg.depth == 1
+    )
+
+
+PROFILE_COLUMNS = (*SHAPE_AXES, "category", "ms", "share", "launches")
+
+
+def breakdown_rows(result: Profile) -> list[dict]:
+    """The sidecar rows of one profiled config (one per category), see PROFILE_COLUMNS."""
+    return [{**{a: getattr(result.cfg, a) for a in SHAPE_AXES}, **rec} for rec in result.by_category()]
+
+
+# ---------------------------------------------------------------------------- output
+
+
+def ncu_command(cfg: SweepConfig, out_stem: str) -> str:
+    """The Nsight Compute command line that profiles the recurrence kernels of cfg's step."""
+    includes = " ".join(f'--nvtx-include "{p}/"' for p in NVTX_PHASES)
+    return (
+        f"ncu --nvtx {includes} --kernel-name regex:'{RECURRENCE_KERNELS}' --set full -o {out_stem}-ncu "
+        f"python run_bench.py profile {config_flags(cfg)} --steps 1 --nvtx-only"
+    )
+
+
+def nsys_command(cfg: SweepConfig, out_stem: str) -> str:
+    return f"nsys profile -t cuda,nvtx -o {out_stem}-nsys python run_bench.py profile {config_flags(cfg)} --nvtx-only"
+
+
+def config_flags(cfg: SweepConfig) -> str:
+    return " ".join(f"--{axis.replace('_', '-')} {getattr(cfg, axis)}" for axis in SHAPE_AXES)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def to_markdown(result: Profile, trace_name: str, ncu: str, nsys: str) -> str:
+    busy_word = "GPU busy" if result.unit == "kernels" else "time inside ops"
+    idle = 1 - result.busy_ms / result.wall_ms if result.wall_ms else float("nan")
+    categories = result.by_category()
+    lines = [
+        f"# Profile: {result.cfg.label()}",
+        "",
+        f"Device: {result.device}. {result.steps} profiled steps after a warm-up; figures are per step. "
+        f"Trace: `{trace_name}` (Chrome/Perfetto). Times are measured under the profiler, which adds "
+        "a little to every op: use the sweep's rows for times, this file for shares.",
+        "",
+        "## Where the time goes",
+        "",
+        tabulate(
+            [[c["category"], _fmt(c["ms"]), f"{c['share']:.1%}", _fmt(c["launches"])] for c in categories],
+            headers=["category", "ms", "share", result.unit],
+            tablefmt="github",
+            disable_numparse=True,
+        ),
+        "",
+        "## Launch overhead",
+        "",
+        f"- wall time {_fmt(result.wall_ms)} ms, {busy_word} {_fmt(result.busy_ms)} ms: "
+        f"{idle:.0%} of the step the {'GPU waits for the CPU (launches, Python)' if result.unit == 'kernels' else 'CPU is outside ops (Python, dispatch)'}",
+        f"- {_fmt(sum(c['launches'] for c in categories))} {result.unit} per step",
+        "",
+        f"## Top {result.unit} by time",
+        "",
+        tabulate(
+            [
+                [t["name"][:90], t["category"], _fmt(t["ms"]), _fmt(t["calls"]), f"{t['share']:.1%}"]
+                for t in result.top()
+            ],
+            headers=["name", "category", "ms", "calls", "share"],
+            tablefmt="github",
+            disable_numparse=True,
+        ),
+        "",
+        "## How pieces are categorised",
+        "",
+        f"Each {'kernel (by the op that launched it)' if result.unit == 'kernels' else 'op (by its self time)'} "
+        "is named by its call chain, outermost op first; the first name matching one of these patterns decides:",
+        "",
+        *(f"- {category}: `{pattern.pattern}`" for category, pattern in CATEGORY_PATTERNS),
+        "",
+        "Recurrence work is backward in the backward phase or under an autograd `...Backward` node. "
+        "Everything in the loss phase (the Linear head and the MSE) is loss. Unmatched work is glue in "
+        "the zero_grad and backward phases, other elsewhere. GEMMs of the head's backward count as "
+        "input projection (B x H x 1: small).",
+        "",
+        "## Nsight",
+        "",
+        "On a GPU, the recurrence kernels with Nsight Compute (only the Triton IndRNN launches them; drop "
+        "--kernel-name for another provider's kernels), then the whole step with Nsight Systems:",
+        "",
+        "```",
+        ncu,
+        nsys,
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- command
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--provider", metavar="NAME", help="default: indrnn_triton on a GPU, indrnn_torch on a CPU")
+    parser.add_argument("--mode", default="train", metavar="MODE", help="train, infer or recurrence (default: train)")
+    defaults = {"seq_len": 256, "depth": 1, "batch": 32, "hidden": 128, "dtype": "float32"}
+    for axis in SHAPE_AXES[2:]:
+        default = defaults.get(axis)
+        help_text = f"default: {default}" if default is not None else "default: the hidden size"
+        parser.add_argument(f"--{axis.replace('_', '-')}", default=default, metavar="V", help=help_text)
+    parser.add_argument("--device", default="auto", metavar="KIND", help="auto, cuda or cpu (default: auto)")
+    parser.add_argument("--steps", type=int, default=5, help="profiled steps (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before them (default: %(default)s)")
+    parser.add_argument("--out-dir", metavar="DIR", help="where the files go (default: results/)")
+    parser.add_argument(
+        "--nvtx-only", action="store_true", help="run the steps with NVTX ranges only, no torch.profiler (ncu, nsys)"
+    )
+
+
+def config_from(args: argparse.Namespace, device: torch.device) -> SweepConfig:
+    """The one config the flags name, checked like a sweep's axis overrides."""
+    from suite.run_command import overrides_from
+
+    values = {axis: getattr(args, axis, None) for axis in SHAPE_AXES}
+    values["provider"] = values["provider"] or ("indrnn_triton" if device.type == "cuda" else "indrnn_torch")
+    values["input_size"] = values["input_size"] or values["hidden"]
+    flags = {**dict.fromkeys(AXES), **{a: [str(v)] for a, v in values.items()}}  # the other axes: not given
+    checked = overrides_from(argparse.Namespace(**flags))
+    cfg = SweepConfig(**{axis: v[0] for axis, v in checked.items()})
+    if cfg.mode not in PROVIDERS[cfg.provider].modes:
+        raise UsageError(
+            f"{cfg.provider} has no {cfg.mode} mode; its modes: {', '.join(PROVIDERS[cfg.provider].modes)}"
+        )
+    if cfg.mode == "recurrence" and (cfg.depth, cfg.input_size) != (1, cfg.hidden):
+        raise UsageError("recurrence mode times one bare recurrence: --depth 1 and --input-size equal to --hidden")
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from suite.run_command import _device
+
+    device = _device(args.device)
+    if args.steps < 1 or args.warmup < 0:
+        raise UsageError(f"--steps must be at least 1 and --warmup at least 0, got {args.steps} and {args.warmup}")
+    cfg = config_from(args, device)
+    if args.nvtx_only:
+        run_nvtx_only(cfg, device, args.steps, args.warmup)
+        print(f"ran {args.steps} steps of {cfg.label()} with NVTX ranges {', '.join(NVTX_PHASES)}, ...")
+        return 0
+    out_dir = Path(args.out_dir) if args.out_dir else env.REPO_ROOT / "results"
+    stem = (
+        f"profile-{cfg.provider}-{cfg.mode}-T{cfg.seq_len}-L{cfg.depth}-B{cfg.batch}-H{cfg.hidden}"
+        f"-I{cfg.input_size}-{cfg.dtype}-{env.utc_now():%Y%m%dT%H%M%SZ}"
+    )
+    trace = out_dir / f"{stem}.json"
+    state_start = machine.machine_state(device)
+    result = profile_config(cfg, device, args.steps, args.warmup, trace)
+    ncu, nsys = ncu_command(cfg, stem), nsys_command(cfg, stem)
+    report = out_dir / f"{stem}.md"
+    report.write_text(to_markdown(result, trace.name, ncu, nsys))
+    meta = env.collect_meta(
+        preset="profile",
+        device=device,
+        timing="torch.profiler",
+        copy_gbytes_per_s=None,
+        notes={"steps": args.steps, "warmup": args.warmup, "trace": trace.name, "report": report.name},
+        configs=[asdict(cfg)],
+        machine={"start": state_start, "end": machine.machine_state(device)},
+    )
+    write_meta(out_dir / f"{stem}.csv", meta)
+    print(report.read_text())
+    print(f"trace: {trace}\nbreakdown: {report}\nmetadata: {out_dir / (stem + '.meta.json')}")
+    print(f"Nsight Compute, the recurrence kernels of this config:\n  {ncu}")
+    return 0
