@@ -32,6 +32,29 @@ log = logging.getLogger(__name__)
 PLOTS_ROOT = Path(__file__).resolve().parents[1] / "plots"
 SPEEDUP_AXES = ("seq_len", "depth", "batch")
 
+# One look per provider in every figure, so that a colour names the same model everywhere.
+PROVIDER_STYLES = {
+    "indrnn_triton": {"color": "tab:blue", "marker": "o"},
+    "indrnn_torch": {"color": "tab:cyan", "marker": "o"},
+    "indrnn_compile": {"color": "tab:purple", "marker": "P"},
+    "indrnn_residual": {"color": "tab:olive", "marker": "h"},
+    "indrnn_dense": {"color": "tab:pink", "marker": "p"},
+    "lstm": {"color": "tab:orange", "marker": "s"},
+    "gru": {"color": "tab:green", "marker": "^"},
+    "transformer": {"color": "tab:red", "marker": "D"},
+    "sru": {"color": "tab:brown", "marker": "v"},
+    "hgrn": {"color": "tab:gray", "marker": "X"},
+}
+OTHER_STYLE = {"color": "black", "marker": "x"}  # a provider this suite does not know (an older file)
+# Fig. 2 compares 1 and 2 layers of the same IndRNN: one colour per depth, none a provider's.
+FIG2_LAYER_STYLES = {1: {"color": "navy"}, 2: {"color": "teal"}}
+PHASE_LINES = {"fwd": "-", "bwd": "--"}  # recurrence rows: the provider's colour, a line per phase
+CLAIM_LINE = {"ls": "--", "color": "black", "lw": 1}  # the 10x line, apart from every provider's colour
+
+
+def style_of(provider: str) -> dict:
+    return PROVIDER_STYLES.get(provider, OTHER_STYLE)
+
 
 @dataclass
 class PlotSet:
@@ -58,9 +81,10 @@ def _speedup_figure(res: Results, sl: analysis.Slice) -> Figure:
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
     for baseline in analysis.order_providers(set(sl.pairs["baseline"])):
         line = sl.pairs[sl.pairs["baseline"] == baseline].sort_values(sl.axis)
-        (drawn,) = ax.plot(line[sl.axis], line["speedup"], marker="o", label=baseline)
-        ax.fill_between(line[sl.axis], line["speedup_lo"], line["speedup_hi"], color=drawn.get_color(), alpha=0.2)
-    ax.axhline(CLAIM_FACTOR, ls="--", color="crimson", lw=1, label=f"{CLAIM_FACTOR:g}x")
+        style = style_of(baseline)
+        ax.plot(line[sl.axis], line["speedup"], label=baseline, **style)
+        ax.fill_between(line[sl.axis], line["speedup_lo"], line["speedup_hi"], color=style["color"], alpha=0.2)
+    ax.axhline(CLAIM_FACTOR, label=f"{CLAIM_FACTOR:g}x", **CLAIM_LINE)
     ax.axhline(1, ls=":", color="0.4", lw=1, label="parity")
     ax.set_yscale("log")
     _log_x(ax, sl.pairs[sl.axis])
@@ -80,9 +104,10 @@ def _per_provider_figure(res: Results, at: pd.DataFrame, column: str, ylabel: st
         line = at[(at["provider"] == provider) & at[column].notna()].sort_values("seq_len")
         if line.empty:
             continue
-        (drawn,) = ax.plot(line["seq_len"], line[column], marker="o", label=provider)
+        style = style_of(provider)
+        ax.plot(line["seq_len"], line[column], label=provider, **style)
         if column == "p50_ms":
-            ax.fill_between(line["seq_len"], line["p20_ms"], line["p80_ms"], color=drawn.get_color(), alpha=0.2)
+            ax.fill_between(line["seq_len"], line["p20_ms"], line["p80_ms"], color=style["color"], alpha=0.2)
     ax.set_yscale("log")
     _log_x(ax, at["seq_len"])
     ax.set_xlabel("T")
@@ -99,8 +124,15 @@ def _recurrence_figure(res: Results, rec: pd.DataFrame) -> Figure:
     rec = rec.assign(elements=rec["seq_len"] * rec["batch"] * rec["hidden"])
     for (provider, phase, dtype), line in rec.groupby(["provider", "phase", "dtype"], sort=True):
         line = line.sort_values("elements")
-        ax.plot(line["elements"], line["pct_copy_bw"], marker="o", label=f"{provider} {phase} {dtype}")
-    ax.axhline(100, ls="--", color="crimson", lw=1, label="copy bandwidth (roof)")
+        ax.plot(
+            line["elements"],
+            line["pct_copy_bw"],
+            ls=PHASE_LINES.get(phase, ":"),
+            fillstyle="full" if dtype == "float32" else "none",  # half precision: hollow markers
+            label=f"{provider} {phase} {dtype}",
+            **style_of(provider),
+        )
+    ax.axhline(100, label="copy bandwidth (roof)", **CLAIM_LINE)
     ax.set_xscale("log")
     ax.set_ylim(0, max(110, float(rec["pct_copy_bw"].max()) * 1.1))
     ax.set_xlabel("elements of x (T x B x H)")
@@ -112,15 +144,32 @@ def _recurrence_figure(res: Results, rec: pd.DataFrame) -> Figure:
     return fig
 
 
-def _bars(ax, groups: list, series: dict[str, list[float]], styles: dict[str, dict] | None = None) -> None:
+def _bars(
+    ax,
+    groups: list,
+    series: dict[str, list[float]],
+    styles: dict[str, dict],
+    spreads: dict[str, tuple[list[float], list[float]]],
+) -> None:
+    """Grouped bars, one colour per series (`styles`), with error bars from the (lo, hi) values
+    of the series in `spreads` (ours: p20-p80; the paper's bars have none)."""
     width = 0.8 / max(len(series), 1)
     x = np.arange(len(groups))
     for i, (label, values) in enumerate(series.items()):
-        style = (styles or {}).get(label, {})
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label, **style)
+        yerr = None
+        if label in spreads:
+            lo, hi = (np.asarray(v, dtype=float) for v in spreads[label])
+            yerr = np.vstack([np.asarray(values) - lo, hi - np.asarray(values)])
+        ax.bar(
+            x + (i - (len(series) - 1) / 2) * width, values, width, label=label, yerr=yerr, capsize=3, **styles[label]
+        )
     ax.set_xticks(x)
     ax.set_xticklabels([f"T={g}" for g in groups])
     ax.legend(fontsize=7)
+
+
+def _layers(n: int) -> str:
+    return f"{n} layer{'s' if n > 1 else ''}"
 
 
 def _fig2_figure(res: Results, fig2: analysis.Fig2) -> Figure:
@@ -132,24 +181,32 @@ def _fig2_figure(res: Results, fig2: analysis.Fig2) -> Figure:
         part = table[table["layers"] == layers].set_index("seq_len")
         return [float(part.loc[t, column]) for t in seq_lens]
 
+    def spread(layers: int, lo: str, hi: str) -> tuple[list[float], list[float]]:
+        return col(layers, lo), col(layers, hi)
+
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
-    ms = {"LSTM 1 layer": col(1, "lstm_p50_ms")}
-    if fig2.has_sru:
-        ms["SRU 1 layer"] = col(1, "sru_p50_ms")
-    ms.update({f"IndRNN {n} layer{'s' if n > 1 else ''}": col(n, "indrnn_p50_ms") for n in analysis.FIG2_LAYERS})
-    _bars(left, seq_lens, ms)
-    left.set_ylabel("ms per training step (p50)")
+    ms, styles, spreads = {}, {}, {}
+    baselines = [("lstm", "LSTM")] + ([("sru", "SRU")] if fig2.has_sru else [])
+    for provider, name in baselines:
+        ms[f"{name} 1 layer"] = col(1, f"{provider}_p50_ms")
+        styles[f"{name} 1 layer"] = {"color": style_of(provider)["color"]}
+        spreads[f"{name} 1 layer"] = spread(1, f"{provider}_p20_ms", f"{provider}_p80_ms")
+    for n in analysis.FIG2_LAYERS:
+        label = f"IndRNN {_layers(n)}"
+        ms[label], styles[label] = col(n, "indrnn_p50_ms"), FIG2_LAYER_STYLES[n]
+        spreads[label] = spread(n, "indrnn_p20_ms", "indrnn_p80_ms")
+    _bars(left, seq_lens, ms, styles, spreads)
+    left.set_ylabel("ms per training step (p50, p20-p80 bars)")
     left.set_title("this run", fontsize=9)
-    ratios, styles = {}, {}
-    for n, color in zip(analysis.FIG2_LAYERS, ("tab:green", "tab:red"), strict=False):
-        layers = f"{n} layer{'s' if n > 1 else ''}"
-        ratios[f"paper (P100), {layers}"] = col(n, "paper_ratio")
-        styles[f"paper (P100), {layers}"] = {"color": color, "alpha": 0.35, "hatch": "//"}
-        ratios[f"ours, {layers}"] = col(n, "speedup")
-        styles[f"ours, {layers}"] = {"color": color}
-    _bars(right, seq_lens, ratios, styles)
-    right.axhline(CLAIM_FACTOR, ls="--", color="crimson", lw=1)
-    right.set_ylabel("IndRNN speedup over 1-layer LSTM")
+    ratios, styles, spreads = {}, {}, {}
+    for n in analysis.FIG2_LAYERS:
+        paper, ours = f"paper (P100), {_layers(n)}", f"ours, {_layers(n)}"
+        ratios[paper], styles[paper] = col(n, "paper_ratio"), {**FIG2_LAYER_STYLES[n], "alpha": 0.35, "hatch": "//"}
+        ratios[ours], styles[ours] = col(n, "speedup"), FIG2_LAYER_STYLES[n]
+        spreads[ours] = spread(n, "speedup_lo", "speedup_hi")
+    _bars(right, seq_lens, ratios, styles, spreads)
+    right.axhline(CLAIM_FACTOR, **CLAIM_LINE)
+    right.set_ylabel("IndRNN speedup over 1-layer LSTM (ours: p20-p80)")
     right.set_title(f"verdict on >{CLAIM_FACTOR:g}x: {fig2.verdict}", fontsize=9)
     fixed = {"mode": "train", "hidden": analysis.FIG2_HIDDEN, **fig2.config}
     _title(fig, res, f"Fig. 2 of Deep IndRNN (arXiv 1910.06251) with {res.indrnn}", fixed)
@@ -193,8 +250,11 @@ def _figures(summary: analysis.Summary):
             yield f"peak_memory_{mode}", None, "peak memory not recorded (GPU only)"
 
     rec = res.ok[(res.ok["mode"] == "recurrence") & res.ok["pct_copy_bw"].notna()]
+    sizes = (rec["seq_len"] * rec["batch"] * rec["hidden"]).nunique()
     if rec.empty:
         yield "recurrence_bandwidth", None, "no recurrence rows with % of copy bandwidth"
+    elif sizes < 2:
+        yield "recurrence_bandwidth", None, "recurrence rows at one size only: a curve against size needs two"
     else:
         yield "recurrence_bandwidth", lambda: _recurrence_figure(res, rec), ""
 

@@ -121,3 +121,64 @@ def test_a_folder_is_read_as_its_newest_results_file(tmp_path, capsys):
     assert cli.main(["plot", str(tmp_path), "--out-dir", str(tmp_path / "out")]) == 0
     assert "using its newest results file" in capsys.readouterr().err
     assert (tmp_path / "out" / "fig2.png").is_file()
+
+
+def _drawn_colours(fig) -> dict[str, str]:
+    """Label -> colour (hex) of every line and bar series with a legend label in a figure."""
+    from matplotlib.colors import to_hex
+
+    colours = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if not line.get_label().startswith("_"):
+                colours[line.get_label()] = to_hex(line.get_color())
+        for bars in ax.containers:
+            if hasattr(bars, "patches") and not bars.get_label().startswith("_"):
+                colours[bars.get_label()] = to_hex(bars.patches[0].get_facecolor(), keep_alpha=False)
+    return colours
+
+
+def test_a_provider_has_one_colour_in_every_figure(tmp_path):
+    summary = analysis.summarise(syn.write(tmp_path / "sweep.csv", syn.sweep_rows()))
+    seen: dict[str, set[str]] = {}
+    for _, make, _ in plots._figures(summary):
+        if make is None:
+            continue
+        fig = make()
+        for label, colour in _drawn_colours(fig).items():
+            provider = {"LSTM 1 layer": "lstm", "SRU 1 layer": "sru"}.get(label, label.split(" ")[0])
+            seen.setdefault(provider, set()).add(colour)
+        plots.plt.close(fig)
+    for provider in ("lstm", "gru", "transformer", "sru", "indrnn_triton"):
+        assert seen[provider] == {plots.matplotlib.colors.to_hex(plots.style_of(provider)["color"])}, provider
+    # Fig. 2: a depth has one colour in both panels, and it is no provider's.
+    fig = plots._fig2_figure(summary.res, summary.fig2)
+    colours = _drawn_colours(fig)
+    for n, layers in ((1, "1 layer"), (2, "2 layers")):
+        assert colours[f"IndRNN {layers}"] == colours[f"ours, {layers}"] == colours[f"paper (P100), {layers}"]
+        assert colours[f"IndRNN {layers}"] == plots.matplotlib.colors.to_hex(plots.FIG2_LAYER_STYLES[n]["color"])
+    assert colours["IndRNN 1 layer"] != colours["IndRNN 2 layers"]
+    providers = {plots.matplotlib.colors.to_hex(style["color"]) for style in plots.PROVIDER_STYLES.values()}
+    assert not {colours["IndRNN 1 layer"], colours["IndRNN 2 layers"]} & providers
+    plots.plt.close(fig)
+
+
+def test_fig2_has_p20_p80_error_bars_on_ours_only(tmp_path):
+    summary = analysis.summarise(syn.write(tmp_path / "sweep.csv", syn.sweep_rows()))
+    fig = plots._fig2_figure(summary.res, summary.fig2)
+    left, right = fig.axes
+    with_bars = {ax: {c.get_label() for c in ax.containers if getattr(c, "errorbar", None)} for ax in (left, right)}
+    assert with_bars[left] == {"LSTM 1 layer", "SRU 1 layer", "IndRNN 1 layer", "IndRNN 2 layers"}
+    assert with_bars[right] == {"ours, 1 layer", "ours, 2 layers"}  # the paper gives no spread
+    ours = next(c for c in right.containers if c.get_label() == "ours, 1 layer")
+    segment = ours.errorbar.lines[2][0].get_segments()[0]  # T=256: from speedup_lo to speedup_hi
+    cell = summary.fig2.table.iloc[0]
+    assert [segment[0][1], segment[1][1]] == pytest.approx([cell["speedup_lo"], cell["speedup_hi"]])
+    plots.plt.close(fig)
+
+
+def test_bandwidth_at_one_size_is_not_drawn(tmp_path):
+    rows = [r for r in syn.sweep_rows() if not (r.mode == "recurrence" and r.seq_len == 1024)]
+    result = plots.plot_all(syn.write(tmp_path / "one_size.csv", rows), tmp_path / "out")
+    assert "recurrence_bandwidth" not in _names(result.written)
+    assert any(line.startswith("recurrence_bandwidth: recurrence rows at one size only") for line in result.skipped)
