@@ -194,7 +194,7 @@ def held_out_set(seq_len: int, size: int, device: torch.device) -> tuple[torch.T
 
 
 @torch.no_grad()
-def test_mse(model: nn.Module, test_set: tuple[torch.Tensor, torch.Tensor]) -> float:
+def held_out_mse(model: nn.Module, test_set: tuple[torch.Tensor, torch.Tensor]) -> float:
     model.eval()
     x, y = test_set
     squared = sum(
@@ -250,7 +250,7 @@ def train_to_target(
     while True:
         _sync(device)
         started = time.perf_counter()
-        point = CurvePoint(step, train_s, train_loss, test_mse(model, test_set))
+        point = CurvePoint(step, train_s, train_loss, held_out_mse(model, test_set))
         _sync(device)
         eval_s += time.perf_counter() - started
         history.append(point)

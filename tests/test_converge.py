@@ -159,16 +159,16 @@ def tiny_preset(*keys: RunKey, **changes) -> Preset:
 def test_interrupted_run_resumes_without_redoing_or_losing_anything(tmp_path, monkeypatch):
     out = tmp_path / "run.csv"
     preset = tiny_preset(RunKey("indrnn", 10, 0), RunKey("gru", 10, 0))
-    real_test_mse = converge.test_mse
+    real_held_out_mse = converge.held_out_mse
     evaluations = {"n": 0}
 
     def interrupted(model, test_set):
         evaluations["n"] += 1
         if evaluations["n"] == 5:  # the first run evaluates 3 times; stop the second mid-way
             raise KeyboardInterrupt
-        return real_test_mse(model, test_set)
+        return real_held_out_mse(model, test_set)
 
-    monkeypatch.setattr(converge, "test_mse", interrupted)
+    monkeypatch.setattr(converge, "held_out_mse", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_converge(preset, out, device=CPU, progress=False)
     first_summary, first_curves = read(summary_path(out)), read(out)
@@ -177,7 +177,7 @@ def test_interrupted_run_resumes_without_redoing_or_losing_anything(tmp_path, mo
         ("gru", "0")
     ]
 
-    monkeypatch.setattr(converge, "test_mse", real_test_mse)
+    monkeypatch.setattr(converge, "held_out_mse", real_held_out_mse)
     trained = []
     real_train = converge.train_to_target
     monkeypatch.setattr(converge, "train_to_target", lambda key, *a: trained.append(key) or real_train(key, *a))
