@@ -20,7 +20,7 @@ from suite import env
 from suite.errors import UsageError
 from suite.measure import measure
 from suite.providers import role_of
-from suite.schema import PHASES_OF_MODE, ResultRow, RunMeta, SweepConfig, key_of, plan_hash
+from suite.schema import ResultRow, RunMeta, SweepConfig, expected_keys, key_of, plan_hash, timing_of
 from suite.store import ResultsWriter, existing_keys, read_meta, write_meta
 from suite.timing import copy_bandwidth_gbps, make_timer
 
@@ -62,17 +62,6 @@ def _row(cfg: SweepConfig, meta: RunMeta, timing: str, **fields) -> ResultRow:
         run_id=meta.run_id,
         **fields,
     )
-
-
-def timing_of(cfg: SweepConfig, default: str) -> str:
-    """The timing method a config is measured with: the run's default unless it asks for graphs."""
-    return default if cfg.timing == "auto" else cfg.timing
-
-
-def expected_keys(cfg: SweepConfig, timing: str) -> list[tuple]:
-    """The row keys a config produces (one per phase) in a run whose default timing is `timing`."""
-    used = timing_of(cfg, timing)
-    return [key_of({**asdict(cfg), "phase": p, "timing": used}) for p in PHASES_OF_MODE[cfg.mode]]
 
 
 def _meta_for(out: Path, resume: bool, fresh: Callable[[], RunMeta], device: str, timing: str) -> RunMeta:
@@ -117,11 +106,14 @@ def run_sweep(
     argv: list[str] | None = None,
     retry_failed: bool = False,
     notes: dict | None = None,
+    plan: list[SweepConfig] | None = None,
+    shard: str = "",
 ) -> Path:
     """Measure every config into out_csv (rows appended, flushed per row) with its metadata
     beside it. With resume, configs whose rows are all present are not measured again, and a
     partly written config only gets its missing rows; failed and oom rows count as present
-    unless `retry_failed`, which measures them again (the newer row wins on reading).
+    unless `retry_failed`, which measures them again (the newer row wins on reading). When the
+    configs are shard `shard` ("K/N") of a larger `plan`, the metadata records both.
     Returns the CSV path."""
     out = Path(out_csv)
     device = env.pick_device(device) if isinstance(device, str) else device
@@ -148,7 +140,9 @@ def run_sweep(
             argv=argv,
             notes=run_notes,
             configs=[asdict(c) for c in configs],
-            plan_hash=plan_hash(configs),
+            plan_hash=plan_hash(configs if plan is None else plan),
+            shard=shard,
+            plan=[] if plan is None else [asdict(c) for c in plan],
         )
 
     meta = _meta_for(out, resume, fresh_meta, env.device_name(device), timer.method)

@@ -18,6 +18,7 @@ COMMANDS = {
     "converge": ("suite.converge", "train to a target on the adding problem: time to solve, IndRNN vs baselines"),
     "profile": ("suite.profile", "profile one config's step: time per category, launches, trace, ncu command"),
     "compare": ("suite.compare", "compare two results files; exit 1 on a real regression"),
+    "merge": ("suite.merge", "join the shards of a sweep (run --shard K/N) into one results file"),
     "kernel-report": ("suite.kernel_report", "compile every kernel for sm_80/sm_90 and report or check its facts"),
     "validate": (
         "suite.validate",

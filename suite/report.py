@@ -18,6 +18,8 @@ from tabulate import tabulate
 
 from suite import analysis
 from suite.analysis import AXIS_LABELS, CLAIM_FACTOR, Results, Summary
+from suite.schema import SweepConfig, key_of
+from suite.shard import missing_configs
 from suite.store import results_in
 
 TABLE_FORMAT = "github"
@@ -412,6 +414,28 @@ def _not_measured_section(s: Summary) -> list[str]:
     return lines + [_table(rows, ["status", "provider", "mode", "phase", "T", "depth", "B", "H", "dtype", "reason"])]
 
 
+def _unmeasured_plan_section(s: Summary) -> list[str]:
+    """Configs of the plan in the metadata with no row in the file: a shard of a merged file that
+    did not finish, or a run that was interrupted."""
+    meta = s.res.meta
+    try:
+        plan = [SweepConfig(**c) for c in meta.get("configs", [])]
+    except TypeError:  # a grid recorded by another version of the schema
+        return []
+    missing = missing_configs(plan, {key_of(r) for r in s.res.rows.to_dict("records")}, meta.get("timing", ""))
+    if not missing:
+        return []
+    lines = [
+        "## Configs of the plan with no results",
+        "",
+        f"{len(missing)} of the {len(plan)} configs of the plan have no row in this file "
+        "(a shard that did not finish, or an interrupted run):",
+        "",
+    ]
+    rows = [[c.provider, c.mode, c.seq_len, c.depth, c.batch, c.hidden, c.dtype, c.timing] for c in missing]
+    return lines + [_table(rows, ["provider", "mode", "T", "depth", "B", "H", "dtype", "timing"])]
+
+
 CONFIG_HEADERS = ["mode", "phase", "T", "depth", "B", "H", "dtype"]
 
 
@@ -518,6 +542,7 @@ SECTIONS = (
     _memory_section,
     _recurrence_section,
     _not_measured_section,
+    _unmeasured_plan_section,
     _all_measurements_section,
 )
 

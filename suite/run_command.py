@@ -17,6 +17,7 @@ from suite.errors import PresetError, UsageError
 from suite.presets import PRESETS, default_preset, load_preset, preset_description, validate_axis
 from suite.providers import PROVIDERS
 from suite.schema import AXES, INT_AXES, SweepConfig
+from suite.shard import Shard, shard_of
 from suite.store import read_meta, read_results
 
 
@@ -40,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", metavar="N", help="CPU: untimed calls (2); GPU: do_bench warm-up ms (25)")
     parser.add_argument("--repeats", metavar="N", help="CPU: timed calls (10, at most 2 s); GPU: do_bench ms (100)")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    parser.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="measure only the K-th of N parts of the grid (whole comparisons per part); `merge` joins the parts",
+    )
     axes = parser.add_argument_group("axis overrides (replace the preset's values in every grid)")
     for axis in AXES:
         axes.add_argument(f"--{axis.replace('_', '-')}", nargs="+", metavar="V", help=f"{axis} values")
@@ -85,7 +91,7 @@ def _device(requested: str) -> torch.device:
     return env.pick_device(requested)
 
 
-def _output_path(args: argparse.Namespace, preset: str, device: torch.device) -> Path:
+def _output_path(args: argparse.Namespace, preset: str, device: torch.device, shard: Shard | None) -> Path:
     if args.out:
         out = Path(args.out)
         if args.resume and not out.is_file():
@@ -93,12 +99,14 @@ def _output_path(args: argparse.Namespace, preset: str, device: torch.device) ->
         if not args.resume and out.exists() and out.stat().st_size > 0:
             raise UsageError(f"{out} already holds results; pass --resume to continue it, or another --out")
         return out
+    suffix = f".{shard.suffix}" if shard else ""
     if args.resume:
-        runs = sorted(RESULTS_DIR.glob(f"{preset}-{device.type}-*.csv"))
+        runs = sorted(RESULTS_DIR.glob(f"{preset}-{device.type}-*{suffix}.csv"))
+        runs = [r for r in runs if shard or ".shard-" not in r.name]  # a whole run never continues a shard's file
         if not runs:
             raise UsageError(f"--resume: no earlier {preset} run on {device.type} in results/; pass --out PATH")
         return runs[-1]
-    return RESULTS_DIR / f"{preset}-{device.type}-{env.utc_now():%Y%m%dT%H%M%SZ}.csv"
+    return RESULTS_DIR / f"{preset}-{device.type}-{env.utc_now():%Y%m%dT%H%M%SZ}{suffix}.csv"
 
 
 def print_list(device: torch.device) -> None:
@@ -203,15 +211,20 @@ def run(args: argparse.Namespace) -> int:
     preset = CUSTOM if overrides else base
     warmup = _number("--warmup", args.warmup, 0)
     repeats = _number("--repeats", args.repeats, 1)
+    shard = Shard.parse(args.shard) if args.shard else None
+    plan, configs = (configs, shard_of(configs, shard)) if shard else (None, configs)
     if args.dry_run:
         print_grid(configs)
         return 0
-    out = _output_path(args, preset, device)
+    out = _output_path(args, preset, device, shard)
     if args.resume:
         read_results(out)  # a file that is not a results file is refused as such, first
         asked = configs if (args.preset or overrides) else None
         configs = _recorded_grid(out, asked)
-        preset = read_meta(out).get("preset", preset)
+        recorded = read_meta(out)
+        preset = recorded.get("preset", preset)
+        if shard and recorded.get("shard") != str(shard):
+            raise UsageError(f"cannot resume {out}: it holds shard {recorded.get('shard') or 'none'}, not {shard}")
         print(f"resuming {out} ({len(configs)} configs in its grid)")
     started = time.perf_counter()
     try:
@@ -227,6 +240,8 @@ def run(args: argparse.Namespace) -> int:
             warmup=warmup,
             repeats=repeats,
             notes={"base_preset": base, "overrides": overrides} if preset == CUSTOM else None,
+            plan=plan,
+            shard=str(shard) if shard else "",
         )
     except KeyboardInterrupt:
         raise KeyboardInterrupt(
@@ -234,5 +249,8 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     print_summary(out)
     print(f"results: {out} ({time.perf_counter() - started:.0f} s)")
+    if shard:  # one shard's comparisons are not the plan's: the report is written for the merged file
+        print(f"shard {shard}: join the shards with `python run_bench.py merge SHARD.csv ... -o OUT.csv`")
+        return 0
     _write_report_and_plots(out)
     return 0

@@ -76,6 +76,17 @@ def key_of(record: Mapping, columns: tuple[str, ...] = KEY_COLUMNS) -> tuple:
     return tuple(int(record[c]) if c in INT_AXES else str(record[c]) for c in columns)
 
 
+def timing_of(cfg: SweepConfig, default: str) -> str:
+    """The timing method a config is measured with: the run's default unless it asks for graphs."""
+    return default if cfg.timing == "auto" else cfg.timing
+
+
+def expected_keys(cfg: SweepConfig, timing: str) -> list[tuple]:
+    """The row keys a config produces (one per phase) in a run whose default timing is `timing`."""
+    used = timing_of(cfg, timing)
+    return [key_of({**dataclasses.asdict(cfg), "phase": p, "timing": used}) for p in PHASES_OF_MODE[cfg.mode]]
+
+
 @dataclass(frozen=True)
 class ResultRow:
     """One measured (or skipped/failed) config. Times in milliseconds, memory in MiB."""
@@ -137,5 +148,7 @@ class RunMeta:
     notes: dict = field(default_factory=dict)
     configs: list = field(default_factory=list)  # the grid, as SweepConfig dicts in run order
     plan_hash: str = ""  # plan_hash(configs) of the whole plan (of every shard, when sharded)
+    shard: str = ""  # "K/N" when the file holds the K-th of N shards of the plan (suite.shard)
+    plan: list = field(default_factory=list)  # a shard's whole plan (SweepConfig dicts); [] when unsharded
     wall_s: float | None = None  # seconds the sweep ran, summed over resumed sessions
     machine: dict = field(default_factory=dict)  # the machine's state (clocks, load) at start and end

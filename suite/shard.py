@@ -1,0 +1,80 @@
+"""Shards: a sweep's grid split into N deterministic parts, one per GPU or cluster job, and the
+check of which configs of a plan a results file still lacks (merge, submit, the report).
+
+Configs are split by comparison, never inside one: every config that the analysis compares with
+another (an IndRNN and its baselines and variants at one size, the 1- and 2-layer IndRNN against
+the 1-layer LSTM of Fig. 2, eager and CUDA-graph timing of one size) lands in the same shard, so
+each speedup stays a ratio of two medians measured on one device in one run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from suite.errors import UsageError
+from suite.schema import SweepConfig, expected_keys
+
+# The axes a comparison holds fixed: configs that agree on them form one indivisible group.
+# Provider, depth, input size and timing are left out because the analysis compares across them.
+COMPARISON_AXES = ("mode", "dtype", "hidden", "seq_len", "batch")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The index-th (1-based) of count parts of a plan."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @property
+    def suffix(self) -> str:
+        """The part of a file name that tells the shard: `shard-2-of-3`."""
+        return f"shard-{self.index}-of-{self.count}"
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """'K/N' with 1 <= K <= N; UsageError otherwise."""
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise UsageError(f"--shard needs K/N (e.g. 2/3), got {text!r}") from None
+        if not 1 <= index <= count:
+            raise UsageError(f"--shard {text}: K must be between 1 and N")
+        return cls(index, count)
+
+
+def comparison_of(cfg: SweepConfig) -> tuple:
+    return tuple(getattr(cfg, axis) for axis in COMPARISON_AXES)
+
+
+def partition(plan: Sequence[SweepConfig], count: int) -> list[list[SweepConfig]]:
+    """The plan split into `count` parts (some empty when there are fewer comparisons than parts),
+    each in plan order. Comparisons go, largest first, to the part holding the fewest configs so
+    far (ties: the lower part), so parts differ by at most one comparison's size. On a GPU every
+    config costs about the same timed budget, so the count of configs is the cost estimate."""
+    groups: dict[tuple, list[int]] = {}  # comparison -> plan positions, in order of first appearance
+    for position, cfg in enumerate(plan):
+        groups.setdefault(comparison_of(cfg), []).append(position)
+    loads = [0] * count
+    owner = [0] * len(plan)
+    for positions in sorted(groups.values(), key=lambda p: (-len(p), p[0])):
+        part = min(range(count), key=lambda k: (loads[k], k))
+        loads[part] += len(positions)
+        for position in positions:
+            owner[position] = part
+    return [[cfg for cfg, part in zip(plan, owner, strict=True) if part == k] for k in range(count)]
+
+
+def shard_of(plan: Sequence[SweepConfig], shard: Shard) -> list[SweepConfig]:
+    """The configs of one shard of the plan."""
+    return partition(plan, shard.count)[shard.index - 1]
+
+
+def missing_configs(plan: Iterable[SweepConfig], keys: set[tuple], timing: str) -> list[SweepConfig]:
+    """The configs of a plan with a row missing from `keys` (row keys of a file whose default
+    timing method is `timing`), in plan order: what a shard or an interrupted run did not deliver."""
+    return [cfg for cfg in plan if not set(expected_keys(cfg, timing)) <= keys]
