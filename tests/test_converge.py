@@ -28,7 +28,7 @@ from suite.converge import (
     train_to_target,
 )
 from suite.converge_models import MODELS
-from suite.converge_report import build_converge_report, cells, load_converge, verdict
+from suite.converge_report import build_converge_report, cells, is_converge_results, load_converge, verdict
 
 CPU = torch.device("cpu")
 
@@ -293,6 +293,7 @@ def test_report_medians_ranges_speedups_and_verdict(tmp_path):
         rows.append(dict(model="lstm", seq_len=10, seed=seed, seconds=lstm, steps=400))
         rows.append(dict(model="gru", seq_len=10, seed=seed, seconds=gru, steps=900, spent=20.0))
     write_run(path, rows)
+    assert is_converge_results(path) and not is_converge_results(tmp_path / "sweep.csv")
     run = load_converge(path)
     table = cells(run)
     assert table[("indrnn", 10)].seconds == (2.0, 1.0, 3.0)
