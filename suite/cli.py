@@ -27,12 +27,25 @@ COMMANDS = {
 }
 
 
+HELP_FLAGS = ("-h", "--help")
+
+
+def _run_options() -> str:
+    """The options of `run`, for the top-level help: they work without typing `run`."""
+    run_parser = argparse.ArgumentParser(prog="run_bench.py", add_help=False)
+    importlib.import_module(COMMANDS["run"][0]).add_arguments(run_parser)
+    options = run_parser.format_help().split("\n\n", 1)[1]  # without its usage line
+    return "`run` is the default command; its options work without typing `run`:\n\n" + options
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only `command`'s module is imported to add its arguments, so one command's
     heavy imports (matplotlib, triton) never slow down or break another."""
     parser = argparse.ArgumentParser(
         prog="run_bench.py",
         description="IndRNN Triton benchmark suite. Without a command: `run` with the device's default preset.",
+        epilog=_run_options() if command in HELP_FLAGS else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
@@ -44,7 +57,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in HELP_FLAGS):
         argv.insert(0, "run")
     args = build_parser(argv[0]).parse_args(argv)
     module = importlib.import_module(COMMANDS[args.command][0])

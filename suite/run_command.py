@@ -18,7 +18,7 @@ from suite.presets import PRESETS, default_preset, load_preset, preset_descripti
 from suite.providers import PROVIDERS
 from suite.schema import AXES, INT_AXES, SweepConfig
 from suite.shard import Shard, shard_of
-from suite.store import read_meta, read_results
+from suite.store import meta_path, read_meta, read_results
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +26,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--preset", metavar="NAME", help=f"one of {', '.join(PRESETS)} (default: paper on a GPU, quick on a CPU)"
     )
     parser.add_argument("--list", action="store_true", help="list presets and providers, then exit")
-    parser.add_argument("--dry-run", action="store_true", help="print the grid without measuring")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the preset, device, an estimated duration and the grid; measure nothing",
+    )
+    parser.add_argument("--out", metavar="PATH", help="results CSV (default: results/<preset>-<device>-<UTC time>.csv)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue --out (default: the newest run of this preset and device) with the grid recorded in its metadata",
+    )
+    parser.add_argument(
+        "--retry-failed", action="store_true", help="with --resume: measure failed and oom configs again"
+    )
+    parser.add_argument("--device", default="auto", metavar="KIND", help="auto, cuda or cpu (default: auto)")
+    parser.add_argument("--cuda-graph", action="store_true", help="GPU: time CUDA-graph replays (rows say cuda_graph)")
+    parser.add_argument("--warmup", metavar="N", help="CPU: untimed calls (2); GPU: do_bench warm-up ms (25)")
+    parser.add_argument("--repeats", metavar="N", help="CPU: timed calls (10, at most 2 s); GPU: do_bench ms (100)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     parser.add_argument("--out", metavar="PATH", help="results CSV (default: results/<preset>-<device>-<UTC time>.csv)")
     parser.add_argument(
         "--resume",
@@ -126,6 +144,48 @@ def print_list(device: torch.device) -> None:
     print(tabulate(rows, ["provider", "modes", f"runs on {device.type}", "description"]))
 
 
+# Where no earlier run on this kind of device can be timed from: a flat guess per config.
+GUESS_S_PER_CONFIG = 2.0
+# A config is matched with an earlier row on everything but the timing method and phase.
+ESTIMATE_KEY = ("provider", "mode", "seq_len", "depth", "batch", "hidden", "dtype", "input_size")
+
+
+def estimate_duration(configs: list[SweepConfig], device: torch.device) -> str:
+    """A coarse, stated estimate of how long the grid takes, from the results files of this kind
+    of device in results/ (the newest wins where several hold a config). A config costs what its
+    rows did: timed calls plus three (warm-up, correctness gate) times their median, plus compile
+    seconds, scaled up to the file's recorded wall time where it has one (building models and
+    the gate's reference are not in the rows). Configs no file holds count at the mean."""
+    seconds_of, sources, scaled = {}, [], True
+    for path in sorted(RESULTS_DIR.glob("*.csv"), key=lambda p: p.stat().st_mtime):
+        meta = read_meta(path) if meta_path(path).is_file() else {}
+        if meta.get("device_kind") != device.type:
+            continue
+        rows = read_results(path)
+        cost = (rows["n_samples"].fillna(0) + 3) * rows["p50_ms"].fillna(0) / 1e3 + rows["compile_s"].fillna(0)
+        wall_s = meta.get("wall_s")
+        scaled &= bool(wall_s)
+        cost *= wall_s / cost.sum() if wall_s and cost.sum() > 0 else 1.0
+        seconds_of.update(rows.assign(cost=cost).groupby(list(ESTIMATE_KEY))["cost"].sum().to_dict())
+        sources.append(path.name)
+    if not seconds_of:
+        total = GUESS_S_PER_CONFIG * len(configs)
+        basis = f"a flat guess of {GUESS_S_PER_CONFIG:g} s per config: no earlier {device.type} run in results/"
+    else:
+        found = [
+            seconds_of[k] for k in (tuple(getattr(c, a) for a in ESTIMATE_KEY) for c in configs) if k in seconds_of
+        ]
+        total = sum(found) + sum(seconds_of.values()) / len(seconds_of) * (len(configs) - len(found))
+        basis = f"{len(found)} of {len(configs)} configs timed as in {', '.join(sources)}, the rest at their mean"
+        if not scaled:
+            basis += "; timed calls and compiles only (no wall time recorded), so the run takes longer"
+    return f"estimated duration: about {_minutes(total)} (an estimate: {basis})"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
 def print_grid(configs: list[SweepConfig]) -> None:
     print(tabulate([list(asdict(c).values()) for c in configs], list(AXES)))
     print(f"{len(configs)} configs")
@@ -214,6 +274,10 @@ def run(args: argparse.Namespace) -> int:
     shard = Shard.parse(args.shard) if args.shard else None
     plan, configs = (configs, shard_of(configs, shard)) if shard else (None, configs)
     if args.dry_run:
+        chosen = "given" if args.preset else f"the default on {device.type}"
+        custom = f"; custom: {', '.join(overrides)} overridden" if overrides else ""
+        print(f"preset: {base} ({chosen}{custom}); device: {device.type} ({env.device_name(device)})")
+        print(estimate_duration(configs, device))
         print_grid(configs)
         return 0
     out = _output_path(args, preset, device, shard)

@@ -9,6 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import synthetic_results as syn
+import torch
+from harness_helpers import cfg
+
+from suite import run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,3 +84,38 @@ def test_a_custom_sweep_is_named_so_and_resumes_its_own_grid(tmp_path):
 def test_retry_failed_needs_resume():
     done = run_bench("--preset", "ci", "--retry-failed", "--no-progress")
     assert done.returncode == 2 and "pass it with --resume" in done.stderr
+
+
+def test_dry_run_says_the_preset_device_and_an_estimated_duration():
+    done = run_bench("--preset", "ci", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("preset: ci (given); device: ")
+    assert lines[1].startswith("estimated duration: about ") and "(an estimate: " in lines[1]
+    chosen = run_bench("--dry-run").stdout.splitlines()[0]
+    assert chosen.startswith("preset: quick (the default on cpu)") or chosen.startswith("preset: paper (the default")
+
+
+def test_the_estimate_comes_from_earlier_rows_of_this_device_kind(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_command, "RESULTS_DIR", tmp_path)
+    device = torch.device("cpu")
+    configs = [cfg("lstm", "infer", input_size=8), cfg("gru", "infer")]
+    assert "flat guess of 2 s per config" in run_command.estimate_duration(configs, device)
+    assert "about 4 s" in run_command.estimate_duration(configs, device)
+    # lstm infer: (20 timed + 3) calls of 100 ms, plus 4 s compiling = 6.3 s; gru is not in the file: the mean.
+    lstm = syn.row("lstm", 100.0, mode="infer", seq_len=8, batch=2, hidden=8, input_size=8, compile_s=4.0)
+    syn.write(tmp_path / "cpu-run.csv", [lstm], device_kind="cpu")
+    syn.write(tmp_path / "gpu-run.csv", [syn.row("gru", 1e6, mode="infer", seq_len=8, batch=2, hidden=8)])
+    text = run_command.estimate_duration(configs, device)
+    assert "about 13 s" in text and "1 of 2 configs timed as in cpu-run.csv" in text and "no wall time" in text
+    (tmp_path / "cpu-run.csv").unlink()  # the writer appends: write the file anew, with its wall time
+    syn.write(tmp_path / "cpu-run.csv", [lstm], device_kind="cpu", wall_s=63.0)  # 10x the rows' own seconds
+    text = run_command.estimate_duration(configs, device)
+    assert "about 2 min" in text and "no wall time" not in text  # 63 s for lstm, the same for gru
+
+
+def test_top_level_help_shows_the_run_options():
+    done = run_bench("--help")
+    assert done.returncode == 0, done.stderr
+    for option in ("`run` is the default command", "--preset NAME", "--dry-run", "--resume", "--seq-len"):
+        assert option in done.stdout
