@@ -91,23 +91,24 @@ def _environment(s: Summary) -> list[str]:
         ("timestamp (UTC)", meta.get("timestamp", "")),
         ("preset", meta.get("preset", "")),
         ("timing method", meta.get("timing", "")),
-        ("copy bandwidth", "-" if _missing(copy_bw) else f"{copy_bw:.1f} GB/s (copy measured in this run)"),
+        ("copy bandwidth", _copy_bandwidth(copy_bw, (meta.get("machine") or {}).get("copy_gbytes_per_s_end"))),
         ("wall time", "-" if _missing(meta.get("wall_s")) else f"{meta['wall_s']:.0f} s (the sweep, all sessions)"),
-        ("machine state", _machine_state(meta.get("machine") or {})),
         ("run id", meta.get("run_id", "")),
     ]
     return lines + ["", _table([[k, v] for k, v in fields], ["", ""])]
 
 
-def _machine_state(machine: dict) -> str:
-    """Load average and end-of-run copy bandwidth as recorded at the start and end of the run."""
-    parts = []
-    if "load_start" in machine or "load_end" in machine:
-        loads = " / ".join(fmt_num(machine.get(k), 2) for k in ("load_start", "load_end"))
-        parts.append(f"1-min load {loads} (start / end) on {machine.get('cores', '?')} cores")
-    if not _missing(machine.get("copy_gbytes_per_s_end")):
-        parts.append(f"copy bandwidth at the end {machine['copy_gbytes_per_s_end']:.1f} GB/s")
-    return "; ".join(parts) or "not recorded"
+def _copy_bandwidth(start, end) -> str:
+    if _missing(start):
+        return "-"
+    at_end = "" if _missing(end) else f", {end:.1f} GB/s at its end"
+    return f"{start:.1f} GB/s (copy measured in this run{at_end})"
+
+
+def _load(machine: dict) -> str:
+    """The recorded 1-minute load averages, e.g. '0.5 / 1.9 (start / end) on 2 cores'."""
+    loads = " / ".join(fmt_num(machine.get(k), 2) for k in ("load_start", "load_end"))
+    return f"{loads} (start / end) on {machine.get('cores', '?')} cores"
 
 
 def _which_indrnn(res: Results) -> str:
@@ -240,7 +241,7 @@ def _noise_section(s: Summary) -> list[str]:
             "machine was busy is not known."
         )
     else:
-        lines.append("The machine was not busy by these rules.")
+        lines.append(f"The machine was not busy by these rules (1-minute load {_load(machine)}).")
     if noise.wide.empty:
         return lines + ["", "No config's spread is wide."]
     rows = [

@@ -258,13 +258,14 @@ def test_wide_spreads_and_a_busy_machine_are_flagged(tmp_path):
     assert "2000.0 GB/s at the start and 500.0 GB/s at the end" in noise
     assert "Distrust these 1 config(s)" in noise and "| lstm " in noise and "| 3.00 " in noise
     assert "Caution: the machine was busy (see Noise); p80/p20 above 1.25 at 1 layer T=1024 (lstm)" in text
-    assert "1-min load 3.5 / 1 (start / end) on 2 cores" in text
+    assert "2000.0 GB/s (copy measured in this run, 500.0 GB/s at its end)" in text
 
 
 def test_a_quiet_run_is_said_to_be_quiet(tmp_path):
     machine = {"load_start": 0.5, "load_end": 1.9, "cores": 2, "copy_gbytes_per_s_end": 1900.0}
     text = build_report(syn.write(tmp_path / "quiet.csv", syn.sweep_rows(), machine=machine))
-    assert "The machine was not busy by these rules." in text and "No config's spread is wide." in text
+    assert "The machine was not busy by these rules (1-minute load 0.5 / 1.9 (start / end) on 2 cores)." in text
+    assert "No config's spread is wide." in text
     assert "Caution" not in text
 
 
