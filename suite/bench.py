@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from suite import env
+from suite import env, machine
 from suite.errors import UsageError
 from suite.measure import measure
 from suite.providers import role_of
 from suite.schema import ResultRow, RunMeta, SweepConfig, expected_keys, key_of, plan_hash, timing_of
-from suite.store import ResultsWriter, existing_keys, read_meta, write_meta
+from suite.store import ResultsWriter, SamplesWriter, existing_keys, read_meta, write_meta
 from suite.timing import copy_bandwidth_gbps, make_timer
 
 RESULTS_DIR = env.REPO_ROOT / "results"
@@ -106,6 +106,7 @@ def run_sweep(
     argv: list[str] | None = None,
     retry_failed: bool = False,
     notes: dict | None = None,
+    profile: bool = False,
     plan: list[SweepConfig] | None = None,
     shard: str = "",
 ) -> Path:
@@ -149,8 +150,9 @@ def run_sweep(
     # Merged: `machine` holds other records too (GPU clocks). A resumed run's
     # record says the latest session's state.
     meta = replace(meta, machine={**meta.machine, **env.machine_load("start")})
+    meta = replace(meta, machine=machine.record(meta.machine, "start", device))
     todo = [c for c in configs if not set(expected_keys(c, timer.method)) <= done]
-    with ResultsWriter(out) as writer:
+    with ResultsWriter(out) as writer, SamplesWriter(out) as samples:
         write_meta(out, meta)
         bar = Progress(len(todo), progress)
         finished = False
@@ -159,11 +161,18 @@ def run_sweep(
                 bar.show(i, cfg)
                 used = timing_of(cfg, timer.method)
                 for fields in measure(cfg, device, timers.get(used), meta.copy_gbytes_per_s):
+                    samples_ms = fields.pop("samples_ms", None)  # kept beside the row, not in it
                     row = _row(cfg, meta, used, **fields)
                     key = key_of(asdict(row))
                     if key not in done:
                         writer.append(row)
+                        if samples_ms:
+                            samples.append(row, samples_ms)
                         done.add(key)
+            if profile:  # only once every config is timed: a profile never runs before a timed call
+                from suite.profile import profile_fig2
+
+                profile_fig2(configs, out, device)
             finished = True
         finally:
             bar.close()
@@ -175,5 +184,6 @@ def run_sweep(
             if finished:
                 end["copy_gbytes_per_s_end"] = copy_bandwidth_gbps(device)
             meta = replace(meta, machine={**meta.machine, **end})
+            meta = replace(meta, machine=machine.record(meta.machine, "end", device))
             write_meta(out, meta)
     return out

@@ -15,6 +15,12 @@ metric: a broken kernel must not pass because it has no time. Configs in only on
 listed, never fatal (presets grow and shrink); but two runs with nothing in common to compare
 are an error, not a pass, and so is a file without rows.
 
+Where both runs kept a config's raw timing samples (the `<stem>.samples.jsonl` sidecar), the
+time metric also asks the statistics of suite.stats: a Mann-Whitney test and a bootstrap
+interval of the change in median. Then a change is real only when the threshold, the
+non-overlap and the statistics agree; a change the statistics do not back is noise. Configs
+without samples in both runs (older files, CUDA-graph rows) are judged as before.
+
 `compare_runs` is the API (`validate` and CI call it); `run_bench.py compare` prints the
 markdown table, slowest first, and exits 1 on a real regression.
 """
@@ -34,6 +40,8 @@ from tabulate import tabulate
 from suite.analysis import Results, load, speedups
 from suite.errors import ResultsError, UsageError
 from suite.schema import CONFIG_COLUMNS, KEY_COLUMNS, key_of
+from suite.stats import CONFIDENCE, SampleTest, assess_change
+from suite.store import read_samples
 
 METRICS = ("time", "speedup")
 FAIL_ON = ("regression", "overall", "none")
@@ -48,7 +56,8 @@ class Change:
 
     `base`/`new` are p50 ms (time) or speedups (speedup), `*_lo`/`*_hi` their p20-p80 spread;
     `ratio` is new / base. verdict: regression | improvement | noise (beyond the threshold but
-    inside the spread) | unchanged (within the threshold)."""
+    inside the spread, or not backed by the statistics of the samples) | unchanged (within the
+    threshold). `test`: those statistics, where both runs have the config's samples."""
 
     name: str
     base: float
@@ -59,6 +68,7 @@ class Change:
     new_hi: float
     ratio: float
     verdict: str
+    test: SampleTest | None = None
 
 
 @dataclass(frozen=True)
@@ -147,17 +157,35 @@ def _spread(rec: dict, mid: str, lo: str, hi: str) -> tuple[float, float, float]
     return value, *(value if math.isnan(e) else e for e in ends)
 
 
+def with_statistics(verdict: str, test: SampleTest, ratio: float) -> str:
+    """The verdict once the samples' statistics are heard: a regression or improvement they do
+    not back is noise. Statistics too weak to ever decide (few samples) leave it as it is."""
+    if verdict in ("regression", "improvement") and test.decisive and not test.supports(up=ratio > 1):
+        return "noise"
+    return verdict
+
+
 def _changes(
-    base: dict[tuple, dict], new: dict[tuple, dict], cols: tuple[str, str, str], threshold: float, worse_up: bool
+    base: dict[tuple, dict],
+    new: dict[tuple, dict],
+    cols: tuple[str, str, str],
+    threshold: float,
+    worse_up: bool,
+    samples: tuple[dict, dict] = ({}, {}),
 ) -> list[Change]:
-    """Changes of the keys in both runs; each record carries its display name under "name"."""
+    """Changes of the keys in both runs; each record carries its display name under "name".
+    `samples`: BASE's and NEW's raw samples by key, where kept."""
     out = []
     for key in base.keys() & new.keys():
         b, b_lo, b_hi = _spread(base[key], *cols)
         n, n_lo, n_hi = _spread(new[key], *cols)
         ratio = n / b
         verdict = judge(ratio, (b_lo, b_hi), (n_lo, n_hi), threshold, worse_up)
-        out.append(Change(new[key]["name"], b, b_lo, b_hi, n, n_lo, n_hi, ratio, verdict))
+        test = None
+        if key in samples[0] and key in samples[1]:
+            test = assess_change(samples[0][key], samples[1][key])
+            verdict = with_statistics(verdict, test, ratio)
+        out.append(Change(new[key]["name"], b, b_lo, b_hi, n, n_lo, n_hi, ratio, verdict, test))
     # Worst first: the largest slowdown (time) or the largest fall in speedup.
     return sorted(out, key=lambda c: (-c.ratio if worse_up else c.ratio, c.name))
 
@@ -250,7 +278,8 @@ def compare_runs(
     if metric == "time":
         b, n = _configs(base, ok_only=True), _configs(new, ok_only=True)
         worse_up = True
-        rows = _changes(b, n, ("p50_ms", "p20_ms", "p80_ms"), threshold, worse_up)
+        samples = (read_samples(base_csv), read_samples(new_csv))
+        rows = _changes(b, n, ("p50_ms", "p20_ms", "p80_ms"), threshold, worse_up, samples)
         # In one file only; a config in both but not ok in one is a status change instead.
         b, n = _configs(base, ok_only=False), _configs(new, ok_only=False)
     else:
@@ -290,6 +319,13 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _statistics_cell(test: SampleTest | None) -> str:
+    if test is None:
+        return "-"
+    cell = f"p={test.p_value:.2g}, {test.ratio_lo:.3f}-{test.ratio_hi:.3f} (n={test.n_base}/{test.n_new})"
+    return cell if test.decisive else cell + ", too few samples to decide"
+
+
 def to_markdown(cmp: Comparison, fail_on: str = "regression") -> str:
     """The comparison as markdown: verdict under the gate `fail_on`, table worst first with the
     geometric mean last, status changes, configs in one file only."""
@@ -314,6 +350,7 @@ def to_markdown(cmp: Comparison, fail_on: str = "regression") -> str:
         unit = UNITS[cmp.metric]
         spread = "p20-p80" if cmp.metric == "time" else "spread"
         header = ["config" if cmp.metric == "time" else "pair", f"BASE {unit} ({spread})", f"NEW {unit} ({spread})"]
+        tested = any(r.test for r in cmp.rows)
         table = [
             [
                 r.name,
@@ -321,10 +358,12 @@ def to_markdown(cmp: Comparison, fail_on: str = "regression") -> str:
                 f"{_fmt(r.new)} ({_fmt(r.new_lo)}-{_fmt(r.new_hi)})",
                 f"{r.ratio:.3f}",
                 r.verdict,
+                *([_statistics_cell(r.test)] if tested else []),
             ]
             for r in (*cmp.rows, cmp.overall)
         ]
-        lines += [tabulate(table, headers=[*header, "NEW/BASE", "verdict"], tablefmt="github"), ""]
+        stats_header = [f"samples: p (rank test), {CONFIDENCE:.0%} CI of NEW/BASE median"] if tested else []
+        lines += [tabulate(table, headers=[*header, "NEW/BASE", "verdict", *stats_header], tablefmt="github"), ""]
     if cmp.status_changes:
         lines += ["### Status changes", ""]
         lines += [

@@ -45,10 +45,18 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
 
 
 def _timed(fn: Callable[[], object], timer: Timer, device: torch.device) -> dict:
-    """Time fn; the row fields it gives (times, samples, peak memory on GPU)."""
+    """Time fn; the row fields it gives (times, samples, peak memory on GPU), and under
+    "samples_ms" the raw samples, which the sweep keeps beside the row rather than in it."""
     peak = peak_memory_mb(fn, device) if device.type == "cuda" else None
     t = timer(fn)
-    return dict(p20_ms=t.p20_ms, p50_ms=t.p50_ms, p80_ms=t.p80_ms, n_samples=t.n_samples, peak_mem_mb=peak)
+    return dict(
+        p20_ms=t.p20_ms,
+        p50_ms=t.p50_ms,
+        p80_ms=t.p80_ms,
+        n_samples=t.n_samples,
+        peak_mem_mb=peak,
+        samples_ms=list(t.samples_ms),
+    )
 
 
 def _tokens_per_s(cfg: SweepConfig, p50_ms: float) -> float:

@@ -26,13 +26,16 @@ interface that torch.profiler would otherwise hold.
 from __future__ import annotations
 
 import argparse
+import gc
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
+import pandas as pd
 import torch
 from tabulate import tabulate
 
@@ -41,8 +44,8 @@ from suite.analysis import FIG2_BATCH, FIG2_HIDDEN, FIG2_LAYERS, read_paper_fig2
 from suite.errors import UsageError
 from suite.measure import model_step, recurrence_inputs, recurrence_phases
 from suite.providers import PROVIDERS, role_of
-from suite.schema import AXES, SweepConfig
-from suite.store import write_meta
+from suite.schema import AXES, SweepConfig, key_of
+from suite.store import profile_path, read_results, write_meta
 
 CATEGORIES = (
     "input projection GEMM",
@@ -331,7 +334,37 @@ PROFILE_COLUMNS = (*SHAPE_AXES, "category", "ms", "share", "launches")
 
 def breakdown_rows(result: Profile) -> list[dict]:
     """The sidecar rows of one profiled config (one per category), see PROFILE_COLUMNS."""
-    return [{**{a: getattr(result.cfg, a) for a in SHAPE_AXES}, **rec} for rec in result.by_category()]
+    return [{**_shape(result.cfg), **rec} for rec in result.by_category()]
+
+
+def _shape(record) -> dict:
+    get = record.get if isinstance(record, dict) else lambda a: getattr(record, a)
+    return {a: get(a) for a in SHAPE_AXES}
+
+
+def profile_fig2(configs: list[SweepConfig], out_csv: str | Path, device: torch.device, steps: int = 3) -> Path:
+    """Profile the Fig. 2 configs of a sweep that were measured ok in out_csv, appending their
+    breakdown to the `<stem>.profile.csv` sidecar (flushed per config). A config already there
+    (a resumed run) is not profiled again; one whose profile fails is left out with a warning."""
+    path = profile_path(out_csv)
+    done = set()
+    if path.is_file() and path.stat().st_size:
+        done = {key_of(r, SHAPE_AXES) for r in pd.read_csv(path).to_dict("records")}
+    ok = read_results(out_csv)
+    ok = {key_of(r, SHAPE_AXES) for r in ok[ok["status"] == "ok"].to_dict("records")}
+    todo = {key_of(_shape(c), SHAPE_AXES): c for c in configs if is_fig2_config(c)}
+    todo = [c for key, c in todo.items() if key in ok and key not in done]
+    for cfg in todo:
+        try:
+            rows = breakdown_rows(profile_config(cfg, device, steps=steps))
+        except Exception as e:  # noqa: BLE001 - the timed rows are written; a profile is an extra
+            print(f"profile of {cfg.label()} failed: {type(e).__name__}: {e}", file=sys.stderr)
+            continue
+        fresh = not path.exists() or path.stat().st_size == 0
+        with open(path, "a", newline="") as f:
+            pd.DataFrame(rows, columns=list(PROFILE_COLUMNS)).to_csv(f, header=fresh, index=False)
+        gc.collect()
+    return path
 
 
 # ---------------------------------------------------------------------------- output

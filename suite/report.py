@@ -18,9 +18,11 @@ from tabulate import tabulate
 
 from suite import analysis
 from suite.analysis import AXIS_LABELS, CLAIM_FACTOR, Results, Summary
+from suite.machine import summary as machine_summary
+from suite.machine import warnings as machine_warnings
 from suite.schema import SweepConfig, key_of
 from suite.shard import missing_configs
-from suite.store import results_in
+from suite.store import profile_path, results_in
 
 TABLE_FORMAT = "github"
 AXIS_TITLES = {
@@ -93,9 +95,14 @@ def _environment(s: Summary) -> list[str]:
         ("timing method", meta.get("timing", "")),
         ("copy bandwidth", _copy_bandwidth(copy_bw, (meta.get("machine") or {}).get("copy_gbytes_per_s_end"))),
         ("wall time", "-" if _missing(meta.get("wall_s")) else f"{meta['wall_s']:.0f} s (the sweep, all sessions)"),
+        ("clocks and load", machine_summary(meta.get("machine") or {})),
         ("run id", meta.get("run_id", "")),
     ]
-    return lines + ["", _table([[k, v] for k, v in fields], ["", ""])]
+    warnings = [
+        f"**Warning: {w}.** Times from a GPU held below its clocks are slower than the code."
+        for w in machine_warnings(meta.get("machine") or {})
+    ]
+    return lines + ["", _table([[k, v] for k, v in fields], ["", ""])] + [line for w in warnings for line in ("", w)]
 
 
 def _copy_bandwidth(start, end) -> str:
@@ -531,6 +538,42 @@ def _variants_section(s: Summary) -> list[str]:
     return lines + [_table(rows, headers)]
 
 
+def _where_time_goes_section(s: Summary) -> list[str]:
+    """The profiled breakdown of the Fig. 2 training steps (`run --profile`), where it was kept."""
+    path = profile_path(s.res.path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return []
+    try:
+        breakdown = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        return ["## Where the time goes", "", f"The profile `{path.name}` cannot be read: {e}"]
+    ours = breakdown[(breakdown["provider"] == s.res.indrnn) | (breakdown["provider"] == "lstm")]
+    if ours.empty:
+        return []
+    unit = "kernels" if s.res.meta.get("device_kind") == "cuda" else "ops"
+    categories = list(dict.fromkeys(ours["category"]))
+    steps = ours.groupby(["provider", "depth", "seq_len"], sort=False)
+    rows = []
+    for (provider, depth, seq_len), step in sorted(steps, key=lambda g: (g[0][0] != s.res.indrnn, g[0][1], g[0][2])):
+        share = dict(zip(step["category"], step["share"], strict=True))
+        rows.append(
+            [provider, depth, seq_len, fmt_ms(step["ms"].sum())]
+            + [f"{share.get(c, 0):.0%}" for c in categories]
+            + [fmt_num(step["launches"].sum())]
+        )
+    return [
+        "## Where the time goes",
+        "",
+        f"The training steps of Fig. 2 profiled after timing (`run --profile`, `{path.name}`): the share of each "
+        "part of the step, "
+        + ("by kernel time on the GPU" if unit == "kernels" else "by op self time on the CPU")
+        + f", and the {unit} launched per step. The profiler adds its own overhead: the ms here are the "
+        "profiled step's, the timed ones are above. `python run_bench.py profile` breaks one config down further.",
+        "",
+        _table(rows, ["provider", "depth", "T", "profiled ms", *categories, f"{unit} / step"]),
+    ]
+
+
 # The report, top to bottom: each section renders the summary into markdown lines ([] to leave
 # itself out). A new section is one function here and one entry in this list.
 SECTIONS = (
@@ -545,6 +588,7 @@ SECTIONS = (
     _not_measured_section,
     _unmeasured_plan_section,
     _all_measurements_section,
+    _where_time_goes_section,
 )
 
 

@@ -45,20 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", metavar="N", help="CPU: untimed calls (2); GPU: do_bench warm-up ms (25)")
     parser.add_argument("--repeats", metavar="N", help="CPU: timed calls (10, at most 2 s); GPU: do_bench ms (100)")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
-    parser.add_argument("--out", metavar="PATH", help="results CSV (default: results/<preset>-<device>-<UTC time>.csv)")
     parser.add_argument(
-        "--resume",
+        "--profile",
         action="store_true",
-        help="continue --out (default: the newest run of this preset and device) with the grid recorded in its metadata",
+        help="after timing, profile the grid's Fig. 2 training steps into <stem>.profile.csv (see `profile`)",
     )
-    parser.add_argument(
-        "--retry-failed", action="store_true", help="with --resume: measure failed and oom configs again"
-    )
-    parser.add_argument("--device", default="auto", metavar="KIND", help="auto, cuda or cpu (default: auto)")
-    parser.add_argument("--cuda-graph", action="store_true", help="GPU: time CUDA-graph replays (rows say cuda_graph)")
-    parser.add_argument("--warmup", metavar="N", help="CPU: untimed calls (2); GPU: do_bench warm-up ms (25)")
-    parser.add_argument("--repeats", metavar="N", help="CPU: timed calls (10, at most 2 s); GPU: do_bench ms (100)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     parser.add_argument(
         "--shard",
         metavar="K/N",
@@ -304,6 +295,7 @@ def run(args: argparse.Namespace) -> int:
             warmup=warmup,
             repeats=repeats,
             notes={"base_preset": base, "overrides": overrides} if preset == CUSTOM else None,
+            profile=args.profile,
             plan=plan,
             shard=str(shard) if shard else "",
         )

@@ -2,6 +2,13 @@
 
 Rows are appended and flushed to disk as they are measured, so an interrupted sweep loses
 nothing; `existing_keys` lets a resumed sweep skip what is already there.
+
+Sidecars beside `<stem>.csv`, optional (a results file is whole without them):
+- `<stem>.samples.jsonl`: every timed call of each row, for compare's statistics. One JSON
+  object per line, written and flushed with its row: {"key": {key column: value}, "samples_ms":
+  [ms, ...]} with the key columns of suite.schema.KEY_COLUMNS. A key written twice (a resumed
+  run measuring a failed config again) counts by its last line; a damaged line is skipped.
+- `<stem>.profile.csv`: `run --profile`'s breakdown of the Fig. 2 training steps (suite.profile).
 """
 
 from __future__ import annotations
@@ -190,3 +197,59 @@ def results_in(path: str | os.PathLike) -> Path:
     newest = max(runs, key=lambda p: (p.stat().st_mtime, p.name))
     print(f"{path} is a folder: using its newest results file, {newest}", file=sys.stderr)
     return newest
+
+
+def sidecar_path(csv_path: str | os.PathLike, suffix: str) -> Path:
+    """results/run.csv -> results/run<suffix>, e.g. suffix ".samples.jsonl"."""
+    p = Path(csv_path)
+    return p.with_name(p.stem + suffix)
+
+
+def samples_path(csv_path: str | os.PathLike) -> Path:
+    return sidecar_path(csv_path, ".samples.jsonl")
+
+
+def profile_path(csv_path: str | os.PathLike) -> Path:
+    return sidecar_path(csv_path, ".profile.csv")
+
+
+class SamplesWriter:
+    """Appends one line per row key with that row's timing samples, flushed like the rows."""
+
+    def __init__(self, csv_path: str | os.PathLike) -> None:
+        self.path = samples_path(csv_path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        cut = self.path.exists() and not self.path.read_bytes().endswith(b"\n") and self.path.stat().st_size > 0
+        self._file = open(self.path, "a")
+        if cut:  # a line cut off mid-write: the next one must not be glued onto it
+            self._file.write("\n")
+
+    def append(self, row: ResultRow, samples_ms: list[float]) -> None:
+        key = {c: getattr(row, c) for c in KEY_COLUMNS}
+        self._file.write(json.dumps({"key": key, "samples_ms": list(samples_ms)}) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> SamplesWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_samples(csv_path: str | os.PathLike) -> dict[tuple, list[float]]:
+    """Samples by row key ({} without a sidecar); the last line of a key wins."""
+    path = samples_path(csv_path)
+    if not path.is_file():
+        return {}
+    samples = {}
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+            samples[key_of(record["key"])] = [float(v) for v in record["samples_ms"]]
+        except (ValueError, KeyError, TypeError):
+            continue  # an empty, cut-off or foreign line: its config has no samples
+    return samples

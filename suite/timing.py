@@ -27,13 +27,15 @@ TIMER_DEFAULTS = {"cpu_wallclock": (2, 10, 2.0), "do_bench": (25, 100, None), "c
 
 @dataclass(frozen=True)
 class Timing:
-    """Milliseconds per call: p20, median and p80 over n_samples timed calls."""
+    """Milliseconds per call: p20, median and p80 over n_samples timed calls, and the samples
+    themselves (kept beside the results for compare's statistics)."""
 
     p20_ms: float
     p50_ms: float
     p80_ms: float
     n_samples: int | None  # None where the timer does not report it (cuda_graph)
     method: str  # do_bench | cuda_graph | cpu_wallclock
+    samples_ms: tuple[float, ...] = ()  # every timed call, in order; empty where not reported (cuda_graph)
 
 
 def _summarise(times_ms: list[float], method: str) -> Timing:
@@ -41,7 +43,7 @@ def _summarise(times_ms: list[float], method: str) -> Timing:
         raise ValueError("no timed calls")
     q = torch.quantile(torch.tensor(times_ms, dtype=torch.float64), torch.tensor(QUANTILES, dtype=torch.float64))
     p20, p50, p80 = (float(v) for v in q)
-    return Timing(p20, p50, p80, len(times_ms), method)
+    return Timing(p20, p50, p80, len(times_ms), method, tuple(times_ms))
 
 
 def time_gpu(fn: Callable[[], object], warmup_ms: float = 25, rep_ms: float = 100, cuda_graph: bool = False) -> Timing:

@@ -3,12 +3,15 @@ devices are checked, speedup ratios survive a uniformly slower machine, the JSON
 shape github-action-benchmark reads."""
 
 import json
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from suite.cli import main
 from suite.compare import compare_runs, judge
 from suite.errors import UsageError
+from suite.store import SamplesWriter, samples_path
 from tests.synthetic_results import indrnn_ms, lstm_ms, row, write
 
 TS = (64, 256, 1024)
@@ -200,3 +203,36 @@ def test_a_file_without_rows_is_an_error(tmp_path, capsys, empty):
     files = (header_only, full) if empty == "BASE" else (full, header_only)
     code, _, err = cli(capsys, *files)
     assert code == 2 and f"{empty} has no rows" in err and "unknown device" not in err
+
+
+def keep_samples(csv, kept_rows, rng, n: int = 30) -> None:
+    """A samples sidecar: n lognormal samples around each row's median. A sweep's rows always
+    carry their input size (the results reader fills it in for the synthetic ones)."""
+    with SamplesWriter(csv) as writer:
+        for r in kept_rows:
+            writer.append(replace(r, input_size=r.hidden), list(r.p50_ms * rng.lognormal(0.0, 0.05, n)))
+
+
+def test_samples_decide_whether_a_change_is_real(tmp_path, capsys):
+    base, new = write(tmp_path / "base.csv", rows()), write(tmp_path / "new.csv", rows(indrnn_scale=1.5))
+    rng = np.random.default_rng(0)
+    keep_samples(base, rows(), rng)
+    # NEW's samples tell another story than its summary: no change at all.
+    keep_samples(new, rows(), rng)
+    code, out, _ = cli(capsys, base, new)
+    assert code == 0 and "samples: p (rank test)" in out
+    assert {r.verdict for r in compare_runs(base, new).rows} == {"noise", "unchanged"}
+    # Samples that agree with the 1.5x: a regression again.
+    samples_path(new).unlink()
+    keep_samples(new, rows(indrnn_scale=1.5), rng)
+    cmp = compare_runs(base, new)
+    assert len(cmp.regressions) == len(TS) and all(r.test.supports(up=True) for r in cmp.regressions)
+    assert cli(capsys, base, new)[0] == 1
+
+
+def test_without_samples_in_both_runs_compare_is_unchanged(tmp_path, capsys):
+    base, new = write(tmp_path / "base.csv", rows()), write(tmp_path / "new.csv", rows(indrnn_scale=1.5))
+    keep_samples(base, rows(), np.random.default_rng(0))  # BASE only
+    cmp = compare_runs(base, new)
+    assert len(cmp.regressions) == len(TS) and all(r.test is None for r in cmp.rows)
+    assert "samples: p" not in cli(capsys, base, new)[1]

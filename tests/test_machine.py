@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from suite import machine
+from suite.report import build_report
+from tests.synthetic_results import row, write
 
 
 def test_cpu_state_has_load_against_cores():
@@ -95,3 +97,12 @@ def test_warnings_on_throttling_and_clock_drops():
     assert machine.warnings(gpu_run(1980, 1400, ["gpu_idle"])) == []  # an idle GPU clocks down by design
     assert machine.warnings({}) == []
     assert "SM 1400/1980 MHz" in machine.summary(gpu_run(1980, 1400, []))
+
+
+def test_report_shows_the_state_and_warns_about_a_throttled_gpu(tmp_path):
+    rows = [row("indrnn_triton", 1.0), row("lstm", 5.0)]
+    calm = build_report(write(tmp_path / "calm.csv", rows, machine=gpu_run(1980, 1975, [])))
+    assert "SM 1975/1980 MHz" in calm and "Warning: GPU" not in calm
+    hot = build_report(write(tmp_path / "hot.csv", rows, machine=gpu_run(1980, 1400, ["hw_thermal_slowdown"])))
+    assert "**Warning: GPU throttled at the end of the run: hw_thermal_slowdown.**" in hot
+    assert "**Warning: GPU SM clock dropped during the run" in hot

@@ -11,12 +11,14 @@ import pytest
 import torch
 from harness_helpers import FAST, cfg, register, sweep_rows
 
-from suite import bench
+from suite import bench, profile
 from suite.errors import UsageError
 from suite.presets import load_preset
+from suite.profile import CATEGORIES
 from suite.providers import PROVIDERS
-from suite.schema import COLUMNS, KEY_COLUMNS, PHASES_OF_MODE, STATUSES, RunMeta, SweepConfig, plan_hash
-from suite.store import read_meta, read_results
+from suite.report import build_report
+from suite.schema import COLUMNS, KEY_COLUMNS, PHASES_OF_MODE, STATUSES, RunMeta, SweepConfig, key_of, plan_hash
+from suite.store import profile_path, read_meta, read_results, read_samples
 
 
 @pytest.fixture(scope="module")
@@ -258,3 +260,24 @@ def test_metadata_records_the_machine_load_and_copy_at_start_and_end(tmp_path, m
     (tmp_path / "r.meta.json").write_text(json.dumps({**meta, "machine": {**machine, "gpu": {"sm_mhz": 1980}}}))
     bench.run_sweep([cfg("lstm", "infer"), cfg("gru", "infer")], out, preset="t", resume=True, **FAST)
     assert read_meta(out)["machine"]["gpu"] == {"sm_mhz": 1980}
+
+
+def test_samples_profile_and_machine_state_are_kept_beside_the_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(profile, "is_fig2_config", lambda c: c.provider == "indrnn_torch" and c.mode == "train")
+    out = tmp_path / "run.csv"
+    configs = [cfg("indrnn_torch", "train"), cfg("lstm", "train"), cfg("indrnn_torch", "recurrence")]
+    bench.run_sweep(configs, out, preset="test", profile=True, **FAST)
+    rows = read_results(out).to_dict("records")
+    samples = read_samples(out)
+    assert set(samples) == {key_of(r) for r in rows}
+    assert all(len(samples[key_of(r)]) == r["n_samples"] for r in rows)
+    breakdown = pd.read_csv(profile_path(out))
+    assert set(breakdown["provider"]) == {"indrnn_torch"} and list(breakdown["category"]) == list(CATEGORIES)
+    assert breakdown["share"].sum() == pytest.approx(1.0)
+    machine = read_meta(out)["machine"]
+    assert {"start", "end", "load_start", "cores"} <= set(machine) and "cpu" in machine["end"]
+    report = build_report(out)
+    assert "## Where the time goes" in report and "| indrnn_torch |" in report.split("Where the time goes")[1]
+    # A resumed run neither measures nor profiles its configs again.
+    bench.run_sweep(configs, out, preset="test", profile=True, resume=True, **FAST)
+    assert len(pd.read_csv(profile_path(out))) == len(CATEGORIES) and len(read_results(out)) == len(rows)
