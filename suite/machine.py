@@ -142,23 +142,25 @@ def warnings(recorded: dict) -> list[str]:
 
 
 def summary(recorded: dict) -> str:
-    """One line of the state at start and end, for the report's environment table."""
+    """One line of the GPU's state and the CPU governor at start and end, for the report's
+    environment table (the load average has its own line there)."""
     parts = []
     for when in ("start", "end"):
         state = recorded.get(when)
         if not state:
             continue
-        cpu, gpu = state.get("cpu", {}), state.get("gpu")
-        text = f"{when}: load {cpu.get('load_1min', '-')} on {cpu.get('cores', '-')} cores"
-        if cpu.get("governor"):
-            text += f", governor {cpu['governor']}"
+        governor, gpu = state.get("cpu", {}).get("governor"), state.get("gpu")
+        text = []
         if gpu and "unavailable" in gpu:
-            text += f"; GPU state unavailable ({gpu['unavailable']})"
+            text.append(f"GPU state unavailable ({gpu['unavailable']})")
         elif gpu:
             reasons = ", ".join(gpu.get("throttle_reasons", [])) or "none"
-            text += (
-                f"; SM {gpu['sm_clock_mhz']}/{gpu['max_sm_clock_mhz']} MHz, memory {gpu['mem_clock_mhz']} MHz, "
+            text.append(
+                f"SM {gpu['sm_clock_mhz']}/{gpu['max_sm_clock_mhz']} MHz, memory {gpu['mem_clock_mhz']} MHz, "
                 f"{gpu['temperature_c']} C, {gpu['power_w']:.0f}/{gpu['power_limit_w']:.0f} W, clock reasons: {reasons}"
             )
-        parts.append(text)
-    return "; ".join(parts) or "-"
+        if governor:
+            text.append(f"CPU governor {governor}")
+        if text:
+            parts.append(f"{when}: " + ", ".join(text))
+    return "; ".join(parts) or "not recorded"

@@ -95,7 +95,7 @@ def _environment(s: Summary) -> list[str]:
         ("timing method", meta.get("timing", "")),
         ("copy bandwidth", _copy_bandwidth(copy_bw, (meta.get("machine") or {}).get("copy_gbytes_per_s_end"))),
         ("wall time", "-" if _missing(meta.get("wall_s")) else f"{meta['wall_s']:.0f} s (the sweep, all sessions)"),
-        ("clocks and load", machine_summary(meta.get("machine") or {})),
+        ("GPU clocks, CPU governor", machine_summary(meta.get("machine") or {})),
         ("run id", meta.get("run_id", "")),
     ]
     warnings = [
