@@ -15,10 +15,12 @@ so a GEMM inside `aten::lstm` is LSTM recurrence and not input projection. Nothi
 phase of the step it ran in decides (see `categorise`).
 
 Every phase of the step (zero_grad, forward, loss, backward) is a profiler range and, on CUDA,
-an NVTX range, so Nsight Systems and Nsight Compute (`ncu --nvtx`) can target them; the `ncu`
-command line for the recurrence kernels of the config is printed and written into the report.
-`--nvtx-only` runs the same steps with the NVTX ranges alone: ncu and nsys need the CUPTI
-interface that torch.profiler would otherwise hold.
+an NVTX push/pop range, which Nsight Systems shows on its timeline. Push/pop ranges belong to
+the thread that pushed them, and autograd launches the backward's kernels from a thread of its
+own: so the profiled steps, after the warm-up, are also one NVTX start/end range (NVTX_STEPS),
+which holds every thread's kernels; the printed `ncu` command line filters on it and on the
+recurrence kernels' names. `--nvtx-only` runs the same steps with the NVTX ranges alone: ncu
+and nsys need the CUPTI interface that torch.profiler would otherwise hold.
 
 `profile_config` is the API; `run --profile` uses it for the Fig. 2 configs of a sweep.
 """
@@ -81,7 +83,7 @@ FALLBACK_OF_PHASE = {
     "backward": "optimiser or autograd glue",
 }
 PHASE_PREFIX = "bench::"  # profiler ranges of the step's phases, told apart from torch's own ops
-NVTX_PHASES = ("forward", "backward")  # the ranges that hold the recurrence kernels
+NVTX_STEPS = "profiled_steps"  # the NVTX start/end range around the steps after the warm-up
 RECURRENCE_KERNELS = "recurrence_(fwd|bwd)_kernel"  # kernels/recurrence.py
 TOP = 15
 # The axes that say what a step is (a profile does not time it, so a timing axis is left out).
@@ -303,15 +305,19 @@ def profile_config(
 def run_nvtx_only(cfg: SweepConfig, device: torch.device, steps: int, warmup: int) -> None:
     """The steps with NVTX ranges alone (no torch.profiler), for ncu and nsys. The warm-up
     (autotuning included) runs outside any range, so `--nvtx-include` skips it."""
+    cuda = device.type == "cuda"
     ranges = PhaseRanges(profiled=False)
     step = build_step(cfg, device, ranges)
     for _ in range(warmup):
         step()
     _sync(device)
-    ranges.nvtx = device.type == "cuda"
+    ranges.nvtx = cuda
+    handle = torch.cuda.nvtx.range_start(NVTX_STEPS) if cuda else None
     for _ in range(steps):
         step()
     _sync(device)
+    if handle is not None:
+        torch.cuda.nvtx.range_end(handle)
 
 
 # ---------------------------------------------------------------------------- sweeps: Fig. 2
@@ -372,9 +378,8 @@ def profile_fig2(configs: list[SweepConfig], out_csv: str | Path, device: torch.
 
 def ncu_command(cfg: SweepConfig, out_stem: str) -> str:
     """The Nsight Compute command line that profiles the recurrence kernels of cfg's step."""
-    includes = " ".join(f'--nvtx-include "{p}/"' for p in NVTX_PHASES)
     return (
-        f"ncu --nvtx {includes} --kernel-name regex:'{RECURRENCE_KERNELS}' --set full -o {out_stem}-ncu "
+        f"ncu --nvtx --nvtx-include {NVTX_STEPS} --kernel-name regex:'{RECURRENCE_KERNELS}' --set full -o {out_stem}-ncu "
         f"python run_bench.py profile {config_flags(cfg)} --steps 1 --nvtx-only"
     )
 
@@ -503,7 +508,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from(args, device)
     if args.nvtx_only:
         run_nvtx_only(cfg, device, args.steps, args.warmup)
-        print(f"ran {args.steps} steps of {cfg.label()} with NVTX ranges {', '.join(NVTX_PHASES)}, ...")
+        print(f"ran {args.steps} steps of {cfg.label()} inside the NVTX range {NVTX_STEPS} (CUDA only)")
         return 0
     out_dir = Path(args.out_dir) if args.out_dir else env.REPO_ROOT / "results"
     stem = (

@@ -72,7 +72,8 @@ def test_recurrence_mode_has_forward_and_backward():
 def test_command_writes_trace_breakdown_and_metadata(tmp_path, capsys):
     assert main(["profile", "--provider", "indrnn_torch", *TINY, "--out-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "ncu --nvtx" in out and "recurrence_(fwd|bwd)_kernel" in out and "--nvtx-only" in out
+    assert "ncu --nvtx --nvtx-include profiled_steps" in out and "recurrence_(fwd|bwd)_kernel" in out
+    assert "--nvtx-only" in out
     (trace,) = tmp_path.glob("profile-indrnn_torch-train-T8-L2-B2-H8-I8-float32-*Z.json")
     assert json.loads(trace.read_text())["traceEvents"]
     md = trace.with_suffix(".md").read_text()
@@ -120,8 +121,9 @@ def test_triton_step_on_gpu_counts_recurrence_kernels():
     result = profile_config(c, torch.device("cuda"), steps=3, warmup=2)
     cats = {r["category"]: r for r in result.by_category()}
     assert result.unit == "kernels"
-    assert cats["recurrence forward"]["launches"] == 1 and cats["recurrence backward"]["launches"] == 1
+    assert cats["recurrence forward"]["launches"] >= 1 and cats["recurrence backward"]["launches"] >= 1
     assert cats["input projection GEMM"]["launches"] >= 1
     assert 0 < result.busy_ms <= result.wall_ms
-    names = {t["name"] for t in result.top(50)}
-    assert any("recurrence_fwd_kernel" in n for n in names)
+    kernels = {p.name: p.category for p in result.pieces}
+    assert kernels["recurrence_fwd_kernel"] == "recurrence forward"
+    assert kernels["recurrence_bwd_kernel"] == "recurrence backward"
