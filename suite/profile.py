@@ -1,8 +1,9 @@
 """`profile`: where the time of one config's step goes.
 
-The config is given with the same flags as a sweep (one value each). Its step (suite.measure's,
-so the profile sees exactly what the sweep times) runs a few times after a warm-up under
-`torch.profiler` (CPU and CUDA activities; CPU only without CUDA). Written beside each other:
+The config is given with the same flags as a sweep (one value each; without them, the 1-layer
+Fig. 2 cell at T=256: B=32, H=128, input 2). Its step (suite.measure's, so the profile sees
+exactly what the sweep times) runs a few times after a warm-up under `torch.profiler` (CPU and
+CUDA activities; CPU only without CUDA). Written beside each other:
 the Chrome/Perfetto trace (`.json`, open it in ui.perfetto.dev or chrome://tracing), a markdown
 breakdown (`.md`) and the run's metadata (`.meta.json`).
 
@@ -42,7 +43,7 @@ import torch
 from tabulate import tabulate
 
 from suite import env, machine
-from suite.analysis import FIG2_BATCH, FIG2_HIDDEN, FIG2_LAYERS, read_paper_fig2
+from suite.analysis import FIG2_BATCH, FIG2_HIDDEN, FIG2_INPUT_SIZE, FIG2_LAYERS, read_paper_fig2
 from suite.errors import UsageError
 from suite.measure import model_step, recurrence_inputs, recurrence_phases
 from suite.providers import PROVIDERS, role_of
@@ -469,7 +470,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = {"seq_len": 256, "depth": 1, "batch": 32, "hidden": 128, "dtype": "float32"}
     for axis in SHAPE_AXES[2:]:
         default = defaults.get(axis)
-        help_text = f"default: {default}" if default is not None else "default: the hidden size"
+        help_text = (
+            f"default: {default}"
+            if default is not None
+            else f"default: {FIG2_INPUT_SIZE} as in Fig. 2's adding problem (the hidden size in recurrence mode)"
+        )
         parser.add_argument(f"--{axis.replace('_', '-')}", default=default, metavar="V", help=help_text)
     parser.add_argument("--device", default="auto", metavar="KIND", help="auto, cuda or cpu (default: auto)")
     parser.add_argument("--steps", type=int, default=5, help="profiled steps (default: %(default)s)")
@@ -486,7 +491,8 @@ def config_from(args: argparse.Namespace, device: torch.device) -> SweepConfig:
 
     values = {axis: getattr(args, axis, None) for axis in SHAPE_AXES}
     values["provider"] = values["provider"] or ("indrnn_triton" if device.type == "cuda" else "indrnn_torch")
-    values["input_size"] = values["input_size"] or values["hidden"]
+    recurrence = values["mode"] == "recurrence"
+    values["input_size"] = values["input_size"] or (values["hidden"] if recurrence else FIG2_INPUT_SIZE)
     flags = {**dict.fromkeys(AXES), **{a: [str(v)] for a, v in values.items()}}  # the other axes: not given
     checked = overrides_from(argparse.Namespace(**flags))
     cfg = SweepConfig(**{axis: v[0] for axis, v in checked.items()})

@@ -74,7 +74,7 @@ def test_command_writes_trace_breakdown_and_metadata(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "ncu --nvtx --nvtx-include profiled_steps" in out and "recurrence_(fwd|bwd)_kernel" in out
     assert "--nvtx-only" in out
-    (trace,) = tmp_path.glob("profile-indrnn_torch-train-T8-L2-B2-H8-I8-float32-*Z.json")
+    (trace,) = tmp_path.glob("profile-indrnn_torch-train-T8-L2-B2-H8-I2-float32-*Z.json")
     assert json.loads(trace.read_text())["traceEvents"]
     md = trace.with_suffix(".md").read_text()
     assert "## Where the time goes" in md and "## Launch overhead" in md and "## Top ops by time" in md
