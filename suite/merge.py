@@ -24,7 +24,7 @@ from suite import env
 from suite.errors import ResultsError, UsageError
 from suite.schema import KEY_COLUMNS, ResultRow, RunMeta, SweepConfig, key_of, plan_hash
 from suite.shard import missing_configs
-from suite.store import ResultsWriter, read_meta, read_results, write_meta
+from suite.store import ResultsWriter, SamplesWriter, read_meta, read_results, read_samples, samples_path, write_meta
 
 # Metadata that must agree between shards, with how a refusal names it.
 MUST_AGREE = {"plan_hash": "plan", "git_commit": "commit", "device": "device", "timing": "timing method"}
@@ -145,11 +145,19 @@ def merge(shards: list[str | os.PathLike], out_csv: str | os.PathLike, argv: lis
     rows = rows.assign(_ok=rows["status"] == "ok").sort_values(["_ok", "_file"], kind="stable")
     kept = rows.drop_duplicates(list(KEY_COLUMNS), keep="last").sort_index()
     # Written afresh beside a temporary name, then moved: a failed merge leaves no half file.
+    # Each kept row takes its timing samples (compare's statistics) from the file it came from.
+    samples = [read_samples(p) for p in paths]
     tmp = out.with_name(out.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    with ResultsWriter(tmp) as writer:
-        for record in kept.drop(columns=["_file", "_ok"]).astype(object).to_dict("records"):
-            writer.append(_result_row(record))
+    for stale in (tmp, samples_path(tmp)):
+        stale.unlink(missing_ok=True)
+    with ResultsWriter(tmp) as writer, SamplesWriter(tmp) as sample_writer:
+        for record in kept.drop(columns="_ok").astype(object).to_dict("records"):
+            row = _result_row(record)
+            writer.append(row)
+            row_samples = samples[record["_file"]].get(key_of(record))
+            if row_samples:
+                sample_writer.append(row, row_samples)
+    os.replace(samples_path(tmp), samples_path(out))
     os.replace(tmp, out)
     meta = _merged_meta(metas, plan, list(sys.argv if argv is None else argv))
     write_meta(out, meta)

@@ -19,14 +19,15 @@ from suite.presets import load_preset
 from suite.report import build_report
 from suite.schema import PHASES_OF_MODE, key_of, plan_hash
 from suite.shard import Shard, shard_of
-from suite.store import meta_path, read_meta, read_results
+from suite.store import meta_path, read_meta, read_results, read_samples
 
 FAST = ["--warmup", "0", "--repeats", "2", "--device", "cpu", "--no-progress"]
 
 
 def instant(status: str):
     def measure(cfg, device, timer, copy_gbps) -> list[dict]:
-        times = dict(p20_ms=0.9, p50_ms=1.0, p80_ms=1.1, n_samples=2) if status == "ok" else dict(reason="stub")
+        ok = dict(p20_ms=0.9, p50_ms=1.0, p80_ms=1.1, n_samples=3, samples_ms=[0.9, 1.0, 1.1])
+        times = ok if status == "ok" else dict(reason="stub")
         return [dict(phase=p, status=status, **times) for p in PHASES_OF_MODE[cfg.mode]]
 
     return measure
@@ -58,6 +59,7 @@ def test_shards_merged_hold_the_unsharded_runs_rows(ci, count, tmp_path):
     assert (merged.duplicates, merged.missing) == (0, [])
     assert keys(merged.out) == keys(folder / "whole.csv")
     assert len(read_results(merged.out)) == len(read_results(folder / "whole.csv"))
+    assert read_samples(merged.out) == read_samples(folder / "whole.csv")  # compare's statistics come along
     meta = read_meta(merged.out)
     plan = load_preset("ci")
     assert meta["configs"] == [asdict(c) for c in plan] and meta["plan_hash"] == plan_hash(plan)
