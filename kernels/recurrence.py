@@ -5,9 +5,11 @@
 `x` is the input projection `W x_t` for every step, already computed by one GEMM. What is
 left is elementwise and sequential in time only, so the B*H columns are independent: a
 program owns BLOCK consecutive columns of the (B, H) plane and walks time. The walk is a
-dependent chain; to keep it bound by bandwidth rather than load latency, each iteration
-first issues the loads of CHUNK time steps (they do not depend on the state), then runs the
-CHUNK dependent steps from registers. State and arithmetic are fp32; storage is x's dtype.
+dependent chain (one fma and the activation per step); to keep it bound by bandwidth rather
+than load latency, time is cut into chunks of CHUNK steps and each iteration issues the loads
+of the chunk STAGES - 1 ahead (they do not depend on the state) before it runs the CHUNK
+dependent steps of the current one from registers. State and arithmetic are fp32; storage is
+x's dtype.
 
 Backward walks time in reverse with the same chunking. It recomputes the activation
 derivative from the stored h (relu: h > 0; tanh: 1 - h^2), so the forward keeps nothing
@@ -43,23 +45,47 @@ def interpreter_enabled() -> bool:
 AUTOTUNE = not interpreter_enabled() and os.environ.get("INDRNN_AUTOTUNE", "1") != "0"
 
 
+# The autotune space, per direction: (BLOCK, num_warps) -> the (CHUNK, STAGES) pairs tried with it.
+# A load is issued (STAGES - 1) * CHUNK steps before its step runs, and every loaded value waits
+# in a register: STAGES * CHUNK * BLOCK / (32 * num_warps) of them per thread in the forward,
+# twice that in the backward (dh and h). Large sizes have programs enough to hide latency by
+# occupancy, so two stages of a short chunk serve them. The paper's size (T=1024, B=32, H=128:
+# 4096 columns, 128 one-warp programs of BLOCK 32) has one warp per SM, whose loads must be
+# issued tens of steps ahead to cover ~1 us of latency after an L2 flush: deep pipelines at one
+# value per thread. CHUNK stays <= 16 (compile time grows faster than linearly with the loads in
+# a loop body); depth comes from stages, which cost registers only.
+SPACE = {
+    "fwd": {
+        (32, 1): ((16, 2), (16, 4), (16, 6), (16, 8)),
+        (64, 1): ((8, 2), (16, 3)),
+        **{bw: ((4, 2), (8, 2), (16, 2)) for bw in ((128, 1), (256, 2), (512, 4), (1024, 8))},
+        (1024, 4): ((4, 2), (8, 2)),  # 8 values a thread: a chunk of 16 spills
+    },
+    "bwd": {
+        (32, 1): ((8, 2), (16, 3), (16, 5)),
+        (64, 1): ((8, 2), (8, 3)),
+        **{bw: ((4, 2), (8, 2)) for bw in ((128, 1), (256, 2), (512, 4), (1024, 8))},
+        (1024, 4): ((4, 2),),  # 8 values a thread: a chunk of 8 spills
+    },
+}
+# The configs meant for the paper's size: loads issued 80 (forward) and 64 (backward) steps
+# ahead, about 1 us at 15 ns a step; 127 and 202 registers, no spills (sm_90, fp32).
+PAPER_SIZE_CONFIGS = {
+    "fwd": {"BLOCK": 32, "CHUNK": 16, "STAGES": 6, "num_warps": 1},
+    "bwd": {"BLOCK": 32, "CHUNK": 16, "STAGES": 5, "num_warps": 1},
+}
+
+
 def autotune_configs(single: bool, backward: bool = False) -> list[triton.Config]:
-    """The block/chunk/warps space the GPU autotuner searches, or with `single` exactly one
-    config: the interpreter takes no more, and correctness-only runs (INDRNN_AUTOTUNE=0, as
-    `validate` runs the tests) should not spend minutes tuning every shape they touch."""
+    """The space the GPU autotuner searches (SPACE), or with `single` exactly one config: the
+    interpreter takes no more, and correctness-only runs (INDRNN_AUTOTUNE=0, as `validate` runs
+    the tests) should not spend minutes tuning every shape they touch."""
     if single:
-        return [triton.Config({"BLOCK": 128, "CHUNK": 4}, num_warps=4)]
-    # Small blocks give the paper's small sizes (B*H = 4096) enough programs to spread over the
-    # GPU's SMs (BLOCK 32: 128 programs), at the price of narrower loads per thread.
-    # The next chunk is prefetched while one runs, so 2 * CHUNK steps of loads are in flight per
-    # column, all held in registers: the backward (two tensors a step) spills with CHUNK 16, and
-    # both spill with BLOCK 1024 on 4 warps at their deepest chunk (see kernels/aot.py).
-    chunks = (4, 8) if backward else (4, 8, 16)
+        return [triton.Config({"BLOCK": 128, "CHUNK": 4, "STAGES": 2}, num_warps=4)]
     return [
-        triton.Config({"BLOCK": block, "CHUNK": chunk}, num_warps=warps)
-        for block, warps in ((32, 1), (64, 1), (128, 1), (256, 2), (512, 4), (1024, 4), (1024, 8))
-        for chunk in chunks
-        if not (block == 1024 and warps == 4 and chunk == chunks[-1])
+        triton.Config({"BLOCK": block, "CHUNK": chunk, "STAGES": stages}, num_warps=warps)
+        for (block, warps), depths in SPACE["bwd" if backward else "fwd"].items()
+        for chunk, stages in depths
     ]
 
 
@@ -105,23 +131,26 @@ def _back_step(b_dh, b_h, b_u, b_da, ACT: tl.constexpr):
 
 
 @triton.jit
-def _load_steps(p, o, step, mask, CHUNK: tl.constexpr):
-    """The CHUNK planes at offsets o, o + step, o + 2 step, ... (int64; step may be negative) as
-    a tuple, issued back to back so that all CHUNK loads are in flight at once."""
+def _load_steps(p, o_col, t_first, dt, stride, T, mask, CHUNK: tl.constexpr):
+    """The planes of steps t_first, t_first + dt, ..., CHUNK of them (dt is 1 or -1), as a tuple,
+    issued back to back so that all CHUNK loads are in flight at once. A step outside [0, T)
+    reads as 0 and touches no memory."""
     b_xs = ()
     for i in tl.static_range(CHUNK):
-        b_xs = b_xs + (tl.load(p + o + i * step, mask=mask, other=0.0),)
+        t = t_first + i * dt
+        m_step = tl.where((t >= 0) & (t < T), mask, False)  # not `mask & scalar`: the interpreter rejects it
+        b_xs = b_xs + (tl.load(p + t * stride + o_col, mask=m_step, other=0.0),)
     return b_xs
 
 
 @triton.jit
-def _load_earlier_states(p_h, o_col, t, stride_h, mask, CHUNK: tl.constexpr):
-    """h_{t-1}, h_{t-2}, ..., h_{t-CHUNK} as a tuple; h_{-1} reads as 0."""
-    b_hs = ()
-    for i in tl.static_range(CHUNK):
-        m_step = tl.where(t - i > 0, mask, False)  # not `mask & scalar`: the interpreter rejects it
-        b_hs = b_hs + (tl.load(p_h + (t - i - 1) * stride_h + o_col, mask=m_step, other=0.0),)
-    return b_hs
+def _zero_chunk(BLOCK: tl.constexpr, dtype: tl.constexpr, CHUNK: tl.constexpr):
+    """A chunk of zero planes: what a pipeline stage holds before its first loads."""
+    b_zero = tl.zeros([BLOCK], dtype=dtype)
+    b_chunk = ()
+    for _ in tl.static_range(CHUNK):
+        b_chunk = b_chunk + (b_zero,)
+    return b_chunk
 
 
 @triton.autotune(configs=autotune_configs(single=not AUTOTUNE), key=["n_cols", "t_bucket", "HAS_BIAS", "HAS_H0", "ACT"])
@@ -142,6 +171,7 @@ def recurrence_fwd_kernel(
     ACT: tl.constexpr,
     BLOCK: tl.constexpr,
     CHUNK: tl.constexpr,
+    STAGES: tl.constexpr,
 ):
     pid = tl.program_id(0)
     o_col = pid * BLOCK + tl.arange(0, BLOCK)
@@ -158,24 +188,24 @@ def recurrence_fwd_kernel(
     # Offsets of step t are t * stride + column in int64: more than 2^31 elements are fine.
     stride_x = tl.cast(stride_t, tl.int64)
     stride_h = tl.cast(n_cols, tl.int64)
-    T_full = T - T % CHUNK
-    # Software pipeline: the CHUNK loads of the next chunk are issued before the dependent chain
-    # of this one runs, so their latency hides behind it. The last chunk prefetches itself again
-    # (a harmless reload) instead of reading past T_full.
-    m_first = tl.where(T_full > 0, m_col, False)  # no full chunk: nothing to prefetch
-    b_xs = _load_steps(p_x, o_col, stride_x, m_first, CHUNK)
-    for t0 in range(0, T_full, CHUNK):
-        t_next = tl.minimum(t0 + CHUNK, T_full - CHUNK)
-        b_next = _load_steps(p_x, t_next * stride_x + o_col, stride_x, m_col, CHUNK)
-        o_h = t0 * stride_h + o_col
-        for i in tl.static_range(CHUNK):
-            b_h = _step(b_xs[i], b_u, b_h, b_bias, HAS_BIAS, ACT)
-            tl.store(p_h + o_h + i * stride_h, b_h.to(p_h.dtype.element_ty), mask=m_col)
-        b_xs = b_next
-    for t in range(T_full, T):
-        b_x = tl.load(p_x + t * stride_x + o_col, mask=m_col, other=0.0)
-        b_h = _step(b_x, b_u, b_h, b_bias, HAS_BIAS, ACT)
-        tl.store(p_h + t * stride_h + o_col, b_h.to(p_h.dtype.element_ty), mask=m_col)
+    # Software pipeline: the loads of the next STAGES - 1 chunks are in flight while the dependent
+    # chain of this one runs, so a load has (STAGES - 1) * CHUNK steps to arrive. The loop starts
+    # STAGES - 1 chunks early, loading only, so each load appears once in the code (compile time
+    # grows fast with the number of loads). Time is walked in whole chunks: the steps of the last
+    # one at or past T load nothing and store nothing (their state is never read), so a T that is
+    # not a multiple of CHUNK costs no unpipelined tail.
+    b_ahead = ()
+    for _ in tl.static_range(STAGES - 1):
+        b_ahead = b_ahead + (_zero_chunk(BLOCK, p_x.dtype.element_ty, CHUNK),)
+    for t0 in range(-(STAGES - 1) * CHUNK, T, CHUNK):
+        b_ahead = b_ahead + (_load_steps(p_x, o_col, t0 + (STAGES - 1) * CHUNK, 1, stride_x, T, m_col, CHUNK),)
+        if t0 >= 0:
+            b_xs = b_ahead[0]
+            for i in tl.static_range(CHUNK):
+                b_h = _step(b_xs[i], b_u, b_h, b_bias, HAS_BIAS, ACT)
+                m_step = tl.where(t0 + i < T, m_col, False)
+                tl.store(p_h + (t0 + i) * stride_h + o_col, b_h.to(p_h.dtype.element_ty), mask=m_step)
+        b_ahead = b_ahead[1:]
 
 
 @triton.autotune(
@@ -199,6 +229,7 @@ def recurrence_bwd_kernel(
     ACT: tl.constexpr,
     BLOCK: tl.constexpr,
     CHUNK: tl.constexpr,
+    STAGES: tl.constexpr,
 ):
     pid = tl.program_id(0)
     o_col = pid * BLOCK + tl.arange(0, BLOCK)
@@ -210,41 +241,33 @@ def recurrence_bwd_kernel(
 
     # Walk t = T-1 .. 0. Step t needs h_t, h_{t-1} and dh_t; h_{t-1} is the next step's h_t,
     # so it is carried. h_{-1} reads as 0 here; the h0 term of du is added at the end.
-    # The T % CHUNK leftover steps lie at the end of time, so they are walked first.
+    # Time is walked down in whole chunks, the first one topped up above T-1 with steps that load
+    # nothing (dh = 0, so their da stays 0) and store nothing. Chunk t0 covers steps t0, t0-1, ...,
+    # t0-CHUNK+1. As in the forward, the next chunk's loads are issued before this chunk's chain runs.
     stride_h = tl.cast(n_cols, tl.int64)
-    n_tail = T % CHUNK
-    b_h = tl.load(p_h + (T - 1) * stride_h + o_col, mask=m_col, other=0.0)
+    t_top = tl.cdiv(T, CHUNK) * CHUNK - 1
+    b_h = tl.load(p_h + t_top * stride_h + o_col, mask=tl.where(t_top < T, m_col, False), other=0.0)
     b_h = b_h.to(tl.float32)
-    for t in range(T - 1, T - 1 - n_tail, -1):
-        o_t = t * stride_h + o_col
-        b_dh = tl.load(p_dh + o_t, mask=m_col, other=0.0)
-        b_prev = tl.load(p_h + o_t - stride_h, mask=m_col & (t > 0), other=0.0).to(tl.float32)
-        b_da = _back_step(b_dh, b_h, b_u, b_da, ACT)
-        tl.store(p_dx + o_t, b_da.to(p_dx.dtype.element_ty), mask=m_col)
-        b_du += b_da * b_prev
-        b_db += b_da
-        b_h = b_prev
-    # Full chunks, walked down from t_top; chunk t0 covers steps t0, t0-1, ..., t0-CHUNK+1. As in
-    # the forward, the next chunk's loads are issued before this chunk's chain runs; the last
-    # chunk prefetches itself again instead of reading below step 0.
-    t_top = T - 1 - n_tail
-    m_first = tl.where(t_top >= 0, m_col, False)  # no full chunk: nothing to prefetch
-    b_dhs = _load_steps(p_dh, t_top * stride_h + o_col, -stride_h, m_first, CHUNK)
-    b_prevs = _load_earlier_states(p_h, o_col, t_top, stride_h, m_first, CHUNK)
-    for t0 in range(t_top, -1, -CHUNK):
-        t_next = tl.maximum(t0 - CHUNK, CHUNK - 1)
-        b_dhs_next = _load_steps(p_dh, t_next * stride_h + o_col, -stride_h, m_col, CHUNK)
-        b_prevs_next = _load_earlier_states(p_h, o_col, t_next, stride_h, m_col, CHUNK)
-        o_t = t0 * stride_h + o_col
-        for i in tl.static_range(CHUNK):
-            b_prev = b_prevs[i].to(tl.float32)
-            b_da = _back_step(b_dhs[i], b_h, b_u, b_da, ACT)
-            tl.store(p_dx + o_t - i * stride_h, b_da.to(p_dx.dtype.element_ty), mask=m_col)
-            b_du += b_da * b_prev
-            b_db += b_da
-            b_h = b_prev
-        b_dhs = b_dhs_next
-        b_prevs = b_prevs_next
+    # (dh, h_{t-1}) of the next STAGES - 1 chunks are in flight, started early as in the forward.
+    b_ahead = ()
+    for _ in tl.static_range(STAGES - 1):
+        b_empty = _zero_chunk(BLOCK, p_h.dtype.element_ty, CHUNK)
+        b_ahead = b_ahead + ((b_empty, b_empty),)
+    for t0 in range(t_top + (STAGES - 1) * CHUNK, -1, -CHUNK):
+        t_s = t0 - (STAGES - 1) * CHUNK
+        b_dhs = _load_steps(p_dh, o_col, t_s, -1, stride_h, T, m_col, CHUNK)
+        b_ahead = b_ahead + ((b_dhs, _load_steps(p_h, o_col, t_s - 1, -1, stride_h, T, m_col, CHUNK)),)
+        if t0 <= t_top:
+            b_dhs, b_prevs = b_ahead[0]
+            for i in tl.static_range(CHUNK):
+                b_prev = b_prevs[i].to(tl.float32)
+                b_da = _back_step(b_dhs[i], b_h, b_u, b_da, ACT)
+                m_step = tl.where(t0 - i < T, m_col, False)
+                tl.store(p_dx + (t0 - i) * stride_h + o_col, b_da.to(p_dx.dtype.element_ty), mask=m_step)
+                b_du += b_da * b_prev
+                b_db += b_da
+                b_h = b_prev
+        b_ahead = b_ahead[1:]
 
     # b_da is now da_0, the step whose previous state is h0.
     if HAS_H0:

@@ -26,6 +26,7 @@ import triton
 from tabulate import tabulate
 
 from kernels.aot import DTYPES, KERNELS, PTX_KINDS, REPORT_CONFIG, KernelFacts, compile_facts
+from kernels.recurrence import PAPER_SIZE_CONFIGS, autotune_configs
 from suite.errors import UsageError
 
 CCS = (80, 90)
@@ -44,11 +45,23 @@ def collect() -> list[KernelFacts]:
     return compile_facts(report_jobs())
 
 
+def chosen_configs() -> dict:
+    """The autotune space of each kernel and the configs meant for the paper's size."""
+    space = {
+        kernel: [{**c.kwargs, "num_warps": c.num_warps} for c in autotune_configs(single=False, backward=backward)]
+        for kernel, backward in (("recurrence_fwd", False), ("recurrence_bwd", True))
+    }
+    paper = {"recurrence_fwd": PAPER_SIZE_CONFIGS["fwd"], "recurrence_bwd": PAPER_SIZE_CONFIGS["bwd"]}
+    return {"autotune_space": space, "paper_size_configs": paper}
+
+
 def make_report(facts: list[KernelFacts]) -> dict:
-    """The JSON record of a set of facts: what made them, and one entry per compilation."""
+    """The JSON record of a set of facts: what made them, the configs the kernels are tuned over,
+    and one entry per compilation."""
     return {
         "triton": triton.__version__,
         "config": REPORT_CONFIG,
+        **chosen_configs(),
         "kernels": [dataclasses.asdict(f) for f in facts],
     }
 
@@ -103,6 +116,9 @@ def check(baseline: dict, current: dict) -> CheckResult:
         )
     if baseline.get("config") != current.get("config"):
         notes.append(f"report config changed: {baseline.get('config')} -> {current.get('config')}")
+    for field in ("autotune_space", "paper_size_configs"):
+        if baseline.get(field) != current.get(field):
+            notes.append(f"{field.replace('_', ' ')} changed since the baseline")
     base, new = _by_target(baseline), _by_target(current)
     for key in sorted(base):
         if key not in new:
@@ -159,8 +175,23 @@ def to_markdown(report: dict) -> str:
             "PTX instructions by kind (static counts):",
             "",
             tabulate(counts, headers=["kernel", "dtype", "target", *PTX_KINDS], tablefmt="github"),
+            "",
+            _configs_markdown(report),
         ]
     )
+
+
+def _configs_markdown(report: dict) -> str:
+    """The autotune space of each kernel, the paper-size configs marked."""
+    rows = []
+    for kernel, space in report.get("autotune_space", {}).items():
+        paper = report.get("paper_size_configs", {}).get(kernel)
+        for c in space:
+            steps_ahead = (c["STAGES"] - 1) * c["CHUNK"]
+            mark = "paper size" if c == paper else ""
+            rows.append([kernel, c["BLOCK"], c["num_warps"], c["CHUNK"], c["STAGES"], steps_ahead, mark])
+    headers = ["kernel", "BLOCK", "warps", "CHUNK", "STAGES", "steps loaded ahead", "meant for"]
+    return "\n".join(["Autotune space:", "", tabulate(rows, headers=headers, tablefmt="github")])
 
 
 def read_baseline(path: str | Path) -> dict:

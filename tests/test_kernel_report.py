@@ -23,7 +23,7 @@ import triton.language as tl
 @triton.jit(do_not_specialize=["T"])
 def one_per_thread_fwd(p_x, p_u, p_bias, p_h0, p_h, T, n_cols, H, stride_t,
                        HAS_BIAS: tl.constexpr, HAS_H0: tl.constexpr, ACT: tl.constexpr,
-                       BLOCK: tl.constexpr, CHUNK: tl.constexpr):
+                       BLOCK: tl.constexpr, CHUNK: tl.constexpr, STAGES: tl.constexpr):
     o_col = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m_col = o_col < n_cols
     b_u = tl.load(p_u + o_col % H, mask=m_col, other=0.0)
@@ -36,7 +36,7 @@ def one_per_thread_fwd(p_x, p_u, p_bias, p_h0, p_h, T, n_cols, H, stride_t,
 """
 TARGET = dict(name="recurrence_fwd", dtype="fp32", cc=90)
 # 64 fp32 values per thread per step, 8 steps in flight: far beyond 255 registers.
-SPILLING = {"BLOCK": 2048, "CHUNK": 8, "num_warps": 1}
+SPILLING = {"BLOCK": 2048, "CHUNK": 8, "STAGES": 2, "num_warps": 1}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,11 @@ def compiled(tmp_path_factory):
     variant = tmp_path_factory.mktemp("variant") / "one_per_thread.py"
     variant.write_text(textwrap.dedent(ONE_PER_THREAD))
     jobs = report_jobs() + [
-        dict(TARGET, source=f"{variant}:one_per_thread_fwd", config={"BLOCK": 128, "CHUNK": 8, "num_warps": 4}),
+        dict(
+            TARGET,
+            source=f"{variant}:one_per_thread_fwd",
+            config={"BLOCK": 128, "CHUNK": 8, "STAGES": 2, "num_warps": 4},
+        ),
         dict(TARGET, config=SPILLING),
     ]
     *facts, narrow, spilling = compile_facts(jobs)
@@ -139,3 +143,16 @@ def test_cli_update_then_check(compiled, monkeypatch, tmp_path, capsys):
     assert main(["kernel-report", "--check", str(baseline)]) == 1
     assert "FAIL: recurrence_fwd fp32 sm_90: widest global load" in capsys.readouterr().out
     assert main(["kernel-report", "--check", str(tmp_path / "absent.json")]) == 2
+
+
+def test_report_records_the_autotune_space_and_marks_the_paper_size_configs(compiled):
+    report, _, _ = compiled
+    for kernel in ("recurrence_fwd", "recurrence_bwd"):
+        paper = report["paper_size_configs"][kernel]
+        assert paper in report["autotune_space"][kernel]  # the autotuner can pick it
+    text = kernel_report.to_markdown(report)
+    assert text.count("paper size") == 2 and "steps loaded ahead" in text
+    shrunk = copy.deepcopy(report)
+    shrunk["autotune_space"]["recurrence_fwd"].pop()
+    result = check(report, shrunk)
+    assert result.ok and any("autotune space changed" in n for n in result.notes)

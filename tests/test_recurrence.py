@@ -15,7 +15,12 @@ import torch
 import triton
 
 from kernels import indrnn_recurrence, recurrence_reference
-from kernels.recurrence import _interpreter_unusable_reason
+from kernels.recurrence import (
+    PAPER_SIZE_CONFIGS,
+    _interpreter_unusable_reason,
+    recurrence_bwd_kernel,
+    recurrence_fwd_kernel,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -229,3 +234,30 @@ def test_old_triton_interpreter_with_new_numpy_is_named_and_falls_back(monkeypat
         indrnn_recurrence(x, u, backend="triton")
     h, _ = indrnn_recurrence(x, u, backend="auto")  # the torch backend instead
     assert rel_error(h, recurrence_reference(x, u)[0].double()) < 1e-6
+
+
+@pytest.mark.parametrize(
+    "config", [PAPER_SIZE_CONFIGS["fwd"], PAPER_SIZE_CONFIGS["bwd"], dict(BLOCK=64, CHUNK=5, STAGES=3, num_warps=2)]
+)
+def test_deep_pipelines_match_reference(config, device):
+    """The configs the autotuner may pick on a GPU, run directly (the interpreter's autotuner has
+    one config): several stages in flight, and T=63 not a multiple of CHUNK."""
+    T, B, H = 63, 3, 50
+    x, u, h0, bias = make_inputs(T, B, H, torch.float32, device)
+    grid = (triton.cdiv(B * H, config["BLOCK"]),)
+    h = torch.empty_like(x)
+    recurrence_fwd_kernel.fn[grid](
+        x, u, bias, h0, h, T, B * H, H, x.stride(0), T, HAS_BIAS=True, HAS_H0=True, ACT=0, **config
+    )
+    dh = torch.randn_like(x)
+    dx, cols = torch.empty_like(x), torch.zeros(3, B, H, device=device)
+    recurrence_bwd_kernel.fn[grid](
+        h, dh, u, h0, dx, cols[0], cols[1], cols[2], T, B * H, H, T, HAS_H0=True, ACT=0, **config
+    )
+    leaves = [t.double().requires_grad_() for t in (x, u, h0, bias)]
+    h_ref, _ = recurrence_reference(*leaves)
+    h_ref.backward(dh.double())
+    assert rel_error(h, h_ref) < 1e-5
+    assert rel_error(dx, leaves[0].grad) < 1e-5 and rel_error(cols[2], leaves[2].grad) < 1e-5
+    assert rel_error(cols[1].sum(0), leaves[3].grad) < 1e-5
+    assert rel_error(cols[0].sum(0), leaves[1].grad) < 1e-5  # the h0 term is added in the kernel
