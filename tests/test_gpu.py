@@ -37,10 +37,10 @@ def test_benchmark_sizes_match_reference(T, B, H, dtype, tol):
 
 def test_more_than_2_pow_31_elements():
     """int64 offsets: the last steps of a T*B*H > 2^31 tensor are addressed correctly."""
-    # 2064 * 2^20 = 2,164,260,864 elements: the planes from t = 2048 on lie past 2^31, and 2064
-    # is a multiple of every CHUNK, so whole chunks of the main loops (not only the tail) are there.
+    # 2064 * 2^20 = 2,164,260,864 elements: the planes from t = 2048 on lie past 2^31, and with
+    # every CHUNK of the space (<= 16) at least one whole chunk of steps lies there.
     T, B, H = 2064, 1, 1 << 20
-    assert T * B * H > 2**31 and T % 16 == 0
+    assert T * B * H > 2**31
     if torch.cuda.get_device_properties(0).total_memory < 24 * 2**30:
         pytest.skip("needs 24 GiB of GPU memory")
     x = torch.randn(T, B, H, device="cuda", dtype=torch.bfloat16).requires_grad_()
