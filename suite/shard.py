@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from suite.errors import UsageError
 from suite.schema import SweepConfig, expected_keys
+from suite.validate import estimate_config_s
 
 # The axes a comparison holds fixed: configs that agree on them form one indivisible group.
 # Provider, depth, input size and timing are left out because the analysis compares across them.
@@ -53,18 +54,19 @@ def comparison_of(cfg: SweepConfig) -> tuple:
 
 def partition(plan: Sequence[SweepConfig], count: int) -> list[list[SweepConfig]]:
     """The plan split into `count` parts (some empty when there are fewer comparisons than parts),
-    each in plan order. Comparisons go, largest first, to the part holding the fewest configs so
-    far (ties: the lower part), so parts differ by at most one comparison's size. On a GPU every
-    config costs about the same timed budget, so the count of configs is the cost estimate."""
+    each in plan order. Comparisons go, costliest first, to the part with the least estimated
+    time so far (ties: the lower part), so parts differ by at most one comparison's estimate.
+    The estimate is validate's coarse per-config guess of GPU seconds (suite.validate)."""
     groups: dict[tuple, list[int]] = {}  # comparison -> plan positions, in order of first appearance
     for position, cfg in enumerate(plan):
         groups.setdefault(comparison_of(cfg), []).append(position)
-    loads = [0] * count
+    cost = {key: sum(estimate_config_s(plan[p]) for p in positions) for key, positions in groups.items()}
+    loads = [0.0] * count
     owner = [0] * len(plan)
-    for positions in sorted(groups.values(), key=lambda p: (-len(p), p[0])):
+    for key in sorted(groups, key=lambda g: (-cost[g], groups[g][0])):
         part = min(range(count), key=lambda k: (loads[k], k))
-        loads[part] += len(positions)
-        for position in positions:
+        loads[part] += cost[key]
+        for position in groups[key]:
             owner[position] = part
     return [[cfg for cfg, part in zip(plan, owner, strict=True) if part == k] for k in range(count)]
 

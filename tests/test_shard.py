@@ -14,6 +14,7 @@ from suite.presets import PRESETS, load_preset
 from suite.schema import AXES, plan_hash
 from suite.shard import Shard, comparison_of, missing_configs, partition, shard_of
 from suite.store import read_meta
+from suite.validate import estimate_config_s
 
 COUNTS = (1, 2, 3, 4, 5, 6, 7, 500)  # 500: more parts than any preset has comparisons
 
@@ -50,22 +51,28 @@ def test_configs_the_analysis_compares_share_a_part(preset, count):
     assert _same_part(parts, lambda c: (c.mode, c.seq_len, c.batch, c.hidden, c.dtype))
 
 
-def test_parts_are_balanced_and_the_same_every_time():
+def test_parts_are_balanced_by_estimated_time_and_the_same_every_time():
     plan = load_preset("full")
-    biggest = max(sum(comparison_of(c) == comparison_of(d) for d in plan) for c in plan)
+    costliest = max(sum(estimate_config_s(d) for d in plan if comparison_of(d) == comparison_of(c)) for c in plan)
     for count in range(1, 8):
         parts = partition(plan, count)
         assert parts == partition(list(plan), count)
-        sizes = [len(p) for p in parts]
-        assert max(sizes) - min(sizes) <= biggest
+        loads = [sum(map(estimate_config_s, p)) for p in parts]
+        assert max(loads) - min(loads) <= costliest
     assert all(partition(plan, 7))  # enough comparisons: no part is left empty
 
 
-def test_parts_hold_equal_counts_of_configs_where_comparisons_allow():
+def test_parts_hold_equal_estimated_time_where_comparisons_allow():
     big = [cfg(p) for p in ("indrnn_torch", "lstm", "gru", "transformer")]  # one comparison of four
     small = [cfg("lstm", seq_len=t) for t in (16, 32, 64, 128)]  # four comparisons of one
     parts = partition(small[:2] + big + small[2:], 2)
     assert parts == [big, small]
+
+
+def test_a_long_eager_loop_weighs_more_than_many_quick_configs():
+    slow = [cfg("indrnn_torch", seq_len=16384)]  # the eager loop launches kernels per step
+    quick = [cfg(p, seq_len=t) for t in (16, 32, 64, 128) for p in ("lstm", "gru")]
+    assert partition(quick + slow, 2) == [slow, quick]
 
 
 def test_more_parts_than_comparisons_leaves_the_extra_parts_empty():
