@@ -329,7 +329,7 @@ class Validation:
     folder: Path
     budget_s: float
     steps: list[StepRecord]
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=lambda: time.monotonic())  # looked up at call time (tests fake it)
     checks: list[Check] = field(default_factory=list)
     tests: dict | None = None
     finished: bool = False
