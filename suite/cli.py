@@ -62,13 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "run")
     args = build_parser(argv[0]).parse_args(argv)
     module = importlib.import_module(COMMANDS[args.command][0])
-    from suite.errors import ResultsError
-
     try:
         return int(module.run(args) or 0)
-    except (UsageError, ResultsError) as e:
+    except UsageError as e:  # PresetError and ResultsError too: the user's input, one line
         print(f"run_bench.py {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: the reader left, not an error
+        sys.stderr.close()  # nothing more can be said on a closed pipe
+        return 0
     except KeyboardInterrupt as e:  # a command may say where its work was kept
         where = str(e) or "rows written so far are kept (--resume continues)"
         print(f"run_bench.py {args.command}: interrupted; {where}", file=sys.stderr)
