@@ -13,7 +13,7 @@ from tabulate import tabulate
 
 from suite import env
 from suite.bench import RESULTS_DIR, run_sweep
-from suite.errors import PresetError, UsageError
+from suite.errors import PresetError, ResultsError, UsageError
 from suite.presets import PRESETS, default_preset, load_preset, preset_description, validate_axis
 from suite.providers import PROVIDERS
 from suite.schema import AXES, INT_AXES, SweepConfig
@@ -149,10 +149,13 @@ def estimate_duration(configs: list[SweepConfig], device: torch.device) -> str:
     the gate's reference are not in the rows). Configs no file holds count at the mean."""
     seconds_of, sources, scaled = {}, [], True
     for path in sorted(RESULTS_DIR.glob("*.csv"), key=lambda p: p.stat().st_mtime):
-        meta = read_meta(path) if meta_path(path).is_file() else {}
-        if meta.get("device_kind") != device.type:
+        try:
+            meta = read_meta(path) if meta_path(path).is_file() else {}
+            if meta.get("device_kind") != device.type:
+                continue
+            rows = read_results(path)
+        except ResultsError:  # another command's files (converge, profile) or a damaged one
             continue
-        rows = read_results(path)
         cost = (rows["n_samples"].fillna(0) + 3) * rows["p50_ms"].fillna(0) / 1e3 + rows["compile_s"].fillna(0)
         wall_s = meta.get("wall_s")
         scaled &= bool(wall_s)
