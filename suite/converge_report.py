@@ -24,6 +24,7 @@ from suite.store import meta_path, read_meta
 INDRNN_PREFIX = "indrnn"  # models whose name starts so are IndRNNs; every other model is a baseline
 PRIMARY_INDRNN = "indrnn"  # the IndRNN the verdict is about, when the run has it
 TABLE_FORMAT = "github"
+NEITHER = "neither solved"
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,13 @@ class Speedup:
     at_least: bool  # the baseline did not reach the target: ratio is a floor from its spent time
     text: str
 
+    @property
+    def indrnn_first(self) -> bool | None:
+        """Whether the IndRNN reached the target first; None when neither reached it."""
+        if self.ratio is not None:
+            return self.ratio >= 1
+        return None if self.text == NEITHER else False
+
 
 def speedup(indrnn: Cell, baseline: Cell) -> Speedup:
     def make(ratio: float | None, at_least: bool, text: str) -> Speedup:
@@ -167,7 +175,7 @@ def speedup(indrnn: Cell, baseline: Cell) -> Speedup:
         return make(ratio, True, f">= {fmt_x(ratio)} ({baseline.model} not solved)")
     if baseline.solved:
         return make(None, False, f"IndRNN not solved, {baseline.model} solved")
-    return make(None, False, "neither solved")
+    return make(None, False, NEITHER)
 
 
 def speedups(run: ConvergeRun) -> list[Speedup]:
@@ -376,6 +384,24 @@ def _speedup_section(run: ConvergeRun) -> list[str]:
     return lines + [_table(rows, ["T", "IndRNN", *(f"vs `{b}`" for b in baselines)])]
 
 
+def _against_each_baseline(run: ConvergeRun) -> list[str]:
+    """Per IndRNN and baseline: the T where the IndRNN reached the target first, and where not
+    (the baseline first, or the IndRNN never; a T neither solved decides nothing)."""
+    lines = []
+    found = speedups(run)
+    for indrnn in dict.fromkeys(s.indrnn for s in found):
+        for baseline in dict.fromkeys(s.baseline for s in found if s.indrnn == indrnn):
+            pairs = [s for s in found if s.indrnn == indrnn and s.baseline == baseline]
+            first = [str(s.seq_len) for s in pairs if s.indrnn_first]
+            not_first = [str(s.seq_len) for s in pairs if s.indrnn_first is False]
+            lines.append(
+                f"- `{indrnn}` vs `{baseline}`: first to the target at T = {', '.join(first) or 'none'}"
+                + (f"; not at T = {', '.join(not_first)}" if not_first else "")
+                + "."
+            )
+    return lines
+
+
 def _verdict_section(run: ConvergeRun) -> list[str]:
     result, why = verdict(run)
     return [
@@ -383,6 +409,8 @@ def _verdict_section(run: ConvergeRun) -> list[str]:
         "",
         f'Claim: "IndRNN solves the adding problem in less training time than LSTM, GRU and a Transformer". '
         f"**Verdict: {result}.** {why}",
+        "",
+        *_against_each_baseline(run),
     ]
 
 

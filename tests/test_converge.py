@@ -307,12 +307,14 @@ def test_report_medians_ranges_speedups_and_verdict(tmp_path):
     assert "`gru` did not reach MSE 0.01 at T=10 in 2 of 3 seeds" in text
     assert "0.167" in text and "line to beat" in text
     assert verdict(run)[0] == "holds"
+    assert "`indrnn` vs `gru`: first to the target at T = 10." in text
 
     rows[1]["seconds"] = 0.5  # lstm seed 0 now beats indrnn's median... but not lstm's median
     rows[4]["seconds"] = rows[7]["seconds"] = 1.5  # lstm median 1.5 s < indrnn 2 s
     write_run(path, rows)
     result, why = verdict(load_converge(path))
     assert result == "does not hold" and "lstm reached it first" in why
+    assert "`indrnn` vs `lstm`: first to the target at T = none; not at T = 10." in build_converge_report(path)
 
 
 # ---------------------------------------------------------------------------- end to end
