@@ -308,7 +308,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    plots = plot_all(results_in(args.results), args.out_dir)
+    from suite.converge_plots import plot_converge
+    from suite.converge_report import is_converge_results
+
+    path = results_in(args.results)
+    if is_converge_results(path):  # a converge run has figures of its own
+        for written in plot_converge(path, args.out_dir):
+            print(written)
+        return 0
+    plots = plot_all(path, args.out_dir)
     for path in plots.written:
         print(path)
     for line in plots.skipped:

@@ -616,5 +616,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    print(write_report(results_in(args.results), args.out))
+    from suite.converge_report import is_converge_results, write_converge_report
+
+    path = results_in(args.results)
+    # A converge run (curves + summary) has its own report; a sweep's results have this one.
+    print(write_converge_report(path, args.out) if is_converge_results(path) else write_report(path, args.out))
     return 0

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from kernels import IndRNN
-from suite import converge
+from suite import cli, converge
 from suite.adding import BASELINE_MSE, adding_batch
 from suite.cli import main
 from suite.converge import (
@@ -336,3 +336,14 @@ def test_cli_run_reaches_an_easy_target_and_writes_report_and_plots(tmp_path, ca
     assert sorted(p.name for p in (tmp_path / "e2e-plots").iterdir()) == ["mse_vs_seconds.png", "to_target.png"]
     curve = read(out)
     assert curve[0]["step"] == "0" and math.isclose(float(curve[-1]["test_mse"]), float(row["final_mse"]))
+
+
+def test_report_and_plot_commands_take_a_converge_run(tmp_path, capsys):
+    path = tmp_path / "run.csv"
+    write_run(
+        path, [dict(model=m, seq_len=10, seed=0, seconds=s, steps=100) for m, s in (("indrnn", 1.0), ("lstm", 3.0))]
+    )
+    assert cli.main(["report", str(path), "--out", str(tmp_path / "r.md")]) == 0
+    assert (tmp_path / "r.md").read_text().startswith("# Time to solve the adding problem")
+    assert cli.main(["plot", str(path), "--out-dir", str(tmp_path / "p")]) == 0
+    assert {p.name for p in (tmp_path / "p").glob("*.png")} == {"mse_vs_seconds.png", "to_target.png"}
