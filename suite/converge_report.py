@@ -19,6 +19,7 @@ from tabulate import tabulate
 from suite.adding import BASELINE_MSE
 from suite.converge import CURVE_COLUMNS, SUMMARY_COLUMNS, summary_path
 from suite.errors import ResultsError
+from suite.report import provenance_fields
 from suite.store import meta_path, read_meta
 
 INDRNN_PREFIX = "indrnn"  # models whose name starts so are IndRNNs; every other model is a baseline
@@ -269,18 +270,9 @@ def _environment(run: ConvergeRun) -> list[str]:
     lines = [f"Results: `{run.path.name}` and `{summary_path(run.path).name}` ({len(run.summary)} finished runs)."]
     if not meta:
         return lines + ["", "No metadata file beside the results."]
-    commit = meta.get("git_commit") or "unknown"
-    if meta.get("git_dirty"):
-        commit += " (dirty: uncommitted changes)"
     notes = meta.get("notes", {})
     fields = [
-        ("device", f"{meta.get('device', '')} ({meta.get('device_kind', '')})"),
-        ("CPU", f"{meta.get('cpu', '')}, {meta.get('threads', '')} threads"),
-        ("python / torch / triton", f"{meta.get('python', '')} / {meta.get('torch', '')} / {meta.get('triton', '')}"),
-        ("CUDA / driver", f"{meta.get('cuda') or '-'} / {meta.get('driver') or '-'}"),
-        ("commit", commit),
-        ("timestamp (UTC)", meta.get("timestamp", "")),
-        ("preset", meta.get("preset", "")),
+        *provenance_fields(meta),
         ("timing", f"{meta.get('timing', '')}: training steps only; evaluation excluded"),
         ("run id", meta.get("run_id", "")),
     ]

@@ -71,6 +71,22 @@ def _table(rows: list[list], headers: list[str]) -> str:
     return tabulate(rows, headers=headers, tablefmt=TABLE_FORMAT, disable_numparse=True)
 
 
+def provenance_fields(meta: dict) -> list[tuple[str, str]]:
+    """What produced a run, from its metadata: the first rows of every report's environment table."""
+    commit = meta.get("git_commit") or "unknown"
+    if meta.get("git_dirty"):
+        commit += " (dirty: uncommitted changes)"
+    return [
+        ("device", f"{meta.get('device', '')} ({meta.get('device_kind', '')})"),
+        ("CPU", f"{meta.get('cpu', '')}, {meta.get('threads', '')} threads"),
+        ("python / torch / triton", f"{meta.get('python', '')} / {meta.get('torch', '')} / {meta.get('triton', '')}"),
+        ("CUDA / driver", f"{meta.get('cuda') or '-'} / {meta.get('driver') or '-'}"),
+        ("commit", commit),
+        ("timestamp (UTC)", meta.get("timestamp", "")),
+        ("preset", meta.get("preset", "")),
+    ]
+
+
 def _environment(s: Summary) -> list[str]:
     res = s.res
     meta = res.meta
@@ -80,18 +96,9 @@ def _environment(s: Summary) -> list[str]:
     if not meta:
         lines += ["", f"No metadata file beside the results; device taken from the rows: {res.device}."]
         return lines
-    commit = meta.get("git_commit") or "unknown"
-    if meta.get("git_dirty"):
-        commit += " (dirty: uncommitted changes)"
     copy_bw = meta.get("copy_gbytes_per_s")
     fields = [
-        ("device", f"{meta.get('device', '')} ({meta.get('device_kind', '')})"),
-        ("CPU", f"{meta.get('cpu', '')}, {meta.get('threads', '')} threads"),
-        ("python / torch / triton", f"{meta.get('python', '')} / {meta.get('torch', '')} / {meta.get('triton', '')}"),
-        ("CUDA / driver", f"{meta.get('cuda') or '-'} / {meta.get('driver') or '-'}"),
-        ("commit", commit),
-        ("timestamp (UTC)", meta.get("timestamp", "")),
-        ("preset", meta.get("preset", "")),
+        *provenance_fields(meta),
         ("timing method", meta.get("timing", "")),
         ("copy bandwidth", _copy_bandwidth(copy_bw, (meta.get("machine") or {}).get("copy_gbytes_per_s_end"))),
         ("wall time", "-" if _missing(meta.get("wall_s")) else f"{meta['wall_s']:.0f} s (the sweep, all sessions)"),
