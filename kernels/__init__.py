@@ -1,5 +1,6 @@
 """IndRNN kernels: the recurrence in Triton, its torch reference, and IndRNN layers."""
 
+from kernels import op  # noqa: F401 - registers the indrnn:: custom operators the triton backend calls
 from kernels.constraint import clamp_recurrent_weight_, init_recurrent_weight_, recurrent_bound
 from kernels.layers import IndRec, IndRNN
 from kernels.recurrence import indrnn_recurrence, interpreter_enabled, resolve_backend

@@ -19,6 +19,12 @@ and arranged as one of three architectures:
 The recurrent state of a network is the last state of each IndRec in the order they run.
 Dropout is applied to the input of every Weight except the first, so for the plain stack it
 acts between layers exactly as in `nn.LSTM`.
+
+What `nn.LSTM` users swap in also works: a bidirectional plain stack (each layer's Weight
+projects to both directions at once, a forward and a reverse-time IndRec read their halves in
+place, and their outputs are concatenated), `PackedSequence` input and output (each sequence
+runs its own number of steps; BatchNorm counts only the valid frames), and `batch_first`,
+where activations stay in the batch-first layout and the recurrence reads them in place.
 """
 
 from __future__ import annotations
@@ -27,10 +33,11 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from kernels.constraint import clamp_recurrent_weight_, init_recurrent_weight_, recurrent_bound
 from kernels.recurrence import BACKENDS, indrnn_recurrence
-from kernels.reference import ACTIVATIONS
+from kernels.reference import ACTIVATIONS, valid_steps
 
 ARCHITECTURES = ("plain", "residual", "dense")
 States = torch.Tensor | Sequence[torch.Tensor]
@@ -56,13 +63,30 @@ class IndRec(nn.Module):
             self.weight_hh.uniform_(0.0, recurrent_max)
 
     def forward(
-        self, x: torch.Tensor, h0: torch.Tensor | None = None, backend: str = "auto"
+        self,
+        x: torch.Tensor,
+        h0: torch.Tensor | None = None,
+        backend: str = "auto",
+        lengths: torch.Tensor | None = None,
+        reverse: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (T, B, H), h0: (B, H) or None. Returns (h of shape (T, B, H), h_last of shape (B, H))."""
+        """x: (T, B, H) (any time and batch strides), h0: (B, H) or None, lengths: (B,) or None,
+        reverse: walk time backwards. Returns (h of shape (T, B, H), h_last of shape (B, H))."""
         if self.norm is not None:
-            # Statistics over every (t, b) frame: BatchNorm1d sees T*B samples of H features.
-            x = self.norm(x.reshape(-1, self.hidden_size)).view(x.shape)
-        return indrnn_recurrence(x, self.weight_hh, h0, self.bias, self.activation, backend)
+            x = self._normalise(x, lengths)
+        return indrnn_recurrence(
+            x, self.weight_hh, h0, self.bias, self.activation, backend, lengths=lengths, reverse=reverse
+        )
+
+    def _normalise(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """BatchNorm1d over the frames: T*B samples of H features, or only each row's valid steps."""
+        if lengths is not None:
+            valid = valid_steps(lengths.to(x.device), x.shape[0]).expand(x.shape)
+            return x.masked_scatter(valid, self.norm(x[valid].view(-1, self.hidden_size)))
+        # Frames in memory order, so a batch-first x viewed time first is not copied.
+        frames = x.transpose(0, 1) if x.stride(1) > x.stride(0) else x
+        normed = self.norm(frames.reshape(-1, self.hidden_size)).view(frames.shape)
+        return normed.transpose(0, 1) if frames is not x else normed
 
 
 class IndRNN(nn.Module):
@@ -77,7 +101,10 @@ class IndRNN(nn.Module):
         bias: give every IndRec a bias (the projections never have one: the IndRec bias or
             BatchNorm shift already plays that role).
         batch_first: input and output are (B, T, ...) instead of (T, B, ...). States are
-            always (..., B, H).
+            always (..., B, H). Activations stay batch first; the recurrence reads them in place.
+        bidirectional: "plain" only. Every layer also runs a reverse-time IndRec; the output
+            concatenates both directions (2 * hidden_size features) and the states are ordered
+            as in nn.LSTM: layer 0 forward, layer 0 backward, layer 1 forward, ...
         dropout: probability of dropping the input of each projection but the first.
         batch_norm: BatchNorm over the T*B frames before every recurrence.
         activation: "relu" (the papers' choice) or "tanh".
@@ -90,7 +117,8 @@ class IndRNN(nn.Module):
         backend: "auto", "triton" or "torch", as in `indrnn_recurrence`; may be changed later.
 
     Forward:
-        input: (T, B, I), or (B, T, I) with batch_first.
+        input: (T, B, I), or (B, T, I) with batch_first, or a PackedSequence (output is then
+            packed the same way; h_n holds each sequence's state after its last step).
         h0: initial states, or None for zeros: a (R, B, H) tensor when all R recurrences have
             the same width ("plain", "residual"), or a sequence of R tensors of (B, width),
             widths as in `state_sizes`.
@@ -106,6 +134,7 @@ class IndRNN(nn.Module):
         *,
         bias: bool = True,
         batch_first: bool = False,
+        bidirectional: bool = False,
         dropout: float = 0.0,
         batch_norm: bool = False,
         activation: str = "relu",
@@ -134,11 +163,17 @@ class IndRNN(nn.Module):
             )
         if architecture != "dense" and (growth_rate is not None or dense_blocks is not None):
             raise ValueError("growth_rate and dense_blocks apply only to architecture='dense'")
+        if bidirectional and architecture != "plain":
+            raise ValueError(
+                f"bidirectional=True supports architecture='plain' only, got architecture={architecture!r}"
+            )
 
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.batch_first = batch_first
+        self.bidirectional = bidirectional
+        self.num_directions = 2 if bidirectional else 1
         self.architecture = architecture
         self.backend = backend
         self.recurrent_max = 1.0 if seq_len is None else recurrent_bound(seq_len, gamma)
@@ -162,7 +197,8 @@ class IndRNN(nn.Module):
         if architecture == "plain":
             width = input_size
             for _ in range(num_layers):
-                width = indrec(weight(width, hidden_size))
+                weight(width, self.num_directions * hidden_size)  # both directions in one GEMM
+                width = sum(indrec(hidden_size) for _ in range(self.num_directions))
         elif architecture == "residual":
             weight(input_size, hidden_size)
             for _ in range(num_layers // 2):
@@ -219,28 +255,41 @@ class IndRNN(nn.Module):
                 raise ValueError(f"h0[{i}] is on {state.device} but input is on {like.device}")
         return states
 
-    def forward(self, input: torch.Tensor, h0: States | None = None) -> tuple[torch.Tensor, States]:
+    def forward(
+        self, input: torch.Tensor | PackedSequence, h0: States | None = None
+    ) -> tuple[torch.Tensor | PackedSequence, States]:
+        packed, lengths = None, None
+        if isinstance(input, PackedSequence):
+            packed = input
+            input, lengths = pad_packed_sequence(packed, batch_first=self.batch_first)  # lengths on the CPU
         if not isinstance(input, torch.Tensor):
-            raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
+            raise TypeError(f"input must be a torch.Tensor or a PackedSequence, got {type(input).__name__}")
         if input.dim() != 3 or input.shape[-1] != self.input_size:
             layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
             raise ValueError(f"input must have shape {layout} with I={self.input_size}, got {tuple(input.shape)}")
-        x = input.transpose(0, 1) if self.batch_first else input
-        states_in = iter(self._initial_states(h0, x.shape[1], x))
+        # Activations keep the input's layout; each recurrence gets a time-first view of them.
+        time_first = (lambda t: t.transpose(0, 1)) if self.batch_first else (lambda t: t)
+        x = input
+        states_in = iter(self._initial_states(h0, time_first(x).shape[1], x))
         projections, recurrences = iter(self.projections), iter(self.recurrences)
         states_out: list[torch.Tensor] = []
 
         def weight(x: torch.Tensor, first: bool = False) -> torch.Tensor:
             return next(projections)(x if first else self.dropout(x))
 
-        def indrec(x: torch.Tensor) -> torch.Tensor:
-            h, h_last = next(recurrences)(x, next(states_in), self.backend)
+        def indrec(x: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+            h, h_last = next(recurrences)(time_first(x), next(states_in), self.backend, lengths, reverse)
             states_out.append(h_last)
-            return h
+            return time_first(h)
 
         if self.architecture == "plain":
             for i in range(self.num_layers):
-                x = indrec(weight(x, first=i == 0))
+                x = weight(x, first=i == 0)
+                if self.bidirectional:  # each direction reads its half of the projection in place
+                    forward, backward = x.split(self.hidden_size, dim=-1)
+                    x = torch.cat([indrec(forward), indrec(backward, reverse=True)], dim=-1)
+                else:
+                    x = indrec(x)
         elif self.architecture == "residual":
             x = weight(x, first=True)
             for _ in range(self.num_layers // 2):
@@ -254,7 +303,17 @@ class IndRNN(nn.Module):
                 if i < len(self.dense_blocks) - 1:
                     x = indrec(weight(x))
 
-        output = x.transpose(0, 1) if self.batch_first else x
+        output = x if packed is None else self._pack_like(packed, x, lengths)
         if len(set(self.state_sizes)) == 1:
             return output, torch.stack(states_out)
         return output, tuple(states_out)
+
+    def _pack_like(self, packed: PackedSequence, padded: torch.Tensor, lengths: torch.Tensor) -> PackedSequence:
+        """padded (in the input's batch order) packed exactly as the input was: same batch sizes
+        and sort order, as nn.LSTM returns it."""
+        order = packed.sorted_indices
+        if order is not None:
+            padded = padded.index_select(0 if self.batch_first else 1, order)
+            lengths = lengths[order.cpu()]
+        data = pack_padded_sequence(padded, lengths, batch_first=self.batch_first, enforce_sorted=True).data
+        return packed._replace(data=data)

@@ -16,6 +16,14 @@ derivative from the stored h (relu: h > 0; tanh: 1 - h^2), so the forward keeps 
 but h. du and dbias are per-column fp32 sums written by each program to its own slots and
 reduced over the batch afterwards by a plain (deterministic) sum: no float atomics, so two
 backward passes on the same input give bit-identical gradients.
+
+Both kernels walk "walk steps" s = 0..T-1 and visit time t = s, or t = T-1-s with REVERSE (the
+backward direction of a bidirectional layer: no flipped copy is made). With HAS_LENGTHS each
+batch row stops at its own length: later steps load nothing, keep the state and store zeros,
+and the backward passes the carried gradient through them unchanged. x and h are read and
+written through their time and batch strides, so a batch-first tensor viewed time first is used
+in place. The public `indrnn_recurrence` reaches the kernels through the custom operators of
+kernels/op.py, which torch.compile can trace.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import triton
 import triton.language as tl
 
 from kernels.loop import recurrence_loop
-from kernels.reference import ACTIVATIONS, recurrence_reference
+from kernels.reference import ACTIVATIONS, last_state, recurrence_reference
 
 BACKENDS = ("auto", "triton", "torch", "reference")
 ACT_CODES = {"relu": 0, "tanh": 1}
@@ -131,15 +139,27 @@ def _back_step(b_dh, b_h, b_u, b_da, ACT: tl.constexpr):
 
 
 @triton.jit
-def _load_steps(p, o_col, t_first, dt, stride, T, mask, CHUNK: tl.constexpr):
-    """The planes of steps t_first, t_first + dt, ..., CHUNK of them (dt is 1 or -1), as a tuple,
-    issued back to back so that all CHUNK loads are in flight at once. A step outside [0, T)
-    reads as 0 and touches no memory."""
+def _time(s, T, REVERSE: tl.constexpr):
+    """The time step that walk step s visits: s itself, or T - 1 - s when the walk runs backwards."""
+    if REVERSE:
+        return T - 1 - s
+    return s
+
+
+@triton.jit
+def _load_steps(
+    p, o_off, s_first, ds, stride, T, mask, b_len, CHUNK: tl.constexpr, REVERSE: tl.constexpr, HAS_LENGTHS: tl.constexpr
+):
+    """The planes of walk steps s_first, s_first + ds, ..., CHUNK of them (ds is 1 or -1), as a
+    tuple, issued back to back so that all CHUNK loads are in flight at once. A step outside
+    [0, T), or (HAS_LENGTHS) at or past its row's length b_len, reads as 0 and touches no memory."""
     b_xs = ()
     for i in tl.static_range(CHUNK):
-        t = t_first + i * dt
+        t = _time(s_first + i * ds, T, REVERSE)
         m_step = tl.where((t >= 0) & (t < T), mask, False)  # not `mask & scalar`: the interpreter rejects it
-        b_xs = b_xs + (tl.load(p + t * stride + o_col, mask=m_step, other=0.0),)
+        if HAS_LENGTHS:
+            m_step = m_step & (t < b_len)
+        b_xs = b_xs + (tl.load(p + t * stride + o_off, mask=m_step, other=0.0),)
     return b_xs
 
 
@@ -153,21 +173,37 @@ def _zero_chunk(BLOCK: tl.constexpr, dtype: tl.constexpr, CHUNK: tl.constexpr):
     return b_chunk
 
 
-@triton.autotune(configs=autotune_configs(single=not AUTOTUNE), key=["n_cols", "t_bucket", "HAS_BIAS", "HAS_H0", "ACT"])
+@triton.jit
+def _plane_offsets(o_col, H, stride_b):
+    """Element offsets of columns o_col (b * H + neuron) in a plane whose batch stride is stride_b
+    and neuron stride 1, in int64: batch-first tensors are read in place, T*B*H may pass 2^31."""
+    return (o_col // H).to(tl.int64) * stride_b + o_col % H
+
+
+@triton.autotune(
+    configs=autotune_configs(single=not AUTOTUNE),
+    key=["n_cols", "t_bucket", "HAS_BIAS", "HAS_H0", "HAS_LENGTHS", "REVERSE", "ACT"],
+)
 @triton.jit(do_not_specialize=["T", "t_bucket"])
 def recurrence_fwd_kernel(
-    p_x,  # (T, B, H) input projections; the (B, H) plane contiguous, time stride stride_t
+    p_x,  # (T, B, H) input projections: neuron stride 1, time stride stride_t, batch stride stride_b
     p_u,  # (H,) fp32 recurrent weights
     p_bias,  # (H,) fp32 bias (unused unless HAS_BIAS)
     p_h0,  # (B*H,) fp32 initial state (unused unless HAS_H0)
-    p_h,  # (T, B, H) contiguous output states, x's dtype
+    p_h,  # (T, B, H) output states, x's dtype: neuron stride 1, strides stride_ht and stride_hb
+    p_lengths,  # (B,) int64 steps of each batch row (unused unless HAS_LENGTHS)
     T,  # number of time steps: a runtime value, never specialised, so no recompile per length
     n_cols,  # B * H
     H,  # hidden size, to find each column's neuron
     stride_t,  # elements between x_t and x_{t+1}
+    stride_b,  # elements between two batch rows of x
+    stride_ht,  # the same two strides of h
+    stride_hb,
     t_bucket,  # time_bucket(T): only an autotune key
     HAS_BIAS: tl.constexpr,
     HAS_H0: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr,  # row b runs steps t < lengths[b]; later steps store 0 and keep the state
+    REVERSE: tl.constexpr,  # walk t = T-1 .. 0 (the backward direction of a bidirectional layer)
     ACT: tl.constexpr,
     BLOCK: tl.constexpr,
     CHUNK: tl.constexpr,
@@ -177,6 +213,8 @@ def recurrence_fwd_kernel(
     o_col = pid * BLOCK + tl.arange(0, BLOCK)
     m_col = o_col < n_cols
     o_neuron = o_col % H
+    o_x = _plane_offsets(o_col, H, stride_b)
+    o_h = _plane_offsets(o_col, H, stride_hb)
     b_u = tl.load(p_u + o_neuron, mask=m_col, other=0.0)
     b_bias = tl.zeros([BLOCK], dtype=tl.float32)
     if HAS_BIAS:
@@ -184,48 +222,69 @@ def recurrence_fwd_kernel(
     b_h = tl.zeros([BLOCK], dtype=tl.float32)
     if HAS_H0:
         b_h = tl.load(p_h0 + o_col, mask=m_col, other=0.0)
+    b_len = T
+    if HAS_LENGTHS:
+        b_len = tl.load(p_lengths + o_col // H, mask=m_col, other=0)
 
-    # Offsets of step t are t * stride + column in int64: more than 2^31 elements are fine.
+    # Offsets of step t are t * stride + column offset in int64: more than 2^31 elements are fine.
     stride_x = tl.cast(stride_t, tl.int64)
-    stride_h = tl.cast(n_cols, tl.int64)
+    stride_h = tl.cast(stride_ht, tl.int64)
     # Software pipeline: the loads of the next STAGES - 1 chunks are in flight while the dependent
     # chain of this one runs, so a load has (STAGES - 1) * CHUNK steps to arrive. The loop starts
     # STAGES - 1 chunks early, loading only, so each load appears once in the code (compile time
-    # grows fast with the number of loads). Time is walked in whole chunks: the steps of the last
-    # one at or past T load nothing and store nothing (their state is never read), so a T that is
-    # not a multiple of CHUNK costs no unpipelined tail.
+    # grows fast with the number of loads). Time is walked in whole chunks of walk steps s (time
+    # t = s, or T-1-s with REVERSE): the steps of the last one at or past T load nothing and store
+    # nothing (their state is never read), so a T that is not a multiple of CHUNK costs no
+    # unpipelined tail.
     b_ahead = ()
     for _ in tl.static_range(STAGES - 1):
         b_ahead = b_ahead + (_zero_chunk(BLOCK, p_x.dtype.element_ty, CHUNK),)
-    for t0 in range(-(STAGES - 1) * CHUNK, T, CHUNK):
-        b_ahead = b_ahead + (_load_steps(p_x, o_col, t0 + (STAGES - 1) * CHUNK, 1, stride_x, T, m_col, CHUNK),)
-        if t0 >= 0:
+    for s0 in range(-(STAGES - 1) * CHUNK, T, CHUNK):
+        b_next = _load_steps(
+            p_x, o_x, s0 + (STAGES - 1) * CHUNK, 1, stride_x, T, m_col, b_len, CHUNK, REVERSE, HAS_LENGTHS
+        )
+        b_ahead = b_ahead + (b_next,)
+        if s0 >= 0:
             b_xs = b_ahead[0]
             for i in tl.static_range(CHUNK):
-                b_h = _step(b_xs[i], b_u, b_h, b_bias, HAS_BIAS, ACT)
-                m_step = tl.where(t0 + i < T, m_col, False)
-                tl.store(p_h + (t0 + i) * stride_h + o_col, b_h.to(p_h.dtype.element_ty), mask=m_step)
+                t = _time(s0 + i, T, REVERSE)
+                b_h_next = _step(b_xs[i], b_u, b_h, b_bias, HAS_BIAS, ACT)
+                b_out = b_h_next
+                if HAS_LENGTHS:  # past its length a row keeps its state and its output is 0
+                    b_h_next = tl.where(t < b_len, b_h_next, b_h)
+                    b_out = tl.where(t < b_len, b_h_next, 0.0)
+                b_h = b_h_next
+                m_step = tl.where(s0 + i < T, m_col, False)
+                tl.store(p_h + t * stride_h + o_h, b_out.to(p_h.dtype.element_ty), mask=m_step)
         b_ahead = b_ahead[1:]
 
 
 @triton.autotune(
-    configs=autotune_configs(single=not AUTOTUNE, backward=True), key=["n_cols", "t_bucket", "HAS_H0", "ACT"]
+    configs=autotune_configs(single=not AUTOTUNE, backward=True),
+    key=["n_cols", "t_bucket", "HAS_H0", "HAS_LENGTHS", "REVERSE", "ACT"],
 )
 @triton.jit(do_not_specialize=["T", "t_bucket"])
 def recurrence_bwd_kernel(
-    p_h,  # (T, B, H) contiguous forward states
-    p_dh,  # (T, B, H) contiguous gradient w.r.t. h (gradient into h_last already added)
+    p_h,  # (T, B, H) forward states: neuron stride 1, strides stride_ht and stride_hb
+    p_dh,  # (T, B, H) gradient w.r.t. h (gradient into h_last already added), strides stride_dt, stride_db
     p_u,  # (H,) fp32 recurrent weights
     p_h0,  # (B*H,) fp32 initial state (unused unless HAS_H0)
-    p_dx,  # (T, B, H) contiguous output: gradient w.r.t. x, x's dtype
+    p_dx,  # (T, B, H) output: gradient w.r.t. x, h's dtype and strides
     p_du_cols,  # (B*H,) fp32 output: per-column sum over t of da_t * h_{t-1}
     p_db_cols,  # (B*H,) fp32 output: per-column sum over t of da_t
     p_dh0,  # (B*H,) fp32 output: gradient w.r.t. h0
+    p_lengths,  # (B,) int64 steps of each batch row (unused unless HAS_LENGTHS)
     T,  # number of time steps, at least 1
     n_cols,  # B * H
     H,  # hidden size
+    stride_ht,  # elements between h_t and h_{t+1}
+    stride_hb,  # elements between two batch rows of h
+    stride_dt,  # the same two strides of dh
+    stride_db,
     t_bucket,  # time_bucket(T): only an autotune key
     HAS_H0: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr,
+    REVERSE: tl.constexpr,
     ACT: tl.constexpr,
     BLOCK: tl.constexpr,
     CHUNK: tl.constexpr,
@@ -234,42 +293,63 @@ def recurrence_bwd_kernel(
     pid = tl.program_id(0)
     o_col = pid * BLOCK + tl.arange(0, BLOCK)
     m_col = o_col < n_cols
+    o_h = _plane_offsets(o_col, H, stride_hb)
+    o_dh = _plane_offsets(o_col, H, stride_db)
     b_u = tl.load(p_u + o_col % H, mask=m_col, other=0.0)
+    b_len = T
+    if HAS_LENGTHS:
+        b_len = tl.load(p_lengths + o_col // H, mask=m_col, other=0)
     b_da = tl.zeros([BLOCK], dtype=tl.float32)  # da_{t+1}; u * da_{t+1} is what reaches h_t from step t+1
     b_du = tl.zeros([BLOCK], dtype=tl.float32)
     b_db = tl.zeros([BLOCK], dtype=tl.float32)
 
-    # Walk t = T-1 .. 0. Step t needs h_t, h_{t-1} and dh_t; h_{t-1} is the next step's h_t,
-    # so it is carried. h_{-1} reads as 0 here; the h0 term of du is added at the end.
-    # Time is walked down in whole chunks, the first one topped up above T-1 with steps that load
-    # nothing (dh = 0, so their da stays 0) and store nothing. Chunk t0 covers steps t0, t0-1, ...,
-    # t0-CHUNK+1. As in the forward, the next chunk's loads are issued before this chunk's chain runs.
-    stride_h = tl.cast(n_cols, tl.int64)
-    t_top = tl.cdiv(T, CHUNK) * CHUNK - 1
-    b_h = tl.load(p_h + t_top * stride_h + o_col, mask=tl.where(t_top < T, m_col, False), other=0.0)
+    # Undo the forward's walk: walk steps s = T-1 .. 0 (time t = s, or T-1-s with REVERSE). Step s
+    # needs h_s, h_{s-1} and dh_s; h_{s-1} is the next step's h_s, so it is carried. h_{-1} reads as
+    # 0 here; the h0 term of du is added at the end. Steps past a row's length (HAS_LENGTHS) kept
+    # the state in the forward: their da is 0 and the carried da passes through them unchanged.
+    # The walk goes down in whole chunks, the first one topped up above T-1 with steps that load
+    # nothing (dh = 0, so their da stays 0) and store nothing. Chunk s0 covers steps s0, s0-1, ...,
+    # s0-CHUNK+1. As in the forward, the next chunk's loads are issued before this chunk's chain runs.
+    stride_h = tl.cast(stride_ht, tl.int64)
+    stride_d = tl.cast(stride_dt, tl.int64)
+    s_top = tl.cdiv(T, CHUNK) * CHUNK - 1
+    t_top = _time(s_top, T, REVERSE)
+    m_top = tl.where(s_top < T, m_col, False)
+    if HAS_LENGTHS:
+        m_top = m_top & (t_top < b_len)
+    b_h = tl.load(p_h + t_top * stride_h + o_h, mask=m_top, other=0.0)
     b_h = b_h.to(tl.float32)
-    # (dh, h_{t-1}) of the next STAGES - 1 chunks are in flight, started early as in the forward.
+    # (dh, h_{s-1}) of the next STAGES - 1 chunks are in flight, started early as in the forward.
     b_ahead = ()
     for _ in tl.static_range(STAGES - 1):
         b_empty = _zero_chunk(BLOCK, p_h.dtype.element_ty, CHUNK)
         b_ahead = b_ahead + ((b_empty, b_empty),)
-    for t0 in range(t_top + (STAGES - 1) * CHUNK, -1, -CHUNK):
-        t_s = t0 - (STAGES - 1) * CHUNK
-        b_dhs = _load_steps(p_dh, o_col, t_s, -1, stride_h, T, m_col, CHUNK)
-        b_ahead = b_ahead + ((b_dhs, _load_steps(p_h, o_col, t_s - 1, -1, stride_h, T, m_col, CHUNK)),)
-        if t0 <= t_top:
+    for s0 in range(s_top + (STAGES - 1) * CHUNK, -1, -CHUNK):
+        s_load = s0 - (STAGES - 1) * CHUNK
+        b_dhs = _load_steps(p_dh, o_dh, s_load, -1, stride_d, T, m_col, b_len, CHUNK, REVERSE, HAS_LENGTHS)
+        b_prevs = _load_steps(p_h, o_h, s_load - 1, -1, stride_h, T, m_col, b_len, CHUNK, REVERSE, HAS_LENGTHS)
+        b_ahead = b_ahead + ((b_dhs, b_prevs),)
+        if s0 <= s_top:
             b_dhs, b_prevs = b_ahead[0]
             for i in tl.static_range(CHUNK):
+                t = _time(s0 - i, T, REVERSE)
                 b_prev = b_prevs[i].to(tl.float32)
-                b_da = _back_step(b_dhs[i], b_h, b_u, b_da, ACT)
-                m_step = tl.where(t0 - i < T, m_col, False)
-                tl.store(p_dx + (t0 - i) * stride_h + o_col, b_da.to(p_dx.dtype.element_ty), mask=m_step)
-                b_du += b_da * b_prev
-                b_db += b_da
+                b_da_t = _back_step(b_dhs[i], b_h, b_u, b_da, ACT)
+                if HAS_LENGTHS:
+                    m_valid = t < b_len
+                    b_da = tl.where(m_valid, b_da_t, b_da)
+                    b_da_t = tl.where(m_valid, b_da_t, 0.0)
+                else:
+                    b_da = b_da_t
+                m_step = tl.where(s0 - i < T, m_col, False)
+                tl.store(p_dx + t * stride_h + o_h, b_da_t.to(p_dx.dtype.element_ty), mask=m_step)
+                b_du += b_da_t * b_prev
+                b_db += b_da_t
                 b_h = b_prev
         b_ahead = b_ahead[1:]
 
-    # b_da is now da_0, the step whose previous state is h0.
+    # b_da is now the da of the walk's first step (t = 0, or T-1 / a row's last step with REVERSE),
+    # the step whose previous state is h0.
     if HAS_H0:
         b_du += b_da * tl.load(p_h0 + o_col, mask=m_col, other=0.0)
     tl.store(p_du_cols + o_col, b_du, mask=m_col)
@@ -283,64 +363,71 @@ def _grid(meta: dict) -> tuple[int]:
     return (triton.cdiv(meta["n_cols"], meta["BLOCK"]),)
 
 
-def recurrence_fwd(
-    x: torch.Tensor, u: torch.Tensor, h0: torch.Tensor | None, bias: torch.Tensor | None, act: int
-) -> torch.Tensor:
-    """Launch the forward kernel; x must have a contiguous (B, H) plane. Returns h (T, B, H)."""
+def states_like(x: torch.Tensor) -> torch.Tensor:
+    """An uninitialised (T, B, H) tensor for the states of x, in x's dtype: dense, and batch first
+    in memory when x is (a (B, T, H) tensor viewed time first), so that layout carries through."""
     T, B, H = x.shape
-    h = torch.empty((T, B, H), dtype=x.dtype, device=x.device)
+    if T > 1 and B > 1 and x.stride(1) > x.stride(0):
+        return torch.empty((B, T, H), dtype=x.dtype, device=x.device).transpose(0, 1)
+    return torch.empty((T, B, H), dtype=x.dtype, device=x.device)
+
+
+def _with_unit_neuron_stride(t: torch.Tensor) -> torch.Tensor:
+    """t itself when its neurons are adjacent (any time and batch strides: the kernels take them),
+    else a contiguous copy."""
+    return t if t.stride(2) == 1 else t.contiguous()
+
+
+def recurrence_fwd(
+    x: torch.Tensor,
+    u: torch.Tensor,
+    h0: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    act: int,
+    lengths: torch.Tensor | None = None,
+    reverse: bool = False,
+) -> torch.Tensor:
+    """Launch the forward kernel on x (T, B, H) with any time and batch strides. Returns h (T, B, H),
+    dense in x's order (batch first in memory when x is). u, h0 and bias are fp32 and contiguous;
+    lengths, when given, is (B,) int64 on x's device."""
+    T, B, H = x.shape
+    h = states_like(x)
+    x = _with_unit_neuron_stride(x)
     if T == 0 or B * H == 0:
         return h
     recurrence_fwd_kernel[_grid](
-        x, u, u if bias is None else bias, u if h0 is None else h0, h,
-        T, B * H, H, x.stride(0), time_bucket(T),
-        HAS_BIAS=bias is not None, HAS_H0=h0 is not None, ACT=act, enable_fp_fusion=True,
+        x, u, u if bias is None else bias, u if h0 is None else h0, h, u if lengths is None else lengths,
+        T, B * H, H, x.stride(0), x.stride(1), h.stride(0), h.stride(1), time_bucket(T),
+        HAS_BIAS=bias is not None, HAS_H0=h0 is not None, HAS_LENGTHS=lengths is not None, REVERSE=reverse,
+        ACT=act, enable_fp_fusion=True,
     )  # fmt: skip
     return h
 
 
 def recurrence_bwd(
-    h: torch.Tensor, dh: torch.Tensor, u: torch.Tensor, h0: torch.Tensor | None, act: int
+    h: torch.Tensor,
+    dh: torch.Tensor,
+    u: torch.Tensor,
+    h0: torch.Tensor | None,
+    act: int,
+    lengths: torch.Tensor | None = None,
+    reverse: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Launch the backward kernel. Returns dx (T, B, H), du (H,), dbias (H,), dh0 (B, H) in fp32
-    (dx in h's dtype)."""
+    """Launch the backward kernel. Returns dx (T, B, H, h's dtype and layout), du (H,), dbias (H,),
+    dh0 (B, H), the last three in fp32."""
     T, B, H = h.shape
+    dh = _with_unit_neuron_stride(dh)
     dx = torch.empty_like(h)
-    cols = torch.zeros((3, B, H), dtype=torch.float32, device=h.device)
-    du_cols, db_cols, dh0 = cols[0], cols[1], cols[2]
+    cols = torch.zeros((2, B, H), dtype=torch.float32, device=h.device)
+    du_cols, db_cols = cols[0], cols[1]
+    dh0 = torch.zeros((B, H), dtype=torch.float32, device=h.device)
     if T > 0 and B * H > 0:
         recurrence_bwd_kernel[_grid](
-            h, dh, u, u if h0 is None else h0, dx, du_cols, db_cols, dh0,
-            T, B * H, H, time_bucket(T),
-            HAS_H0=h0 is not None, ACT=act, enable_fp_fusion=True,
+            h, dh, u, u if h0 is None else h0, dx, du_cols, db_cols, dh0, u if lengths is None else lengths,
+            T, B * H, H, h.stride(0), h.stride(1), dh.stride(0), dh.stride(1), time_bucket(T),
+            HAS_H0=h0 is not None, HAS_LENGTHS=lengths is not None, REVERSE=reverse, ACT=act, enable_fp_fusion=True,
         )  # fmt: skip
     return dx, du_cols.sum(0), db_cols.sum(0), dh0
-
-
-class _RecurrenceFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, u, h0, bias, act):
-        u32 = u.detach().float().contiguous()
-        h0_32 = None if h0 is None else h0.detach().float().contiguous()
-        b32 = None if bias is None else bias.detach().float().contiguous()
-        h = recurrence_fwd(x, u32, h0_32, b32, act)
-        ctx.save_for_backward(h, u32, h0_32)
-        ctx.act = act
-        ctx.dtypes = (u.dtype, None if h0 is None else h0.dtype, None if bias is None else bias.dtype)
-        return h
-
-    @staticmethod
-    def backward(ctx, dh):
-        h, u32, h0_32 = ctx.saved_tensors
-        dx, du, db, dh0 = recurrence_bwd(h, dh.contiguous(), u32, h0_32, ctx.act)
-        u_dtype, h0_dtype, b_dtype = ctx.dtypes
-        return (
-            dx,
-            du.to(u_dtype),
-            None if h0_dtype is None else dh0.to(h0_dtype),
-            None if b_dtype is None else db.to(b_dtype),
-            None,
-        )
 
 
 def _check_inputs(x, u, h0, bias, activation, backend) -> None:
@@ -409,6 +496,24 @@ def resolve_backend(x: torch.Tensor, backend: str) -> str:
     return backend
 
 
+def _check_lengths(lengths: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+    """lengths as (B,) int64 on x's device, checked: every row runs 1..T steps."""
+    if lengths is None:
+        return None
+    T, B, _ = x.shape
+    if not isinstance(lengths, torch.Tensor) or lengths.dtype.is_floating_point or lengths.dtype.is_complex:
+        raise TypeError(
+            f"lengths must be an integer torch.Tensor or None, got {getattr(lengths, 'dtype', type(lengths))}"
+        )
+    if tuple(lengths.shape) != (B,):
+        raise ValueError(f"lengths must have shape ({B},) for x of shape {tuple(x.shape)}, got {tuple(lengths.shape)}")
+    # Values are checked where that costs no wait: on the CPU, outside a compiled graph.
+    checkable = lengths.device.type == "cpu" and B > 0 and not torch.compiler.is_compiling()
+    if checkable and not (1 <= int(lengths.min()) and int(lengths.max()) <= T):
+        raise ValueError(f"lengths must lie in [1, T={T}], got values in [{int(lengths.min())}, {int(lengths.max())}]")
+    return lengths.to(device=x.device, dtype=torch.int64)
+
+
 def indrnn_recurrence(
     x: torch.Tensor,
     u: torch.Tensor,
@@ -416,36 +521,47 @@ def indrnn_recurrence(
     bias: torch.Tensor | None = None,
     activation: str = "relu",
     backend: str = "auto",
+    *,
+    lengths: torch.Tensor | None = None,
+    reverse: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The IndRNN recurrence h_t = act(x_t + u * h_{t-1} + bias) over all t.
 
     Args:
-        x: (T, B, H) pre-activation inputs (the projection W x_t), fp32 / fp16 / bf16, any strides.
+        x: (T, B, H) pre-activation inputs (the projection W x_t), fp32 / fp16 / bf16, any strides
+            (the triton backend reads any time and batch strides in place, e.g. a batch-first
+            tensor viewed time first).
         u: (H,) recurrent weights (one per neuron).
         h0: (B, H) initial state, or None for zeros.
         bias: (H,) bias, or None.
         activation: "relu" or "tanh".
-        backend: "triton", "torch" (eager PyTorch loops with a hand-written backward,
-            kernels/loop.py), "auto" (triton where it can run, else torch) or "reference" (the
-            plain loop of kernels/reference.py, differentiated by autograd: the definition, and
-            what torch.compile is given in the benchmarks).
+        backend: "triton" (the kernels, through the custom operator of kernels/op.py), "torch"
+            (eager PyTorch loops with a hand-written backward, kernels/loop.py), "auto" (triton
+            where it can run, else torch) or "reference" (the plain loop of kernels/reference.py,
+            differentiated by autograd: the definition, and what torch.compile is given in the
+            benchmarks).
+        lengths: (B,) integer steps of each sequence, in [1, T], or None for T each. Row b runs
+            steps t < lengths[b] only: later steps leave its state alone, output 0 and get no
+            gradient.
+        reverse: walk time backwards, t = T-1 .. 0 (each row from its own last step): the
+            backward direction of a bidirectional layer. h keeps time order.
 
     Returns:
-        h: (T, B, H) every state, in x's dtype.
-        h_last: (B, H) the final state (h0, or zeros, when T = 0). Gradients flow into x, u, h0
-        and bias from both outputs.
+        h: (T, B, H) every state, in x's dtype (with the triton backend, in x's memory order).
+        h_last: (B, H) the final state: h at each row's last step (t = 0 with reverse); h0, or
+        zeros, when T = 0. Gradients flow into x, u, h0 and bias from both outputs.
     """
     _check_inputs(x, u, h0, bias, activation, backend)
+    lengths = _check_lengths(lengths, x)
     T, B, H = x.shape
     if T == 0:
         h_last = x.new_zeros((B, H)) if h0 is None else h0.to(x.dtype)
         return x.new_empty((0, B, H)), h_last
     backend = resolve_backend(x, backend)
     if backend == "reference":
-        return recurrence_reference(x, u, h0, bias, activation)
+        return recurrence_reference(x, u, h0, bias, activation, lengths=lengths, reverse=reverse)
     if backend == "torch":
-        return recurrence_loop(x, u, h0, bias, activation)
-    if x.stride(2) != 1 or x.stride(1) != H:  # the kernel needs each (B, H) plane dense
-        x = x.contiguous()
-    h = _RecurrenceFunction.apply(x, u, h0, bias, ACT_CODES[activation])
-    return h, h[-1]
+        return recurrence_loop(x, u, h0, bias, activation, lengths=lengths, reverse=reverse)
+    # The kernels, through the custom operator that kernels.op registers (the package imports it).
+    h = torch.ops.indrnn.recurrence(x, u, h0, bias, lengths, ACT_CODES[activation], reverse)
+    return h, last_state(h, lengths, reverse)

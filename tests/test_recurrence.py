@@ -246,13 +246,14 @@ def test_deep_pipelines_match_reference(config, device):
     x, u, h0, bias = make_inputs(T, B, H, torch.float32, device)
     grid = (triton.cdiv(B * H, config["BLOCK"]),)
     h = torch.empty_like(x)
+    flags = dict(HAS_LENGTHS=False, REVERSE=False, ACT=0)
     recurrence_fwd_kernel.fn[grid](
-        x, u, bias, h0, h, T, B * H, H, x.stride(0), T, HAS_BIAS=True, HAS_H0=True, ACT=0, **config
+        x, u, bias, h0, h, None, T, B * H, H, B * H, H, B * H, H, T, HAS_BIAS=True, HAS_H0=True, **flags, **config
     )
     dh = torch.randn_like(x)
     dx, cols = torch.empty_like(x), torch.zeros(3, B, H, device=device)
     recurrence_bwd_kernel.fn[grid](
-        h, dh, u, h0, dx, cols[0], cols[1], cols[2], T, B * H, H, T, HAS_H0=True, ACT=0, **config
+        h, dh, u, h0, dx, cols[0], cols[1], cols[2], None, T, B * H, H, B * H, H, B * H, H, T, HAS_H0=True, **flags, **config
     )
     leaves = [t.double().requires_grad_() for t in (x, u, h0, bias)]
     h_ref, _ = recurrence_reference(*leaves)
