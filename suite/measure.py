@@ -8,7 +8,10 @@ out of memory an oom row: one config's failure never ends a sweep.
 Modes: train = forward, a Linear head on the last step, MSE loss, backward (the adding
 problem's step, Deep IndRNN Fig. 2); infer = forward under inference_mode; recurrence = the
 bare `indrnn_recurrence`, forward and backward as separate rows, with GB/s against the
-copy bandwidth measured once per run.
+copy bandwidth measured once per run. bidir = train's step for bidirectional models; packed =
+train's step on a PackedSequence whose lengths are uniform in [T/4, T] (`packed_lengths`), the
+head on each sequence's last step; its rows note valid_frac, the share of the T*B steps that
+are real.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from kernels import indrnn_recurrence
 from suite.gate import GateError, check_model, check_recurrence
-from suite.providers import PROVIDERS, Built, Provider, dtype_of, param_count
+from suite.providers import PROVIDERS, Built, Forward, Provider, dtype_of, param_count
 from suite.schema import PHASES_OF_MODE, SweepConfig
 from suite.timing import Timer
 
@@ -68,6 +72,43 @@ def random_input(cfg: SweepConfig, device: torch.device, batch_first: bool) -> t
     return torch.randn(shape, device=device, dtype=dtype_of(cfg.dtype))
 
 
+PACKED_SEED = 0  # every provider and every run gets the same lengths for a (T, B)
+
+
+def packed_lengths(cfg: SweepConfig) -> torch.Tensor:
+    """The lengths of a packed-mode batch: B integers uniform in [ceil(T/4), T], drawn from a
+    fixed seed, so every provider of a comparison runs the same batch."""
+    generator = torch.Generator().manual_seed(PACKED_SEED)
+    return torch.randint(-(-cfg.seq_len // 4), cfg.seq_len + 1, (cfg.batch,), generator=generator)
+
+
+def model_input(cfg: SweepConfig, device: torch.device, batch_first: bool) -> torch.Tensor | PackedSequence:
+    """A fresh random input of a train/infer/bidir/packed config: packed mode packs it by
+    `packed_lengths` (in the batch's own order, as a data loader gives it)."""
+    x = random_input(cfg, device, batch_first)
+    if cfg.mode != "packed":
+        return x
+    return pack_padded_sequence(x, packed_lengths(cfg), batch_first=batch_first, enforce_sorted=False)
+
+
+def padded_forward(forward: Forward | None, cfg: SweepConfig) -> Forward | None:
+    """forward, or in packed mode forward with its packed output padded again (zeros past each
+    length), so the loss, the gate and the analysis see one tensor."""
+    if forward is None or cfg.mode != "packed":
+        return forward
+    return lambda x: pad_packed_sequence(forward(x))[0]
+
+
+def _last_steps(out: torch.Tensor, cfg: SweepConfig, batch_first: bool) -> torch.Tensor:
+    """(B, F): each sequence's last step (the last of T, or of its length in packed mode)."""
+    if batch_first:
+        out = out.transpose(0, 1)
+    if cfg.mode != "packed":
+        return out[-1]
+    last = (packed_lengths(cfg) - 1).to(out.device).view(1, -1, 1).expand(1, *out.shape[1:])
+    return out.gather(0, last)[0]
+
+
 PhaseRange = Callable[[str], AbstractContextManager]
 
 
@@ -76,7 +117,8 @@ def model_step(
 ) -> Callable[[], None]:
     """The timed call of a train or infer config, on fresh random inputs. `phase(name)` wraps
     each part of the step (zero_grad, forward, loss, backward): a profiler's ranges, or nothing."""
-    x = random_input(cfg, device, built.batch_first)
+    x = model_input(cfg, device, built.batch_first)
+    forward = padded_forward(built.forward, cfg)
     if cfg.mode == "infer":
 
         def infer() -> None:
@@ -95,10 +137,9 @@ def model_step(
             for p in params:  # zero the gradients between iterations, as a training loop does
                 p.grad = None
         with phase("forward"):
-            out = built.forward(x)
+            out = forward(x)
         with phase("loss"):
-            last = out[:, -1] if built.batch_first else out[-1]
-            loss = nn.functional.mse_loss(head(last), target)
+            loss = nn.functional.mse_loss(head(_last_steps(out, cfg, built.batch_first)), target)
         with phase("backward"):
             loss.backward()
 
@@ -107,7 +148,8 @@ def model_step(
 
 def measure_model(cfg: SweepConfig, provider: Provider, device: torch.device, timer: Timer) -> list[dict]:
     built = provider.build(cfg, device)
-    built.model.train(cfg.mode == "train")
+    training = cfg.mode != "infer"
+    built.model.train(training)
     step = model_step(built, cfg, device)
     compile_s = None
     if provider.compiles:  # the first call compiles (backward too, in train mode)
@@ -115,16 +157,21 @@ def measure_model(cfg: SweepConfig, provider: Provider, device: torch.device, ti
         step()
         _sync(device)
         compile_s = time.perf_counter() - start
-    gate_x = random_input(cfg, device, built.batch_first)
-    check_model(built.forward, built.reference, built.model, gate_x, cfg.dtype, cfg.mode == "train")
+    gate_x = model_input(cfg, device, built.batch_first)
+    forward, reference = padded_forward(built.forward, cfg), padded_forward(built.reference, cfg)
+    check_model(forward, reference, built.model, gate_x, cfg.dtype, training)
     fields = _timed(step, timer, device)
+    extra = built.extra
+    if cfg.mode == "packed":
+        valid_frac = packed_lengths(cfg).sum().item() / (cfg.seq_len * cfg.batch)
+        extra = ";".join(filter(None, [extra, f"valid_frac={valid_frac:.4f}"]))
     return [
         dict(
             phase=PHASES_OF_MODE[cfg.mode][0],
             tokens_per_s=_tokens_per_s(cfg, fields["p50_ms"]),
             params=param_count(built.model),
             compile_s=compile_s,
-            extra=built.extra,
+            extra=extra,
             **fields,
         )
     ]

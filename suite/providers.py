@@ -27,6 +27,9 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 # 59 s). Configs whose estimate exceeds the budget are skipped rather than waited for.
 COMPILE_S_PER_STEP = 0.25
 COMPILE_BUDGET_S = {"cpu": 45.0, "cuda": 300.0}
+# The modes of models that are drop-ins for each other: bidirectional and packed variable-length
+# batches too (IndRNN, nn.LSTM, nn.GRU).
+DROP_IN_MODES = ("train", "infer", "bidir", "packed")
 
 
 @dataclass
@@ -95,6 +98,7 @@ def _indrnn(cfg: SweepConfig, device: torch.device, architecture: str, backend: 
         cfg.input_size,
         cfg.hidden,
         cfg.depth,
+        bidirectional=cfg.mode == "bidir",
         architecture=architecture,
         batch_norm=architecture != "plain",  # the deep architectures are defined with BN
         seq_len=cfg.seq_len,  # the papers' init: u ~ U(0, 2^(1/T))
@@ -155,12 +159,16 @@ def _compile_unavailable(cfg: SweepConfig, device: torch.device) -> str | None:
     return None
 
 
-def _build_compiled(cfg: SweepConfig, device: torch.device) -> Built:
+def _compile_from_scratch() -> None:
+    """compile_s must be what a fresh machine pays, not a hit in inductor's on-disk cache."""
     import torch._inductor.config
 
-    # compile_s must be what a fresh machine pays, not a hit in inductor's on-disk cache.
     torch._inductor.config.force_disable_caches = True
     warnings.filterwarnings("ignore", message="dynamo_pgo force disabled")  # the consequence we asked for
+
+
+def _build_compiled(cfg: SweepConfig, device: torch.device) -> Built:
+    _compile_from_scratch()
     # What a user compiles before writing a kernel: the plain loop, differentiated by autograd.
     model = _indrnn(cfg, device, "plain", "reference")
     compiled = torch.compile(model)
@@ -173,13 +181,30 @@ def _build_compiled(cfg: SweepConfig, device: torch.device) -> Built:
     )
 
 
+def _build_compiled_model(cfg: SweepConfig, device: torch.device) -> Built:
+    _compile_from_scratch()
+    # The whole model under torch.compile, the recurrence left to our kernels (custom operators,
+    # kernels/op.py): what compiling adds around them (projections, casts, the head's input).
+    model = _indrnn(cfg, device, "plain", "triton")
+    compiled = torch.compile(model, fullgraph=True)
+    return Built(
+        model,
+        lambda x: compiled(x)[0],
+        model.output_size,
+        reference=_with_backend(model, "torch"),
+        extra="arch=plain;backend=triton;compiler=inductor",
+    )
+
+
 # ---------------------------------------------------------------------------- baselines
 
 
 def _rnn_builder(cls: type[nn.RNNBase]) -> Callable[[SweepConfig, torch.device], Built]:
     def build(cfg: SweepConfig, device: torch.device) -> Built:
-        model = cls(cfg.input_size, cfg.hidden, cfg.depth).to(device=device, dtype=dtype_of(cfg.dtype))
-        return Built(model, lambda x: model(x)[0], cfg.hidden)
+        directions = 2 if cfg.mode == "bidir" else 1
+        model = cls(cfg.input_size, cfg.hidden, cfg.depth, bidirectional=directions == 2)
+        model = model.to(device=device, dtype=dtype_of(cfg.dtype))
+        return Built(model, lambda x: model(x)[0], directions * cfg.hidden)
 
     return build
 
@@ -265,7 +290,7 @@ PROVIDERS: dict[str, Provider] = {
             _needs_cuda,
             role="indrnn",
             preference=0,
-            modes=("train", "infer", "recurrence"),
+            modes=DROP_IN_MODES + ("recurrence",),
             recurrence_backend="triton",
         ),
         Provider(
@@ -275,7 +300,7 @@ PROVIDERS: dict[str, Provider] = {
             _runs_anywhere,
             role="indrnn",
             preference=1,
-            modes=("train", "infer", "recurrence"),
+            modes=DROP_IN_MODES + ("recurrence",),
             recurrence_backend="torch",
         ),
         Provider(
@@ -283,6 +308,14 @@ PROVIDERS: dict[str, Provider] = {
             "the plain autograd loop IndRNN under torch.compile (compile seconds recorded)",
             _build_compiled,
             _compile_unavailable,
+            role="variant",
+            compiles=True,
+        ),
+        Provider(
+            "indrnn_compile_model",
+            "the whole IndRNN model under torch.compile(fullgraph=True), the recurrence on our kernels (CUDA only)",
+            _build_compiled_model,
+            _needs_cuda,
             role="variant",
             compiles=True,
         ),
@@ -300,8 +333,8 @@ PROVIDERS: dict[str, Provider] = {
             _runs_anywhere,
             role="architecture",
         ),
-        Provider("lstm", "nn.LSTM (cuDNN on GPU)", _rnn_builder(nn.LSTM), _runs_anywhere),
-        Provider("gru", "nn.GRU (cuDNN on GPU)", _rnn_builder(nn.GRU), _runs_anywhere),
+        Provider("lstm", "nn.LSTM (cuDNN on GPU)", _rnn_builder(nn.LSTM), _runs_anywhere, modes=DROP_IN_MODES),
+        Provider("gru", "nn.GRU (cuDNN on GPU)", _rnn_builder(nn.GRU), _runs_anywhere, modes=DROP_IN_MODES),
         Provider(
             "transformer",
             "causal nn.TransformerEncoder, d_model = hidden, FFN 4*hidden (SDPA attention)",

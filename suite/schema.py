@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 STATUSES = ("ok", "oom", "failed", "skipped")
 # Each mode and the phases it is timed in, one row per phase: train times forward + loss +
 # backward as one step, infer the forward alone, recurrence the bare kernel's two directions.
-PHASES_OF_MODE = {"train": ("fwd+bwd",), "infer": ("fwd",), "recurrence": ("fwd", "bwd")}
+# bidir and packed time train's step too: bidir of bidirectional models, packed on a
+# PackedSequence of variable lengths (suite.measure.packed_lengths).
+PHASES_OF_MODE = {
+    "train": ("fwd+bwd",),
+    "infer": ("fwd",),
+    "recurrence": ("fwd", "bwd"),
+    "bidir": ("fwd+bwd",),
+    "packed": ("fwd+bwd",),
+}
 MODES = tuple(PHASES_OF_MODE)
 DTYPES = ("float32", "float16", "bfloat16")
 # What a provider is to the analysis (suite.providers gives each provider one):
@@ -93,8 +101,8 @@ class ResultRow:
 
     provider: str  # e.g. indrnn_triton, indrnn_torch, lstm, gru, transformer, sru
     role: str  # one of ROLES: what the provider is to the analysis
-    mode: str  # train | infer | recurrence
-    phase: str  # fwd | bwd | fwd+bwd: train is fwd+bwd, infer fwd, recurrence fwd or bwd
+    mode: str  # train | infer | recurrence | bidir | packed
+    phase: str  # fwd | bwd | fwd+bwd: train, bidir and packed are fwd+bwd, infer fwd, recurrence fwd or bwd
     seq_len: int
     depth: int
     batch: int

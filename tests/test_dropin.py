@@ -6,6 +6,7 @@ and odd so every mask is exercised; lengths are unsorted so the packing order ma
 """
 
 import pytest
+import synthetic_results as synthetic
 import torch
 import triton
 from torch import nn
@@ -16,6 +17,11 @@ import kernels.op
 import kernels.recurrence
 from kernels import IndRec, IndRNN, indrnn_recurrence, recurrence_reference
 from kernels.recurrence import recurrence_bwd_kernel, recurrence_fwd_kernel
+from suite import measure
+from suite.providers import PROVIDERS
+from suite.report import build_report
+from suite.schema import SweepConfig
+from suite.timing import Timer
 
 T, B, D, H = 7, 3, 4, 5  # steps, batch, input features, hidden units
 LENGTHS = (4, 7, 2)  # unsorted, one of them the full T
@@ -281,3 +287,41 @@ def test_compiled_model_traces_whole_and_calls_the_kernels(monkeypatch, device):
     assert _rel_err(loss, eager) < 1e-6
     for got, want in zip(params, eager_grads, strict=True):
         assert _rel_err(got.grad, want) < 1e-5
+
+
+# ---------------------------------------------------------------------------- benchmarks
+
+
+@pytest.mark.parametrize("provider", ["indrnn_torch", "lstm"])
+@pytest.mark.parametrize("mode", ["bidir", "packed"])
+def test_bidir_and_packed_modes_measure_gated_rows(provider, mode):
+    """Both modes build, pass the correctness gate and time a training step on the CPU; packed
+    rows note the share of real steps, from lengths uniform in [T/4, T]."""
+    cfg = SweepConfig(provider, mode, seq_len=8, depth=2, batch=5, hidden=4, dtype="float32", input_size=3)
+    lengths = measure.packed_lengths(cfg)
+    assert torch.equal(lengths, measure.packed_lengths(cfg)) and lengths.min() >= 2 and lengths.max() <= 8
+    timer = Timer("cpu_wallclock", warmup=0, repeats=1)
+    [row] = measure.measure(cfg, torch.device("cpu"), timer, None)
+    assert row["status"] == "ok", row
+    if mode == "packed":
+        assert f"valid_frac={lengths.sum().item() / 40:.4f}" in row["extra"]
+    built = PROVIDERS[provider].build(cfg, torch.device("cpu"))
+    assert built.output_size == (8 if mode == "bidir" else 4)
+
+
+def test_report_says_what_share_of_the_padding_each_skips(tmp_path):
+    """Packed rows against the padded train rows of the same config: a provider whose packed step
+    takes the valid share of the padded time skips all of the padding's work, one whose time does
+    not move skips none."""
+    rows = [
+        synthetic.row("lstm", 10.0),
+        synthetic.row("lstm", 6.0, mode="packed", phase="fwd+bwd", extra="valid_frac=0.6000"),
+        synthetic.row("indrnn_triton", 2.0),
+        synthetic.row("indrnn_triton", 2.0, mode="packed", phase="fwd+bwd", extra="backend=triton;valid_frac=0.6000"),
+    ]
+    text = build_report(synthetic.write(tmp_path / "packed.csv", rows))
+    section = text.split("## Variable-length batches (packed)")[1]
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in section.splitlines() if line.startswith("| ")]
+    lines = {c[0]: c[5:] for c in cells[1:]}
+    assert lines["lstm"] == ["60", "6", "10", "40", "100"]
+    assert lines["indrnn_triton"] == ["60", "2", "2", "0", "0"]
