@@ -39,13 +39,16 @@ class _LoopFunction(torch.autograd.Function):
         state = torch.zeros(B, H, dtype=acc, device=x.device) if h0 is None else h0.detach().to(acc)
         act = torch.relu_ if activation == "relu" else torch.tanh_
         valid = None if lengths is None else valid_steps(lengths, T)
+        # Walking forwards, a row reaches its padding after its last step, so what the state does
+        # there is never read: only a reverse walk, which meets the padding first, must hold it.
+        hold = valid if reverse else None
         for t in range(T - 1, -1, -1) if reverse else range(T):
-            if valid is None:
+            if hold is None:
                 state = act(torch.addcmul(pre[t], u_acc, state, out=h[t]))
-            else:  # past its length a row keeps its state; its outputs are zeroed after the loop
-                state = torch.where(valid[t], act(torch.addcmul(pre[t], u_acc, state)), state)
+            else:
+                state = torch.where(hold[t], act(torch.addcmul(pre[t], u_acc, state)), state)
                 h[t] = state
-        if valid is not None:
+        if valid is not None:  # padded steps output 0
             h.masked_fill_(~valid, 0.0)
         out = h.to(x.dtype)
         ctx.save_for_backward(out, u, h0, lengths)
@@ -71,7 +74,7 @@ class _LoopFunction(torch.autograd.Function):
         carry = torch.zeros(B, H, dtype=acc, device=h.device)
         for t in range(T) if ctx.reverse else range(T - 1, -1, -1):
             da[t].addcmul_(carry, grad_act[t])
-            if valid is None:
+            if valid is None or not ctx.reverse:  # forwards, the padding's carry is 0 anyway
                 torch.mul(u_acc, da[t], out=carry)
             else:  # a padded step passes the carried gradient on to the state it kept
                 carry = torch.where(valid[t], u_acc * da[t], carry)
