@@ -209,10 +209,12 @@ class _CopyWatch(TorchDispatchMode):
         return out
 
 
-def test_batch_first_reads_activations_in_place(monkeypatch, device):
+@pytest.mark.parametrize("directions", [1, 2])
+def test_batch_first_reads_activations_in_place(directions, monkeypatch, device):
     """batch_first: every forward kernel reads its projection's output itself (same storage, batch
-    stride T*H), writes the states batch first, and nothing copies activations."""
-    model = IndRNN(D, H, 2, batch_first=True, backend="triton").to(device)
+    stride T*F; a bidirectional layer's directions read the two halves of one projection), writes
+    the states batch first, and nothing copies activations."""
+    model = IndRNN(D, H, 2, batch_first=True, bidirectional=directions == 2, backend="triton").to(device)
     projected = []
     for proj in model.projections:
         proj.register_forward_hook(lambda module, args, out: projected.append(out))
@@ -227,10 +229,13 @@ def test_batch_first_reads_activations_in_place(monkeypatch, device):
     with _CopyWatch() as watch:
         out, _ = model(x)
     assert [c for c in watch.copies if c[1] >= T * B * H] == []
-    assert len(seen) == 2
-    for received, made in zip(seen, projected, strict=True):
-        assert received.data_ptr() == made.data_ptr() and received.stride() == (H, T * H, 1)
-    assert out.shape == (B, T, H) and out.is_contiguous()
+    assert len(seen) == 2 * directions
+    F = directions * H  # features of a projection
+    for i, received in enumerate(seen):
+        made = projected[i // directions]
+        assert received.data_ptr() == made.data_ptr() + (i % directions) * H * made.element_size()
+        assert received.stride() == (F, T * F, 1)
+    assert out.shape == (B, T, F) and out.is_contiguous()
     model.backend = "torch"  # the same weights through the torch loop
     assert _rel_err(out, model(x)[0]) < 1e-5
 
