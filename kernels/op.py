@@ -57,7 +57,7 @@ def _(x, u, h0, bias, lengths, act, reverse):
 
 @torch.library.custom_op("indrnn::recurrence_backward", mutates_args=(), schema=BACKWARD_SCHEMA)
 def recurrence_backward(h, dh, u, h0, lengths, act, reverse):
-    """dx (h's layout and dtype), du (H,), dbias (H,), dh0 (B, H), the last three in fp32."""
+    """dx (h's dtype, laid out as `states_like(h)`), du (H,), dbias (H,), dh0 (B, H), the last three in fp32."""
     _require_triton(h)
     return recurrence_bwd(h, dh, _fp32(u), _fp32(h0), act, lengths=lengths, reverse=reverse)
 
@@ -66,7 +66,7 @@ def recurrence_backward(h, dh, u, h0, lengths, act, reverse):
 def _(h, dh, u, h0, lengths, act, reverse):
     _, B, H = h.shape
     grad = h.new_empty((), dtype=torch.float32)
-    return torch.empty_like(h), grad.new_empty(H), grad.new_empty(H), grad.new_empty((B, H))
+    return states_like(h), grad.new_empty(H), grad.new_empty(H), grad.new_empty((B, H))
 
 
 def _setup_context(ctx, inputs, output) -> None:

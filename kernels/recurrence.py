@@ -413,11 +413,13 @@ def recurrence_bwd(
     lengths: torch.Tensor | None = None,
     reverse: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Launch the backward kernel. Returns dx (T, B, H, h's dtype and layout), du (H,), dbias (H,),
-    dh0 (B, H), the last three in fp32."""
+    """Launch the backward kernel. Returns dx (T, B, H) in h's dtype, laid out as `states_like(h)`;
+    du (H,), dbias (H,) and dh0 (B, H) in fp32."""
     T, B, H = h.shape
     dh = _with_unit_neuron_stride(dh)
-    dx = torch.empty_like(h)
+    dx = states_like(h)
+    if h.stride() != dx.stride():  # the kernel walks h and dx with the same strides; the forward's h has them
+        h = torch.empty_like(dx).copy_(h)
     cols = torch.zeros((2, B, H), dtype=torch.float32, device=h.device)
     du_cols, db_cols = cols[0], cols[1]
     dh0 = torch.zeros((B, H), dtype=torch.float32, device=h.device)

@@ -259,8 +259,15 @@ def test_opcheck_forward_and_backward(device):
             a.clone().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in case
         ]
         torch.library.opcheck(kernels.op.recurrence, args)
-    h, dh = torch.randn(T, B, H, device=device), torch.randn(T, B, H, device=device)
+    h, dh = torch.randn(T, B, H, device=device), torch.randn(B, T, H, device=device).transpose(0, 1)
     torch.library.opcheck(kernels.op.recurrence_backward, (h, dh, u, h0, lengths, 0, False))
+    # An h the forward never makes (every other neuron of a wider tensor) is walked correctly too.
+    gapped = torch.randn(T, B, 2 * H, device=device)[..., ::2]
+    torch.library.opcheck(kernels.op.recurrence_backward, (gapped, dh, u, h0, None, 0, True))
+    got = kernels.op.recurrence_backward(gapped, dh, u, h0, None, 0, True)
+    want = kernels.op.recurrence_backward(gapped.contiguous(), dh.contiguous(), u, h0, None, 0, True)
+    for g, w in zip(got, want, strict=True):
+        assert torch.equal(g, w)
 
 
 def test_compiled_model_traces_whole_and_calls_the_kernels(monkeypatch, device):
