@@ -19,7 +19,7 @@ from tabulate import tabulate
 from suite.adding import BASELINE_MSE
 from suite.converge import CURVE_COLUMNS, SUMMARY_COLUMNS, summary_path
 from suite.errors import ResultsError
-from suite.report import provenance_fields
+from suite.report import provenance_fields, write_beside
 from suite.store import meta_path, read_meta
 
 INDRNN_PREFIX = "indrnn"  # models whose name starts so are IndRNNs; every other model is a baseline
@@ -458,8 +458,4 @@ def build_converge_report(csv_path: str | os.PathLike) -> str:
 
 def write_converge_report(csv_path: str | os.PathLike, out_path: str | os.PathLike | None = None) -> Path:
     """Write the report; by default beside the curves CSV as `<stem>.md`."""
-    text = build_converge_report(csv_path)
-    out = Path(out_path) if out_path else Path(csv_path).with_suffix(".md")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    return out
+    return write_beside(build_converge_report(csv_path), csv_path, out_path)

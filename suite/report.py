@@ -641,7 +641,11 @@ def build_report(csv_path: str | os.PathLike) -> str:
 
 def write_report(csv_path: str | os.PathLike, out_path: str | os.PathLike | None = None) -> Path:
     """Write the report; by default beside the results as `<stem>.md`."""
-    text = build_report(csv_path)
+    return write_beside(build_report(csv_path), csv_path, out_path)
+
+
+def write_beside(text: str, csv_path: str | os.PathLike, out_path: str | os.PathLike | None = None) -> Path:
+    """Write a report's markdown to out_path, by default beside its results as `<stem>.md`."""
     out = Path(out_path) if out_path else Path(csv_path).with_suffix(".md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
