@@ -253,7 +253,26 @@ def test_deep_pipelines_match_reference(config, device):
     dh = torch.randn_like(x)
     dx, cols = torch.empty_like(x), torch.zeros(3, B, H, device=device)
     recurrence_bwd_kernel.fn[grid](
-        h, dh, u, h0, dx, cols[0], cols[1], cols[2], None, T, B * H, H, B * H, H, B * H, H, T, HAS_H0=True, **flags, **config
+        h,
+        dh,
+        u,
+        h0,
+        dx,
+        cols[0],
+        cols[1],
+        cols[2],
+        None,
+        T,
+        B * H,
+        H,
+        B * H,
+        H,
+        B * H,
+        H,
+        T,
+        HAS_H0=True,
+        **flags,
+        **config,
     )
     leaves = [t.double().requires_grad_() for t in (x, u, h0, bias)]
     h_ref, _ = recurrence_reference(*leaves)
