@@ -167,33 +167,27 @@ def _compile_from_scratch() -> None:
     warnings.filterwarnings("ignore", message="dynamo_pgo force disabled")  # the consequence we asked for
 
 
-def _build_compiled(cfg: SweepConfig, device: torch.device) -> Built:
-    _compile_from_scratch()
-    # What a user compiles before writing a kernel: the plain loop, differentiated by autograd.
-    model = _indrnn(cfg, device, "plain", "reference")
-    compiled = torch.compile(model)
-    return Built(
-        model,
-        lambda x: compiled(x)[0],
-        model.output_size,
-        reference=_with_backend(model, "torch"),
-        extra="arch=plain;backend=reference;compiler=inductor",
-    )
+def _compiled_builder(backend: str, fullgraph: bool) -> Callable[[SweepConfig, torch.device], Built]:
+    """A plain IndRNN on `backend` under torch.compile, gated against the torch backend.
 
+    backend "reference": what a user compiles before writing a kernel, the plain loop
+    differentiated by autograd (unrolled by the compiler). backend "triton", fullgraph: the whole
+    model, the recurrence left to our kernels (custom operators, kernels/op.py): what compiling
+    adds around them (projections, casts, the head's input)."""
 
-def _build_compiled_model(cfg: SweepConfig, device: torch.device) -> Built:
-    _compile_from_scratch()
-    # The whole model under torch.compile, the recurrence left to our kernels (custom operators,
-    # kernels/op.py): what compiling adds around them (projections, casts, the head's input).
-    model = _indrnn(cfg, device, "plain", "triton")
-    compiled = torch.compile(model, fullgraph=True)
-    return Built(
-        model,
-        lambda x: compiled(x)[0],
-        model.output_size,
-        reference=_with_backend(model, "torch"),
-        extra="arch=plain;backend=triton;compiler=inductor",
-    )
+    def build(cfg: SweepConfig, device: torch.device) -> Built:
+        _compile_from_scratch()
+        model = _indrnn(cfg, device, "plain", backend)
+        compiled = torch.compile(model, fullgraph=fullgraph)
+        return Built(
+            model,
+            lambda x: compiled(x)[0],
+            model.output_size,
+            reference=_with_backend(model, "torch"),
+            extra=f"arch=plain;backend={backend};compiler=inductor",
+        )
+
+    return build
 
 
 # ---------------------------------------------------------------------------- baselines
@@ -306,7 +300,7 @@ PROVIDERS: dict[str, Provider] = {
         Provider(
             "indrnn_compile",
             "the plain autograd loop IndRNN under torch.compile (compile seconds recorded)",
-            _build_compiled,
+            _compiled_builder("reference", fullgraph=False),
             _compile_unavailable,
             role="variant",
             compiles=True,
@@ -314,7 +308,7 @@ PROVIDERS: dict[str, Provider] = {
         Provider(
             "indrnn_compile_model",
             "the whole IndRNN model under torch.compile(fullgraph=True), the recurrence on our kernels (CUDA only)",
-            _build_compiled_model,
+            _compiled_builder("triton", fullgraph=True),
             _needs_cuda,
             role="variant",
             compiles=True,
