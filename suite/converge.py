@@ -35,7 +35,7 @@ from suite import env
 from suite.adding import adding_batch
 from suite.bench import Progress
 from suite.converge_models import MODELS, AddingModel, ModelSpec
-from suite.errors import PresetError, ResultsError, UsageError
+from suite.errors import PresetError, ResultsError, UsageError, flag_value
 from suite.providers import param_count
 from suite.schema import RunMeta
 from suite.store import read_meta, write_meta
@@ -555,29 +555,24 @@ def overrides_from(args: argparse.Namespace) -> dict:
         values = getattr(args, axis)
         if values is None:
             continue
-        flag = f"--{axis.replace('_', '-')}"
-        if axis != "models":
-            try:
-                values = [int(v) for v in values]
-            except ValueError:
-                raise UsageError(f"{flag} needs integers, got {' '.join(values)}") from None
-        try:
-            overrides[axis] = check_axis(axis, values)
-        except PresetError as e:
-            raise UsageError(f"{flag}: {e}") from None
+        overrides[axis] = flag_value(
+            f"--{axis.replace('_', '-')}",
+            values,
+            list if axis == "models" else (lambda vs: [int(v) for v in vs]),
+            lambda vs, axis=axis: check_axis(axis, vs),
+            "integers",
+        )
     for name, kind in SETTING_TYPES.items():
         text = getattr(args, name)
         if text is None:
             continue
-        flag = f"--{name.replace('_', '-')}"
-        try:
-            value = kind(text)
-        except ValueError:
-            raise UsageError(f"{flag} needs {'an integer' if kind is int else 'a number'}, got {text!r}") from None
-        try:
-            overrides[name] = check_setting(name, value)
-        except PresetError as e:
-            raise UsageError(f"{flag}: {e}") from None
+        overrides[name] = flag_value(
+            f"--{name.replace('_', '-')}",
+            text,
+            kind,
+            lambda value, name=name: check_setting(name, value),
+            "an integer" if kind is int else "a number",
+        )
     return overrides
 
 

@@ -13,7 +13,7 @@ from tabulate import tabulate
 
 from suite import env
 from suite.bench import RESULTS_DIR, run_sweep
-from suite.errors import PresetError, ResultsError, UsageError
+from suite.errors import ResultsError, UsageError, flag_value
 from suite.presets import PRESETS, default_preset, load_preset, preset_description, validate_axis
 from suite.providers import PROVIDERS
 from suite.schema import AXES, INT_AXES, SweepConfig
@@ -79,16 +79,13 @@ def overrides_from(args: argparse.Namespace) -> dict[str, list]:
         values = getattr(args, axis)
         if values is None:
             continue
-        flag = f"--{axis.replace('_', '-')}"
-        if axis in INT_AXES:
-            try:
-                values = [int(v) for v in values]
-            except ValueError:
-                raise UsageError(f"{flag} needs positive integers, got {' '.join(values)}") from None
-        try:
-            overrides[axis] = validate_axis(axis, values)
-        except PresetError as e:
-            raise UsageError(f"{flag}: {e}") from None
+        overrides[axis] = flag_value(
+            f"--{axis.replace('_', '-')}",
+            values,
+            (lambda vs: [int(v) for v in vs]) if axis in INT_AXES else list,
+            lambda vs, axis=axis: validate_axis(axis, vs),
+            "positive integers",
+        )
     return overrides
 
 
