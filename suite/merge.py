@@ -41,6 +41,8 @@ class Merged:
 
 
 def _shard_meta(path: Path) -> RunMeta:
+    if not path.is_file():  # say so before looking for its metadata
+        raise ResultsError(f"results file {path} does not exist")
     try:
         meta = RunMeta(**read_meta(path))
     except TypeError as e:
