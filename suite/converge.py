@@ -644,7 +644,13 @@ def run(args: argparse.Namespace) -> int:
         print_runs(preset, [k for k in preset.runs if k not in finished])
         return 0
     started = time.perf_counter()
-    run_converge(preset, out, device=device, resume=args.resume, progress=not args.no_progress)
+    try:
+        run_converge(preset, out, device=device, resume=args.resume, progress=not args.no_progress)
+    except KeyboardInterrupt:  # cli.main prints it: where the runs so far are, and how to continue
+        raise KeyboardInterrupt(
+            f"finished runs are in {out}; continue with `python run_bench.py converge --resume --out {out}`"
+            " and the same flags"
+        ) from None
     print(f"results: {out}, {summary_path(out).name} ({time.perf_counter() - started:.0f} s)")
     _write_report_and_plots(out)
     return 0
