@@ -1,9 +1,10 @@
 """IndRNN kernels: the recurrence in Triton, its torch reference, and IndRNN layers."""
 
 from kernels import op  # noqa: F401 - registers the indrnn:: custom operators the triton backend calls
+from kernels.common import interpreter_enabled
 from kernels.constraint import clamp_recurrent_weight_, init_recurrent_weight_, recurrent_bound
 from kernels.layers import IndRec, IndRNN
-from kernels.recurrence import indrnn_recurrence, interpreter_enabled, resolve_backend
+from kernels.recurrence import indrnn_recurrence, resolve_backend
 from kernels.reference import recurrence_reference
 
 __all__ = [

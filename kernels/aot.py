@@ -25,7 +25,8 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.runtime.autotuner import Autotuner
 
-from kernels.recurrence import interpreter_enabled, recurrence_bwd_kernel, recurrence_fwd_kernel
+from kernels.common import interpreter_enabled
+from kernels.sequential import recurrence_bwd_kernel, recurrence_fwd_kernel
 
 DTYPES = ("fp32", "fp16", "bf16")
 

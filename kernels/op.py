@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from kernels.recurrence import recurrence_bwd, recurrence_fwd, states_like, triton_unavailable_reason
+from kernels.common import states_like, triton_unavailable_reason
+from kernels.sequential import recurrence_bwd, recurrence_fwd
 
 # Schemas written out rather than inferred from annotations: inference of `Tensor | None`
 # differs between torch releases, the text does not.

@@ -26,7 +26,7 @@ import triton
 from tabulate import tabulate
 
 from kernels.aot import DTYPES, KERNELS, PTX_KINDS, REPORT_CONFIG, KernelFacts, compile_facts
-from kernels.recurrence import PAPER_SIZE_CONFIGS, autotune_configs
+from kernels.sequential import PAPER_SIZE_CONFIGS, autotune_configs
 from suite.errors import UsageError
 
 CCS = (80, 90)

@@ -85,7 +85,7 @@ FALLBACK_OF_PHASE = {
 }
 PHASE_PREFIX = "bench::"  # profiler ranges of the step's phases, told apart from torch's own ops
 NVTX_STEPS = "profiled_steps"  # the NVTX start/end range around the steps after the warm-up
-RECURRENCE_KERNELS = "recurrence_(fwd|bwd)_kernel"  # kernels/recurrence.py
+RECURRENCE_KERNELS = "recurrence_(fwd|bwd)_kernel"  # kernels/sequential.py
 TOP = 15
 # The axes that say what a step is (a profile does not time it, so a timing axis is left out).
 SHAPE_AXES = tuple(f.name for f in fields(SweepConfig) if f.default is MISSING)

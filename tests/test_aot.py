@@ -4,7 +4,7 @@ no register spills anywhere in the autotune space, and 128-bit global loads and 
 import pytest
 
 from kernels.aot import DTYPES, KERNELS, compile_facts
-from kernels.recurrence import autotune_configs
+from kernels.sequential import autotune_configs
 
 TARGETS = [(name, dtype, cc) for name in KERNELS for dtype in DTYPES for cc in (80, 90)]
 

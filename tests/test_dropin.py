@@ -14,9 +14,9 @@ from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import kernels.op
-import kernels.recurrence
+import kernels.sequential
 from kernels import IndRec, IndRNN, indrnn_recurrence, recurrence_reference
-from kernels.recurrence import recurrence_bwd_kernel, recurrence_fwd_kernel
+from kernels.sequential import recurrence_bwd_kernel, recurrence_fwd_kernel
 from suite import measure
 from suite.providers import PROVIDERS
 from suite.report import build_report
@@ -224,7 +224,7 @@ def test_batch_first_reads_activations_in_place(directions, monkeypatch, device)
         def __getitem__(self, grid):
             return lambda x, *args, **kwargs: seen.append(x) or recurrence_fwd_kernel[grid](x, *args, **kwargs)
 
-    monkeypatch.setattr(kernels.recurrence, "recurrence_fwd_kernel", Recorder())
+    monkeypatch.setattr(kernels.sequential, "recurrence_fwd_kernel", Recorder())
     x = torch.randn(B, T, D, device=device)
     with _CopyWatch() as watch:
         out, _ = model(x)

@@ -15,12 +15,8 @@ import torch
 import triton
 
 from kernels import indrnn_recurrence, recurrence_reference
-from kernels.recurrence import (
-    PAPER_SIZE_CONFIGS,
-    _interpreter_unusable_reason,
-    recurrence_bwd_kernel,
-    recurrence_fwd_kernel,
-)
+from kernels.common import interpreter_unusable_reason
+from kernels.sequential import PAPER_SIZE_CONFIGS, recurrence_bwd_kernel, recurrence_fwd_kernel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -213,7 +209,7 @@ def test_triton_backend_explains_why_it_cannot_run(monkeypatch):
 def test_one_flag_decides_autotuning_for_both_kernels(flag, tuned):
     """INDRNN_AUTOTUNE=0 gives the forward and the backward one config each (no tuning); unset
     or 1, both search their spaces. Checked in a fresh process with the interpreter off."""
-    code = "from kernels.recurrence import recurrence_fwd_kernel as f, recurrence_bwd_kernel as b\n"
+    code = "from kernels.sequential import recurrence_fwd_kernel as f, recurrence_bwd_kernel as b\n"
     code += "print(len(f.configs), len(b.configs))"
     env = {**os.environ, "TRITON_INTERPRET": "0", "INDRNN_AUTOTUNE": flag}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -223,9 +219,9 @@ def test_one_flag_decides_autotuning_for_both_kernels(flag, tuned):
 
 
 def test_old_triton_interpreter_with_new_numpy_is_named_and_falls_back(monkeypatch):
-    assert "numpy < 2.4" in _interpreter_unusable_reason("3.6.0", "2.4.1")
-    assert _interpreter_unusable_reason("3.6.0", "2.3.5") is None
-    assert _interpreter_unusable_reason("3.7.0", "2.4.1") is None
+    assert "numpy < 2.4" in interpreter_unusable_reason("3.6.0", "2.4.1")
+    assert interpreter_unusable_reason("3.6.0", "2.3.5") is None
+    assert interpreter_unusable_reason("3.7.0", "2.4.1") is None
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     monkeypatch.setattr(triton, "__version__", "3.6.0")
     monkeypatch.setattr(numpy, "__version__", "2.4.0")
