@@ -60,7 +60,8 @@ def _(x, u, h0, bias, lengths, act, reverse):
 def recurrence_backward(h, dh, u, h0, lengths, act, reverse):
     """dx (h's dtype, laid out as `states_like(h)`), du (H,), dbias (H,), dh0 (B, H), the last three in fp32."""
     _require_triton(h)
-    return recurrence_bwd(h, dh, _fp32(u), _fp32(h0), act, lengths=lengths, reverse=reverse)
+    dx, du, dbias, dh0 = recurrence_bwd(h, dh, _fp32(u), _fp32(h0), act, lengths=lengths, reverse=reverse)
+    return dx, du, dbias.clone(), dh0  # du and dbias are rows of one reduction; a custom op's outputs may not alias
 
 
 @recurrence_backward.register_fake

@@ -371,13 +371,17 @@ def recurrence_bwd(
     dx = states_like(h)
     if h.stride() != dx.stride():  # the kernel walks h and dx with the same strides; the forward's h has them
         h = torch.empty_like(dx).copy_(h)
-    cols = torch.zeros((2, B, H), dtype=torch.float32, device=h.device)
-    du_cols, db_cols = cols[0], cols[1]
-    dh0 = torch.zeros((B, H), dtype=torch.float32, device=h.device)
-    if T > 0 and B * H > 0:
+    # Not zero-filled: every program stores all of its columns below B * H, and the grid covers them all.
+    cols = torch.empty((2, B, H), dtype=torch.float32, device=h.device)  # per-column partial sums of du, dbias
+    dh0 = torch.empty((B, H), dtype=torch.float32, device=h.device)
+    if T == 0 or B * H == 0:  # no step: nothing reaches u, bias or h0
+        cols.zero_()
+        dh0.zero_()
+    else:
         recurrence_bwd_kernel[_grid](
-            h, dh, u, u if h0 is None else h0, dx, du_cols, db_cols, dh0, u if lengths is None else lengths,
+            h, dh, u, u if h0 is None else h0, dx, cols[0], cols[1], dh0, u if lengths is None else lengths,
             T, B * H, H, h.stride(0), h.stride(1), dh.stride(0), dh.stride(1), time_bucket(T),
             HAS_H0=h0 is not None, HAS_LENGTHS=lengths is not None, REVERSE=reverse, ACT=act, enable_fp_fusion=True,
         )  # fmt: skip
-    return dx, du_cols.sum(0), db_cols.sum(0), dh0
+    du, dbias = cols.sum(1).unbind()  # one reduction over the batch serves both
+    return dx, du, dbias, dh0

@@ -119,7 +119,7 @@ class MinimalRecurrence(torch.autograd.Function):
             h, dh, u, u, dx, cols[0], cols[1], dh0, u, T, B * H, H, h.stride(0), h.stride(1), dh.stride(0),
             dh.stride(1), T, HAS_H0=False, HAS_LENGTHS=False, REVERSE=False, ACT=0, enable_fp_fusion=True,
         )  # fmt: skip
-        du, dbias = cols.sum(1)
+        du, dbias = cols.sum(1).unbind()
         return dx, du, dbias
 
 
