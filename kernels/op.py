@@ -1,4 +1,5 @@
-"""The recurrence's Triton kernels as PyTorch custom operators, so `torch.compile` sees them.
+"""The recurrence's Triton kernels as PyTorch custom operators, so `torch.compile` sees them, and
+as a plain autograd.Function for eager calls, which need no dispatcher.
 
 A `torch.autograd.Function` that launches Triton kernels is opaque to dynamo: it breaks the
 graph around it. Registered through `torch.library`, with a fake implementation that only
@@ -15,6 +16,13 @@ the inputs they belong to here, outside the kernels.
 The ops launch the Triton kernels on CUDA tensors, and on CPU tensors through the Triton
 interpreter (TRITON_INTERPRET=1): that is how `torch.library.opcheck` checks them on a machine
 without a GPU. Anywhere else they raise, as the `triton` backend does.
+
+A custom operator costs host time on every call (the dispatcher, schema checks, the autograd
+wrapper), several times what a torch.autograd.Function costs for the same launches. Eager calls
+therefore go through `EagerRecurrence`, a Function with the same forward, the same saved state
+and the same backward (`_setup_context` and `_gradients` serve both), and `triton_recurrence`
+calls the custom operator only while torch.compile traces. Both give bit-identical results: they
+run the same launchers on the same arguments.
 """
 
 from __future__ import annotations
@@ -40,7 +48,16 @@ def _require_triton(x: torch.Tensor) -> None:
 
 
 def _fp32(t: torch.Tensor | None) -> torch.Tensor | None:
-    return None if t is None else t.detach().float().contiguous()
+    """t as the kernels read it: they see its data only, so it need not be detached first."""
+    return None if t is None else t.float().contiguous()
+
+
+def _launch_forward(x, u, h0, bias, lengths, act, reverse):
+    return recurrence_fwd(x, _fp32(u), _fp32(h0), _fp32(bias), act, lengths=lengths, reverse=reverse)
+
+
+def _launch_backward(h, dh, u, h0, lengths, act, reverse):
+    return recurrence_bwd(h, dh, _fp32(u), _fp32(h0), act, lengths=lengths, reverse=reverse)
 
 
 @torch.library.custom_op("indrnn::recurrence", mutates_args=(), schema=FORWARD_SCHEMA)
@@ -48,7 +65,7 @@ def recurrence(x, u, h0, bias, lengths, act, reverse):
     """h (T, B, H) of h_t = act(x_t + u * h_{t-1} + bias), in time order or (reverse) against it,
     each batch row stopping at its length (later steps store zeros and leave the state)."""
     _require_triton(x)
-    return recurrence_fwd(x, _fp32(u), _fp32(h0), _fp32(bias), act, lengths=lengths, reverse=reverse)
+    return _launch_forward(x, u, h0, bias, lengths, act, reverse)
 
 
 @recurrence.register_fake
@@ -60,7 +77,7 @@ def _(x, u, h0, bias, lengths, act, reverse):
 def recurrence_backward(h, dh, u, h0, lengths, act, reverse):
     """dx (h's dtype, laid out as `states_like(h)`), du (H,), dbias (H,), dh0 (B, H), the last three in fp32."""
     _require_triton(h)
-    dx, du, dbias, dh0 = recurrence_bwd(h, dh, _fp32(u), _fp32(h0), act, lengths=lengths, reverse=reverse)
+    dx, du, dbias, dh0 = _launch_backward(h, dh, u, h0, lengths, act, reverse)
     return dx, du, dbias.clone(), dh0  # du and dbias are rows of one reduction; a custom op's outputs may not alias
 
 
@@ -78,18 +95,58 @@ def _setup_context(ctx, inputs, output) -> None:
     ctx.bias_dtype = None if bias is None else bias.dtype
 
 
-def _backward(ctx, dh):
+def _gradients(ctx, dh, launch_backward):
+    """The gradients of (x, u, h0, bias, lengths, act, reverse) from those of h, by `launch_backward`:
+    the custom backward operator in the custom operator's formula, the launcher in `EagerRecurrence`."""
     h, u, h0, lengths = ctx.saved_tensors
-    dx, du, dbias, dh0 = recurrence_backward(h, dh, u, h0, lengths, ctx.act, ctx.reverse)
+    dx, du, dbias, dh0 = launch_backward(h, dh, u, h0, lengths, ctx.act, ctx.reverse)
     return (
         dx,
-        du.to(u.dtype),
-        None if h0 is None else dh0.to(h0.dtype),
-        None if ctx.bias_dtype is None else dbias.to(ctx.bias_dtype),
+        _cast(du, u.dtype),
+        None if h0 is None else _cast(dh0, h0.dtype),
+        None if ctx.bias_dtype is None else _cast(dbias, ctx.bias_dtype),
         None,
         None,
         None,
     )
 
 
-recurrence.register_autograd(_backward, setup_context=_setup_context)
+def _cast(grad: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """An fp32 gradient in its input's dtype (`.to` costs host time even when it returns grad itself)."""
+    return grad if grad.dtype == dtype else grad.to(dtype)
+
+
+recurrence.register_autograd(lambda ctx, dh: _gradients(ctx, dh, recurrence_backward), setup_context=_setup_context)
+
+
+class EagerRecurrence(torch.autograd.Function):
+    """`indrnn::recurrence` and its autograd formula without the dispatcher, for eager calls. The
+    forward takes ctx itself: with a separate setup_context, `apply` binds its arguments to the
+    forward's signature through `inspect` on every call, which costs more than the launches."""
+
+    @staticmethod
+    def forward(ctx, *inputs):
+        h = _launch_forward(*inputs)
+        _setup_context(ctx, inputs, h)
+        return h
+
+    @staticmethod
+    def backward(ctx, dh):
+        return _gradients(ctx, dh, _launch_backward)
+
+
+def triton_recurrence(
+    x: torch.Tensor,
+    u: torch.Tensor,
+    h0: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    lengths: torch.Tensor | None,
+    act: int,
+    reverse: bool,
+) -> torch.Tensor:
+    """h of the recurrence by the Triton kernels: through the custom operator while torch.compile
+    traces (so the graph holds it), else through `EagerRecurrence`. The caller has checked that
+    Triton can run on x."""
+    if torch.compiler.is_compiling():
+        return torch.ops.indrnn.recurrence(x, u, h0, bias, lengths, act, reverse)
+    return EagerRecurrence.apply(x, u, h0, bias, lengths, act, reverse)

@@ -2,9 +2,10 @@
 
     h_t = act(x_t + u * h_{t-1} + bias),    x: (T, B, H),  u, bias: (H,),  h0: (B, H)
 
-The Triton kernels (kernels/sequential.py) are reached through the custom operators of
-kernels/op.py, which torch.compile can trace; the torch backend is the eager loop of
-kernels/loop.py and the reference the plain loop of kernels/reference.py.
+The Triton kernels (kernels/sequential.py) are reached through kernels/op.py: a plain
+autograd.Function in eager calls, the custom operators that torch.compile traces while it
+compiles; the torch backend is the eager loop of kernels/loop.py and the reference the plain
+loop of kernels/reference.py.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 
 from kernels.common import ACT_CODES, triton_unavailable_reason
 from kernels.loop import recurrence_loop
+from kernels.op import triton_recurrence
 from kernels.reference import ACTIVATIONS, last_state, recurrence_reference
 
 BACKENDS = ("auto", "triton", "torch", "reference")
@@ -94,7 +96,7 @@ def indrnn_recurrence(
         h0: (B, H) initial state, or None for zeros.
         bias: (H,) bias, or None.
         activation: "relu" or "tanh".
-        backend: "triton" (the kernels, through the custom operator of kernels/op.py), "torch"
+        backend: "triton" (the kernels, through kernels/op.py), "torch"
             (eager PyTorch loops with a hand-written backward, kernels/loop.py), "auto" (triton
             where it can run, else torch) or "reference" (the plain loop of kernels/reference.py,
             differentiated by autograd: the definition, and what torch.compile is given in the
@@ -121,6 +123,5 @@ def indrnn_recurrence(
         return recurrence_reference(x, u, h0, bias, activation, lengths=lengths, reverse=reverse)
     if backend == "torch":
         return recurrence_loop(x, u, h0, bias, activation, lengths=lengths, reverse=reverse)
-    # The kernels, through the custom operator that kernels.op registers (the package imports it).
-    h = torch.ops.indrnn.recurrence(x, u, h0, bias, lengths, ACT_CODES[activation], reverse)
+    h = triton_recurrence(x, u, h0, bias, lengths, ACT_CODES[activation], reverse)
     return h, last_state(h, lengths, reverse)

@@ -23,8 +23,8 @@ backward direction of a bidirectional layer: no flipped copy is made). With HAS_
 batch row stops at its own length: later steps load nothing, keep the state and store zeros,
 and the backward passes the carried gradient through them unchanged. x and h are read and
 written through their time and batch strides, so a batch-first tensor viewed time first is used
-in place. The public `indrnn_recurrence` reaches the kernels through the custom operators of
-kernels/op.py, which torch.compile can trace.
+in place. The public `indrnn_recurrence` reaches the kernels through kernels/op.py (custom
+operators, which torch.compile can trace, and an autograd.Function for eager calls).
 """
 
 from __future__ import annotations

@@ -1,13 +1,20 @@
-"""The launch path of the Triton kernels: buffers the backward kernel fills itself.
+"""The launch path of the Triton kernels: buffers the backward kernel fills itself, and the eager
+autograd.Function against the custom operators torch.compile traces.
 
 Without CUDA the kernels run through the Triton interpreter (see conftest.py).
 """
 
+from pathlib import Path
+
 import pytest
 import torch
 import triton
+from torch.utils._python_dispatch import TorchDispatchMode
 
+from kernels import IndRec
 from kernels.sequential import recurrence_bwd_kernel
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("reverse", [False, True])
@@ -27,3 +34,45 @@ def test_backward_kernel_writes_every_partial_sum_and_dh0(B, H, block, reverse, 
         HAS_H0=True, HAS_LENGTHS=True, REVERSE=reverse, ACT=0, BLOCK=block, CHUNK=2, STAGES=2, num_warps=1,
     )  # fmt: skip
     assert not cols.isnan().any()
+
+
+def _layer_gradients(layer: IndRec, x: torch.Tensor, h0: torch.Tensor, lengths: torch.Tensor, dh: torch.Tensor):
+    h, h_last = layer(x, h0, "triton", lengths, True)
+    leaves = (x, h0, layer.weight_hh, layer.bias)
+    return (h, h_last, *torch.autograd.grad((h, h_last), leaves, (dh, dh[0])))
+
+
+class _CustomOps(TorchDispatchMode):
+    """Records the custom operators called (those outside aten)."""
+
+    def __init__(self):
+        super().__init__()
+        self.called = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.namespace != "aten":
+            self.called.append(func.name())
+        return func(*args, **(kwargs or {}))
+
+
+def test_eager_calls_and_the_custom_operator_give_identical_results(monkeypatch, device):
+    """Eagerly a layer runs `EagerRecurrence` and no custom operator; told that torch.compile is
+    tracing, it calls the two custom operators instead. States and every gradient are bit-identical."""
+    T, B, H = 6, 3, 5
+    layer = IndRec(H, bias=True, batch_norm=False, activation="relu", recurrent_max=1.0).to(device)
+    with torch.no_grad():
+        layer.weight_hh.uniform_(-1.1, 1.1)
+        layer.bias.uniform_(-0.3, 0.3)
+    x = torch.randn(B, T, H, device=device).transpose(0, 1).requires_grad_()  # batch first in memory
+    h0 = torch.randn(B, H, device=device, requires_grad=True)
+    lengths, dh = torch.tensor([4, 6, 2], device=device), torch.randn(T, B, H, device=device)
+
+    with _CustomOps() as eager_ops:
+        eager = _layer_gradients(layer, x, h0, lengths, dh)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    with _CustomOps() as traced_ops:
+        traced = _layer_gradients(layer, x, h0, lengths, dh)
+    assert eager_ops.called == []
+    assert traced_ops.called == ["indrnn::recurrence", "indrnn::recurrence_backward"]
+    for got, want in zip(traced, eager, strict=True):
+        assert torch.equal(got, want)
