@@ -81,12 +81,48 @@ class IndRec(nn.Module):
     def _normalise(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         """BatchNorm1d over the frames: T*B samples of H features, or only each row's valid steps."""
         if lengths is not None:
-            valid = valid_steps(lengths.to(x.device), x.shape[0]).expand(x.shape)
-            return x.masked_scatter(valid, self.norm(x[valid].view(-1, self.hidden_size)))
+            return masked_batch_norm(self.norm, x, lengths.to(x.device))
         # Frames in memory order, so a batch-first x viewed time first is not copied.
         frames = x.transpose(0, 1) if x.stride(1) > x.stride(0) else x
         normed = self.norm(frames.reshape(-1, self.hidden_size)).view(frames.shape)
         return normed.transpose(0, 1) if frames is not x else normed
+
+
+def masked_batch_norm(norm: nn.BatchNorm1d, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """`norm` over the valid frames of x (T, B, H), those of step t < lengths[b], as nn.BatchNorm1d
+    over x[valid] computes it, running statistics included; the other frames pass through.
+
+    The statistics are masked sums divided by the number of valid frames, which stays on the
+    device: x[valid] would read that number back to size its output (a sync per call). As in
+    nn.BatchNorm1d, normalisation uses the biased variance and the running variance the unbiased
+    one, and momentum None means a cumulative average (here without reading num_batches_tracked
+    back to the host). A single valid frame, which nn.BatchNorm1d refuses in training, adds a
+    running variance of 0 here: refusing it would need the count on the host.
+    """
+    T, B, _ = x.shape
+    if norm.training and T * B == 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {tuple(x.shape)}")
+    valid = valid_steps(lengths, T)
+    if norm.training or norm.running_mean is None:
+        count = lengths.sum()
+        mean = torch.where(valid, x, 0.0).sum((0, 1), dtype=torch.float32) / count
+        centred = torch.where(valid, x - mean, 0.0)
+        var = centred.square().sum((0, 1)) / count
+        if norm.training and norm.track_running_stats:
+            with torch.no_grad():
+                norm.num_batches_tracked.add_(1)
+                factor = 1.0 / norm.num_batches_tracked if norm.momentum is None else norm.momentum
+                unbiased = var * (count / (count - 1).clamp_min(1))
+                norm.running_mean.mul_(1 - factor).add_(mean * factor)
+                norm.running_var.mul_(1 - factor).add_(unbiased * factor)
+    else:
+        mean, var = norm.running_mean, norm.running_var
+        centred = x - mean
+    scale = torch.rsqrt(var + norm.eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight
+    normed = centred * scale if norm.bias is None else torch.addcmul(norm.bias, centred, scale)
+    return torch.where(valid, normed.to(x.dtype), x)
 
 
 class IndRNN(nn.Module):
@@ -258,10 +294,11 @@ class IndRNN(nn.Module):
     def forward(
         self, input: torch.Tensor | PackedSequence, h0: States | None = None
     ) -> tuple[torch.Tensor | PackedSequence, States]:
-        packed, lengths = None, None
+        packed, lengths, device_lengths = None, None, None
         if isinstance(input, PackedSequence):
             packed = input
             input, lengths = pad_packed_sequence(packed, batch_first=self.batch_first)  # lengths on the CPU
+            device_lengths = lengths.to(input.device)  # once for every layer: a copy to a GPU waits for it
         if not isinstance(input, torch.Tensor):
             raise TypeError(f"input must be a torch.Tensor or a PackedSequence, got {type(input).__name__}")
         if input.dim() != 3 or input.shape[-1] != self.input_size:
@@ -278,7 +315,7 @@ class IndRNN(nn.Module):
             return next(projections)(x if first else self.dropout(x))
 
         def indrec(x: torch.Tensor, reverse: bool = False) -> torch.Tensor:
-            h, h_last = next(recurrences)(time_first(x), next(states_in), self.backend, lengths, reverse)
+            h, h_last = next(recurrences)(time_first(x), next(states_in), self.backend, device_lengths, reverse)
             states_out.append(h_last)
             return time_first(h)
 
@@ -314,6 +351,6 @@ class IndRNN(nn.Module):
         order = packed.sorted_indices
         if order is not None:
             padded = padded.index_select(0 if self.batch_first else 1, order)
-            lengths = lengths[order.cpu()]
+            lengths = lengths.sort(descending=True).values  # lengths[order], without reading order back
         data = pack_padded_sequence(padded, lengths, batch_first=self.batch_first, enforce_sorted=True).data
         return packed._replace(data=data)

@@ -5,6 +5,8 @@ Without CUDA the kernels run through the Triton interpreter (see conftest.py). S
 and odd so every mask is exercised; lengths are unsorted so the packing order matters.
 """
 
+import copy
+
 import pytest
 import synthetic_results as synthetic
 import torch
@@ -166,6 +168,38 @@ def test_padding_never_reaches_a_state(backend, reverse, device):
     h_noisy, h_last_noisy = unit(x.masked_fill(padding, 1e6), None, backend, lengths, reverse)
     assert torch.equal(h, h_noisy) and torch.equal(h_last, h_last_noisy)
     assert h.abs().sum() > 0
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_packed_batch_norm_is_batch_norm_of_the_valid_frames(momentum, device):
+    """BatchNorm with lengths is nn.BatchNorm1d over the valid frames alone, the padding passed
+    through: outputs, gradients of x, weight and bias, and the running statistics over three
+    training steps (exponential, or with momentum None cumulative), then the output in eval mode."""
+    unit = IndRec(H, bias=True, batch_norm=True, activation="relu", recurrent_max=1.0).to(device)
+    unit.norm.momentum = momentum
+    with torch.no_grad():
+        unit.norm.weight.uniform_(0.5, 1.5)
+        unit.norm.bias.uniform_(-0.5, 0.5)
+    reference = copy.deepcopy(unit.norm)
+    lengths = torch.tensor(LENGTHS, device=device)
+    valid = (torch.arange(T, device=device)[:, None] < lengths[None, :])[..., None].expand(T, B, H)
+    for _ in range(3):
+        x = (2 * torch.randn(T, B, H, device=device) + 1).requires_grad_()
+        x_ref = x.detach().clone().requires_grad_()
+        w = torch.randn(T, B, H, device=device)
+        got = unit._normalise(x, lengths)
+        want = x_ref.masked_scatter(valid, reference(x_ref[valid].view(-1, H)))
+        (got * w).sum().backward()
+        (want * w).sum().backward()
+        assert _rel_err(got, want) < 1e-5 and _rel_err(x.grad, x_ref.grad) < 1e-5
+        for name in ("weight", "bias"):
+            assert _rel_err(getattr(unit.norm, name).grad, getattr(reference, name).grad) < 1e-5
+        assert _rel_err(unit.norm.running_mean, reference.running_mean) < 1e-5
+        assert _rel_err(unit.norm.running_var, reference.running_var) < 1e-5
+        assert torch.equal(unit.norm.num_batches_tracked, reference.num_batches_tracked)
+    unit.eval(), reference.eval()
+    x = torch.randn(T, B, H, device=device)
+    assert _rel_err(unit._normalise(x, lengths), x.masked_scatter(valid, reference(x[valid].view(-1, H)))) < 1e-5
 
 
 def test_bidirectional_equals_hand_made_reverse_pass():
