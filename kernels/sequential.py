@@ -146,9 +146,17 @@ def _zero_chunk(BLOCK: tl.constexpr, dtype: tl.constexpr, CHUNK: tl.constexpr):
     return b_chunk
 
 
+# Tuning results persist across processes (triton's `cache_results`): the timings of each key are
+# saved as <kernel>.autotune.json under triton's cache directory ($TRITON_CACHE_DIR, by default
+# ~/.triton/cache), in a folder named by a hash of the triton version, ptxas version and GPU
+# architecture, the kernel's source, the cache-invalidating TRITON_* variables, the key and the
+# configs: a changed kernel or space is tuned afresh by itself. To retune an unchanged one (say,
+# after moving the cache to another GPU of the same architecture) delete those files or point
+# TRITON_CACHE_DIR elsewhere. The interpreter never tunes, nor caches.
 @triton.autotune(
     configs=autotune_configs(single=not AUTOTUNE),
     key=["n_cols", "t_bucket", "HAS_BIAS", "HAS_H0", "HAS_LENGTHS", "REVERSE", "ACT"],
+    cache_results=True,
 )
 @triton.jit(do_not_specialize=["T", "t_bucket"])
 def recurrence_fwd_kernel(
@@ -228,6 +236,7 @@ def recurrence_fwd_kernel(
 @triton.autotune(
     configs=autotune_configs(single=not AUTOTUNE, backward=True),
     key=["n_cols", "t_bucket", "HAS_H0", "HAS_LENGTHS", "REVERSE", "ACT"],
+    cache_results=True,  # as the forward's
 )
 @triton.jit(do_not_specialize=["T", "t_bucket"])
 def recurrence_bwd_kernel(

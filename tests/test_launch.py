@@ -1,9 +1,17 @@
-"""The launch path of the Triton kernels: buffers the backward kernel fills itself, and the eager
-autograd.Function against the custom operators torch.compile traces.
+"""The launch path of the Triton kernels: buffers the backward kernel fills itself, the eager
+autograd.Function against the custom operators torch.compile traces, and autotune results that
+outlive the process.
 
-Without CUDA the kernels run through the Triton interpreter (see conftest.py).
+Without CUDA the kernels run through the Triton interpreter (see conftest.py); the autotune cache
+is exercised in child processes without it, with triton told to tune for sm_90 and the timing of
+each config faked (nothing runs: the cache is triton's own code, keyed by our kernels).
 """
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -76,3 +84,60 @@ def test_eager_calls_and_the_custom_operator_give_identical_results(monkeypatch,
     assert traced_ops.called == ["indrnn::recurrence", "indrnn::recurrence_backward"]
     for got, want in zip(traced, eager, strict=True):
         assert torch.equal(got, want)
+
+
+# Run in a child process without the interpreter: tunes the forward kernel for sm_90 on one key,
+# timing each config by a fake that makes config BEST the fastest (or, with CACHED_ONLY, failing
+# the test if anything is timed), launches nothing, and prints what it timed and chose.
+_TUNE_ONCE = textwrap.dedent(
+    """
+    import json, sys
+    import torch
+    from triton.backends.compiler import GPUTarget
+    from triton.runtime import driver
+    from triton.runtime.autotuner import Autotuner
+    import kernels.sequential as seq
+
+    BEST, CACHED_ONLY = int(sys.argv[1]), sys.argv[2] == "cached"
+
+    class Sm90:
+        def get_current_target(self):
+            return GPUTarget("cuda", 90, 32)
+
+    kernel = seq.recurrence_fwd_kernel
+    timed, chosen = [], []
+
+    def fake_bench(self, *args, config, **meta):
+        assert not CACHED_ONLY, "tuned again although the results were cached"
+        timed.append(config.kwargs)
+        t = 1.0 + abs(kernel.configs.index(config) - BEST)
+        return [t, t, t]
+
+    driver.set_active(Sm90())
+    Autotuner._bench = fake_bench
+    kernel.fn.run = lambda *args, **kwargs: chosen.append({k: kwargs[k] for k in ("BLOCK", "CHUNK", "STAGES")})
+    seq.recurrence_fwd(torch.randn(64, 4, 32), torch.rand(32), None, None, 0)
+    print(json.dumps({"timed": len(timed), "configs": len(kernel.configs), "chosen": chosen,
+                      "best": {k: kernel.configs[BEST].kwargs[k] for k in ("BLOCK", "CHUNK", "STAGES")}}))
+    """
+)
+
+
+def test_autotune_results_persist_across_processes(tmp_path):
+    """A second process with the same triton cache directory takes the config the first one tuned
+    from the cache, timing nothing; the cache is a file under that directory."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "INDRNN_AUTOTUNE")}
+    env["TRITON_CACHE_DIR"] = str(tmp_path)
+
+    def tune(mode: str) -> dict:
+        argv = [sys.executable, "-c", _TUNE_ONCE, "3", mode]
+        done = subprocess.run(argv, cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    first = tune("tune")
+    assert first["configs"] > 1 and first["timed"] == first["configs"]
+    assert first["chosen"] == [first["best"]]
+    assert [p.name for p in tmp_path.rglob("*.autotune.json")] == ["recurrence_fwd_kernel.autotune.json"]
+    second = tune("cached")
+    assert second["timed"] == 0 and second["chosen"] == [first["best"]]
