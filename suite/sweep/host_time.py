@@ -11,11 +11,12 @@ eager launch path can do.
 
 Two measures of one call of forward + backward (`torch.autograd.grad`):
 
-- counts, never timed: kernel launches, ops through the dispatcher (aten and custom), fresh tensors, fills, reductions, host-to-device
-  copies and device syncs, seen by a TorchDispatchMode. Take them on the meta device: a device
-  that is not the host, as a GPU is, so lengths handed over on the CPU must be copied to it, and a
-  value read back from a layer's tensors is a sync (meta refuses it with an error). On the CPU
-  nothing is ever a device sync or a copy to the device.
+- counts, never timed: kernel launches, ops through the dispatcher (custom operators among them,
+  their bodies counted too), fresh tensors, fills, reductions, host-to-device copies and device
+  syncs, seen by a TorchDispatchMode. Take them on the meta device: a device that is not the
+  host, as a GPU is, so lengths handed over on the CPU must be copied to it, and a value read
+  back from a layer's tensors is a sync (meta refuses it with an error). On the CPU nothing is
+  ever a device sync or a copy to the device.
 - host time, on CPU tensors: rounds of many calls of each step, the steps interleaved, and the
   median over rounds of the time per call. Set OMP_NUM_THREADS=1 for steady figures:
 
@@ -150,12 +151,12 @@ def layer_step(size: tuple[int, int, int], device: str, *, packed_batch_norm: bo
     return lambda: torch.autograd.grad(layer(x, None, "triton", lengths)[0], inputs, dh)
 
 
-def network_step(size: tuple[int, int, int], device: str, num_layers: int = 2) -> Step:
-    """An IndRNN of `num_layers` plain layers with BatchNorm over a PackedSequence (rows of
-    lengths T, T-1, ..., sorted so that packing needs no index from the device), forward then the
-    gradients of its input and every parameter."""
+def network_step(size: tuple[int, int, int], device: str, num_layers: int = 2, batch_norm: bool = True) -> Step:
+    """An IndRNN of `num_layers` plain layers (with BatchNorm by default) over a PackedSequence
+    (rows of lengths T, T-1, ..., sorted so that packing needs no index from the device), forward
+    then the gradients of its input and every parameter."""
     T, B, H = size
-    model = IndRNN(H, H, num_layers, batch_norm=True, backend="triton").to(device)
+    model = IndRNN(H, H, num_layers, batch_norm=batch_norm, backend="triton").to(device)
     sequences = [torch.randn(max(T - b, 1), H, device=device) for b in range(B)]
     packed = pack_sequence([s.requires_grad_() for s in sequences])
     inputs = (packed.data, *model.parameters())
@@ -173,6 +174,7 @@ class CallCounts:
 
     launches: int
     dispatched_ops: int
+    custom_ops: int
     fresh_tensors: int
     fills: int
     reductions: int
@@ -189,7 +191,7 @@ VALUE_SHAPED = {"nonzero", "masked_select", "_unique", "_unique2", "unique_dim",
 class _OpCounter(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
-        self.ops = self.fresh = self.fills = self.reductions = self.host_to_device = self.syncs = 0
+        self.ops = self.custom = self.fresh = self.fills = self.reductions = self.host_to_device = self.syncs = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -197,6 +199,7 @@ class _OpCounter(TorchDispatchMode):
         tensors = [a for a in tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
         on_device = bool(tensors) and tensors[0].device.type != "cpu"
         self.ops += 1
+        self.custom += func.namespace != "aten"
         self.fills += name in FILLS
         self.reductions += name in REDUCTIONS
         if on_device and (name in SCALAR_READS or name in VALUE_SHAPED):
@@ -237,6 +240,7 @@ def count_call(step: Step) -> CallCounts:
     return CallCounts(
         launches=len(launches),
         dispatched_ops=ops.ops,
+        custom_ops=ops.custom,
         fresh_tensors=ops.fresh,
         fills=ops.fills,
         reductions=ops.reductions,

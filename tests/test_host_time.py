@@ -1,0 +1,79 @@
+"""The host side of one layer's forward + backward, counted with the Triton launches stubbed out
+(suite/sweep/host_time.py): what it launches, allocates, fills, reduces, copies to the device and
+waits for. Counts only, on the meta device (a device apart from the host, as a GPU is); the host
+times themselves are a benchmark, never asserted.
+"""
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_sequence
+
+from kernels import IndRNN
+from suite.sweep import host_time
+from suite.sweep.host_time import SMALL_SIZE, CallCounts, count_call, layer_step, minimal_step, network_step
+
+
+def test_one_layer_does_what_the_minimal_function_does():
+    """Forward + backward of one layer: two launches, nothing zero-filled (the backward kernel
+    writes every partial sum and dh0 itself), one reduction for du and dbias together, no custom
+    operator eagerly, and exactly the tensors the minimal autograd.Function allocates."""
+    layer, minimal = count_call(layer_step(SMALL_SIZE, "meta")), count_call(minimal_step(SMALL_SIZE, "meta"))
+    assert (layer.launches, layer.fills, layer.reductions, layer.custom_ops) == (2, 0, 1, 0)
+    assert (layer.syncs, layer.host_to_device) == (0, 0)
+    assert layer.fresh_tensors == minimal.fresh_tensors
+
+
+def test_packed_batch_norm_never_waits_for_the_device():
+    """BatchNorm over the valid frames of a packed batch (lengths on the device): no value is read
+    back and no copy is made, so nothing waits for the device."""
+    counts = count_call(layer_step(SMALL_SIZE, "meta", packed_batch_norm=True))
+    assert counts.launches == 2 and counts.syncs == 0 and counts.host_to_device == 0
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_a_network_copies_lengths_to_the_device_once(batch_norm):
+    """A packed IndRNN moves its lengths to the device once per forward, whatever its depth: that
+    copy is the only wait for the device in forward + backward."""
+    for layers in (2, 3):
+        counts = count_call(network_step(SMALL_SIZE, "meta", num_layers=layers, batch_norm=batch_norm))
+        assert counts.launches == 2 * layers
+        assert counts.host_to_device == 1 and counts.syncs == 1
+
+
+def test_packing_the_output_reads_nothing_back():
+    """The output of an unsorted packed batch is packed in the input's order with the lengths
+    sorted on the host, not by reading the sort order back from the device."""
+    packed = pack_sequence([torch.randn(n, 3) for n in (2, 5, 3)], enforce_sorted=False)
+    on_device = packed._replace(
+        data=packed.data.to("meta"),
+        sorted_indices=packed.sorted_indices.to("meta"),
+        unsorted_indices=packed.unsorted_indices.to("meta"),
+    )
+    model = IndRNN(3, 4).to("meta")
+    padded, lengths = torch.randn(5, 3, 4, device="meta"), torch.tensor([2, 5, 3])
+    counts = count_call(lambda: model._pack_like(on_device, padded, lengths))
+    assert counts.syncs == 0 and counts.host_to_device == 0
+
+
+def test_counts_see_syncs_copies_and_fills():
+    """The counter is not blind: a boolean index and a scalar read (meta refuses both; they are
+    counted first), a blocking copy to the device, a zero fill and a reduction are each seen."""
+    x, lengths = torch.randn(4, 3, device="meta"), torch.tensor([1, 2, 3])
+
+    def step():
+        lengths.to("meta")
+        torch.zeros(3, device="meta")
+        for read_back in (lambda: x[x > 0], lambda: x.sum().item()):
+            try:
+                read_back()
+            except (NotImplementedError, RuntimeError):
+                pass
+
+    counts = count_call(step)
+    assert (counts.host_to_device, counts.syncs, counts.fills, counts.reductions) == (1, 3, 1, 1)
+
+
+def test_host_times_measures_the_layer_and_the_minimal_function():
+    [row] = host_time.host_times(sizes=((4, 2, 8),), calls=2, rounds=1)
+    assert row.size == (4, 2, 8) and row.layer_us > 0 and row.minimal_us > 0 and row.threads >= 1
+    assert isinstance(host_time.step_counts()["indrec"], CallCounts)
