@@ -22,9 +22,10 @@ acts between layers exactly as in `nn.LSTM`.
 
 What `nn.LSTM` users swap in also works: a bidirectional plain stack (each layer's Weight
 projects to both directions at once, a forward and a reverse-time IndRec read their halves in
-place, and their outputs are concatenated), `PackedSequence` input and output (each sequence
-runs its own number of steps; BatchNorm counts only the valid frames), and `batch_first`,
-where activations stay in the batch-first layout and the recurrence reads them in place.
+place, and their outputs are concatenated), variable lengths, as a `PackedSequence` or as a
+padded tensor with its lengths (each sequence runs its own number of steps; BatchNorm counts
+only the valid frames), unbatched (T, I) input, and `batch_first`, where activations stay in
+the batch-first layout and the recurrence reads them in place.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from kernels.constraint import clamp_recurrent_weight_, init_recurrent_weight_, recurrent_bound
-from kernels.recurrence import BACKENDS, indrnn_recurrence
+from kernels.recurrence import BACKENDS, _check_lengths, indrnn_recurrence
 from kernels.reference import ACTIVATIONS, valid_steps
 
 ARCHITECTURES = ("plain", "residual", "dense")
@@ -152,14 +153,24 @@ class IndRNN(nn.Module):
             bound is 1.
         backend: "auto", "triton" or "torch", as in `indrnn_recurrence`; may be changed later.
 
-    Forward:
-        input: (T, B, I), or (B, T, I) with batch_first, or a PackedSequence (output is then
-            packed the same way; h_n holds each sequence's state after its last step).
-        h0: initial states, or None for zeros: a (R, B, H) tensor when all R recurrences have
-            the same width ("plain", "residual"), or a sequence of R tensors of (B, width),
-            widths as in `state_sizes`.
-        Returns output (T, B, output_size) (or batch first) and h_n, in the form h0 takes
-        (a stacked tensor when the widths are equal, else a tuple).
+    Forward: `output, h_n = model(input, h0=None, lengths=None)`
+        input: (T, B, I), or (B, T, I) with batch_first; (T, I), one unbatched sequence, to
+            which batch_first does not apply (as in nn.RNN); or a PackedSequence, in which case
+            output is packed the same way and h_n holds each sequence's state after its last
+            step. torch.compile cannot trace `pad_packed_sequence`, so a PackedSequence breaks
+            the graph there (as it does around nn.RNN): a compiled model passes `lengths`.
+        h0: initial states, or None for zeros: a (R, B, H) tensor ((R, H) unbatched) when all
+            R recurrences have the same width ("plain", "residual"), or a sequence of R tensors
+            of (B, width) ((width,) unbatched), widths as in `state_sizes`.
+        lengths: (B,) integer steps of each sequence of a padded batched input, in [1, T], on
+            the CPU or on the input's device: the result of packing those sequences, without
+            the packing. Row b runs its first lengths[b] steps; its later outputs are 0, h_n
+            holds its states after its last step, BatchNorm counts only valid frames, and the
+            gradients are those of the packed input. The lengths are copied to the device once
+            per forward and checked against T where that waits for nothing (on the CPU, outside
+            a compiled graph). torch.compile(fullgraph=True) traces this path.
+        Returns output (T, B, output_size) (or batch first; (T, output_size) unbatched) and
+        h_n, in the form h0 takes (a stacked tensor when the widths are equal, else a tuple).
     """
 
     def __init__(
@@ -275,39 +286,67 @@ class IndRNN(nn.Module):
             raise ValueError("init_last_layer_ needs the model to be built with seq_len")
         init_recurrent_weight_(self.recurrences[-1].weight_hh, self.seq_len, self.gamma, eps)
 
-    def _initial_states(self, h0: States | None, batch: int, like: torch.Tensor) -> list[torch.Tensor | None]:
+    def flatten_parameters(self) -> None:
+        """Does nothing, so that code written for nn.RNN, nn.GRU and nn.LSTM, which calls this
+        after loading or moving a model, runs unchanged. Those modules copy their weights into
+        one contiguous buffer for cuDNN; here every projection and recurrent weight is already
+        the tensor its GEMM or kernel reads."""
+
+    def _initial_states(
+        self, h0: States | None, batch: int, like: torch.Tensor, unbatched: bool
+    ) -> list[torch.Tensor | None]:
+        """h0 as one (B, width) tensor or None per recurrence; unbatched states get a batch of 1."""
         n = len(self.state_sizes)
         if h0 is None:
             return [None] * n
-        states = list(h0.unbind(0)) if isinstance(h0, torch.Tensor) else list(h0)
+        if isinstance(h0, torch.Tensor):
+            rank, kind = (2, "unbatched 2-D") if unbatched else (3, "batched 3-D")
+            if h0.dim() != rank:
+                raise ValueError(f"h0 must be {rank}-D for {kind} input, got a {h0.dim()}-D tensor")
+            states = list(h0.unbind(0))
+        else:
+            states = list(h0)
         if len(states) != n:
             raise ValueError(f"h0 must hold {n} states (one per recurrence), got {len(states)}")
         for i, (state, width) in enumerate(zip(states, self.state_sizes, strict=True)):
             if not isinstance(state, torch.Tensor):
                 raise TypeError(f"h0[{i}] must be a torch.Tensor, got {type(state).__name__}")
-            if tuple(state.shape) != (batch, width):
-                raise ValueError(f"h0[{i}] must have shape {(batch, width)}, got {tuple(state.shape)}")
+            shape = (width,) if unbatched else (batch, width)
+            if tuple(state.shape) != shape:
+                raise ValueError(f"h0[{i}] must have shape {shape}, got {tuple(state.shape)}")
             if state.device != like.device:
                 raise ValueError(f"h0[{i}] is on {state.device} but input is on {like.device}")
-        return states
+        return [state[None] for state in states] if unbatched else states
 
     def forward(
-        self, input: torch.Tensor | PackedSequence, h0: States | None = None
+        self,
+        input: torch.Tensor | PackedSequence,
+        h0: States | None = None,
+        lengths: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor | PackedSequence, States]:
-        packed, lengths, device_lengths = None, None, None
+        packed = None
         if isinstance(input, PackedSequence):
+            if lengths is not None:
+                raise ValueError("lengths cannot be given with a PackedSequence, which holds its own")
             packed = input
             input, lengths = pad_packed_sequence(packed, batch_first=self.batch_first)  # lengths on the CPU
-            device_lengths = lengths.to(input.device)  # once for every layer: a copy to a GPU waits for it
         if not isinstance(input, torch.Tensor):
             raise TypeError(f"input must be a torch.Tensor or a PackedSequence, got {type(input).__name__}")
-        if input.dim() != 3 or input.shape[-1] != self.input_size:
+        if input.dim() not in (2, 3) or input.shape[-1] != self.input_size:
             layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
-            raise ValueError(f"input must have shape {layout} with I={self.input_size}, got {tuple(input.shape)}")
+            raise ValueError(
+                f"input must have shape {layout} or (T, I) with I={self.input_size}, got {tuple(input.shape)}"
+            )
+        unbatched = input.dim() == 2
+        if unbatched and lengths is not None:
+            raise ValueError("lengths apply to batched 3-D input, got unbatched 2-D input")
         # Activations keep the input's layout; each recurrence gets a time-first view of them.
-        time_first = (lambda t: t.transpose(0, 1)) if self.batch_first else (lambda t: t)
-        x = input
-        states_in = iter(self._initial_states(h0, time_first(x).shape[1], x))
+        batch_first = self.batch_first and not unbatched
+        time_first = (lambda t: t.transpose(0, 1)) if batch_first else (lambda t: t)
+        x = input[:, None] if unbatched else input
+        states_in = iter(self._initial_states(h0, time_first(x).shape[1], x, unbatched))
+        # Once for every layer: a copy to a GPU waits for it.
+        device_lengths = None if lengths is None else _check_lengths(lengths, time_first(x))
         projections, recurrences = iter(self.projections), iter(self.recurrences)
         states_out: list[torch.Tensor] = []
 
@@ -340,6 +379,8 @@ class IndRNN(nn.Module):
                 if i < len(self.dense_blocks) - 1:
                     x = indrec(weight(x))
 
+        if unbatched:
+            x, states_out = x[:, 0], [state[0] for state in states_out]
         output = x if packed is None else self._pack_like(packed, x, lengths)
         if len(set(self.state_sizes)) == 1:
             return output, torch.stack(states_out)

@@ -12,7 +12,8 @@ import synthetic_results as synthetic
 import torch
 import triton
 from torch import nn
-from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
+from torch._dynamo.testing import CompileCounterWithBackend
+from torch.nn.utils.rnn import pack_padded_sequence, pack_sequence, pad_packed_sequence
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import kernels.op
@@ -285,6 +286,134 @@ def test_batch_first_reads_activations_in_place(directions, monkeypatch, device)
     assert _rel_err(out, model(x)[0]) < 1e-5
 
 
+# ---------------------------------------------------------------------------- unbatched input and lengths
+
+
+def _rnn_peer(model: IndRNN) -> nn.RNN:
+    """PyTorch's nn.RNN(nonlinearity="relu") computing what the plain IndRNN `model` computes: each
+    direction's input weights are its rows of the layer's projection, weight_hh = diag(u),
+    bias_ih the IndRec's bias and bias_hh = 0."""
+    peer = nn.RNN(
+        model.input_size,
+        model.hidden_size,
+        model.num_layers,
+        nonlinearity="relu",
+        batch_first=model.batch_first,
+        bidirectional=model.bidirectional,
+    )
+    units = iter(model.recurrences)
+    with torch.no_grad():
+        for layer, projection in enumerate(model.projections):
+            for direction, rows in enumerate(projection.weight.split(model.hidden_size)):
+                unit, suffix = next(units), f"l{layer}" + ("_reverse" if direction else "")
+                getattr(peer, f"weight_ih_{suffix}").copy_(rows)
+                getattr(peer, f"weight_hh_{suffix}").copy_(torch.diag(unit.weight_hh))
+                getattr(peer, f"bias_ih_{suffix}").copy_(unit.bias)
+                getattr(peer, f"bias_hh_{suffix}").zero_()
+    return peer
+
+
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+def test_unbatched_equals_nn_rnn(backend, device):
+    """One (T, I) sequence and (layers * directions, H) states, as nn.RNN takes them (batch_first
+    does not apply to them): output, h_n and the gradients of input and h0 equal those of the
+    nn.RNN that computes the same recurrence."""
+    model = _randomised(IndRNN(D, H, 2, bidirectional=True, batch_first=True, backend=backend)).to(device)
+    peer = _rnn_peer(model).to(device)
+    x, h0 = torch.randn(T, D, device=device), torch.randn(4, H, device=device)
+    w_out, w_state = torch.randn(T, 2 * H, device=device), torch.randn(4, H, device=device)
+
+    def run(module: nn.Module) -> list[torch.Tensor]:
+        x_in, h0_in = x.clone().requires_grad_(), h0.clone().requires_grad_()
+        out, h_n = module(x_in, h0_in)
+        ((out * w_out).sum() + (h_n * w_state).sum()).backward()
+        return [out, h_n, x_in.grad, h0_in.grad]
+
+    got, want = run(model), run(peer)
+    assert got[0].shape == (T, 2 * H) and got[1].shape == (4, H)
+    for g, w in zip(got, want, strict=True):
+        assert _rel_err(g, w) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(num_layers=2, bidirectional=True),
+        dict(num_layers=3, architecture="residual"),
+        dict(num_layers=2, architecture="dense", growth_rate=2),
+    ],
+    ids=["plain-bidirectional", "residual", "dense"],
+)
+def test_unbatched_equals_a_batch_of_one(kwargs):
+    """Every architecture, with BatchNorm and batch_first: an unbatched sequence and its states
+    (stacked, or one (width,) tensor per recurrence for dense) give what the same sequence gives
+    as a batch of one, without the batch dimension."""
+    model = _randomised(IndRNN(D, H, batch_norm=True, batch_first=True, backend="torch", **kwargs))
+    x = torch.randn(T, D)
+    states = [torch.randn(width) for width in model.state_sizes]
+    h0 = torch.stack(states) if len(set(model.state_sizes)) == 1 else tuple(states)
+    out, h_n = model(x, h0)
+    batched_h0 = h0[:, None] if isinstance(h0, torch.Tensor) else tuple(s[None] for s in h0)
+    want_out, want_h_n = model(x[None], batched_h0)  # batch first: (1, T, D)
+    assert out.shape == (T, model.output_size) and _rel_err(out, want_out[0]) < 1e-6
+    assert type(h_n) is type(h0)
+    for got, want in zip(h_n, want_h_n, strict=True):
+        assert got.shape == want.shape[1:] and _rel_err(got, want[0]) < 1e-6
+
+
+def test_state_and_lengths_shapes_are_checked():
+    model = IndRNN(D, H, 2)
+    with pytest.raises(ValueError, match="h0 must be 2-D for unbatched 2-D input, got a 3-D tensor"):
+        model(torch.randn(T, D), torch.zeros(2, 1, H))
+    with pytest.raises(ValueError, match="h0 must be 3-D for batched 3-D input, got a 2-D tensor"):
+        model(torch.randn(T, B, D), torch.zeros(2, H))
+    dense = IndRNN(D, H, 1, architecture="dense", growth_rate=2)
+    with pytest.raises(ValueError, match=r"h0\[0\] must have shape \(5,\), got \(1, 5\)"):
+        dense(torch.randn(T, D), tuple(torch.zeros(1, width) for width in dense.state_sizes))
+    with pytest.raises(ValueError, match="lengths apply to batched 3-D input"):
+        model(torch.randn(T, D), lengths=torch.tensor([T]))
+    with pytest.raises(ValueError, match="lengths cannot be given with a PackedSequence"):
+        model(pack_sequence([torch.randn(n, D) for n in LENGTHS], enforce_sorted=False), lengths=torch.tensor(LENGTHS))
+    with pytest.raises(ValueError, match=r"lengths must lie in \[1, T=7\]"):
+        model(torch.randn(T, B, D), lengths=torch.tensor([0, 7, 2]))
+
+
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("lengths_on_device", [False, True])
+def test_lengths_equal_packed(backend, lengths_on_device, device):
+    """A padded batch (longer than its longest row, garbage in the padding) with lengths gives what
+    the same rows give packed: outputs (0 past each row's length), h_n, BatchNorm's running
+    statistics, and the gradients of the input (0 on the padding) and of every parameter. Lengths
+    may be int64 on the CPU or int32 on the input's device."""
+    packed_model = _randomised(
+        IndRNN(D, H, 2, bidirectional=True, batch_first=True, batch_norm=True, backend=backend)
+    ).to(device)
+    padded_model = copy.deepcopy(packed_model)
+    steps = T + 2
+    lengths = torch.tensor(LENGTHS)
+    valid = (torch.arange(steps)[None, :] < lengths[:, None])[..., None].to(device)  # (B, steps, 1)
+    x = torch.randn(B, steps, D, device=device)
+    w_out, w_state = torch.randn(B, steps, 2 * H, device=device), torch.randn(4, B, H, device=device)
+
+    x_packed = x.clone().requires_grad_()
+    out, h_n = packed_model(pack_padded_sequence(x_packed, lengths, batch_first=True, enforce_sorted=False))
+    want_out, _ = pad_packed_sequence(out, batch_first=True, total_length=steps)
+    ((want_out * w_out).sum() + (h_n * w_state).sum()).backward()
+
+    x_padded = torch.where(valid, x, 1e3).requires_grad_()
+    given = lengths.to(device, torch.int32) if lengths_on_device else lengths
+    out, h_n_padded = padded_model(x_padded, None, given)
+    ((out * w_out).sum() + (h_n_padded * w_state).sum()).backward()
+
+    assert torch.all(out[~valid.expand_as(out)] == 0) and torch.all(x_padded.grad[~valid.expand_as(x)] == 0)
+    assert _rel_err(out, want_out) < 1e-5 and _rel_err(h_n_padded, h_n) < 1e-5
+    assert _rel_err(x_padded.grad, x_packed.grad) < 1e-5
+    for (name, got), want in zip(padded_model.named_parameters(), packed_model.parameters(), strict=True):
+        assert _rel_err(got.grad, want.grad) < 1e-5, name
+    for (name, got), want in zip(padded_model.named_buffers(), packed_model.buffers(), strict=True):
+        assert _rel_err(got, want) < 1e-5, name
+
+
 # ---------------------------------------------------------------------------- custom operators
 
 
@@ -344,6 +473,45 @@ def test_compiled_model_traces_whole_and_calls_the_kernels(monkeypatch, device):
     assert _rel_err(loss, eager) < 1e-6
     for got, want in zip(params, eager_grads, strict=True):
         assert _rel_err(got.grad, want) < 1e-5
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_compiled_lengths_path_traces_whole(backend, device):
+    """torch.compile(fullgraph=True) of a bidirectional IndRNN with BatchNorm given a padded batch
+    and lengths: no graph break, one graph for batches of other lengths, and outputs, h_n and
+    gradients equal to eager packed input's. A PackedSequence breaks the graph, as the docstring
+    says. `aot_eager` traces as any torch.compile does (dynamo, then AOTAutograd's forward and
+    backward graphs) without inductor's code generation, which alone takes seconds on a CPU."""
+    torch._dynamo.reset()
+    model = _randomised(IndRNN(D, H, 1, bidirectional=True, batch_norm=True, backend=backend)).to(device)
+    w_out = torch.randn(T, B, 2 * H, device=device)
+
+    def loss(out: torch.Tensor, h_n: torch.Tensor) -> torch.Tensor:
+        return (out * w_out).sum() + h_n.square().sum()
+
+    counter = CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(lambda x, lengths: loss(*model(x, lengths=lengths)), fullgraph=True, backend=counter)
+    for lengths in (torch.tensor(LENGTHS), torch.tensor((7, 1, 5))):
+        x = torch.randn(T, B, D, device=device)
+        model.zero_grad()
+        x_packed = x.clone().requires_grad_()
+        out, h_n = model(pack_padded_sequence(x_packed, lengths, enforce_sorted=False))
+        eager = loss(pad_packed_sequence(out, total_length=T)[0], h_n)
+        eager.backward()
+        eager_grads = [x_packed.grad, *(p.grad.clone() for p in model.parameters())]
+
+        model.zero_grad()
+        x_padded = x.clone().requires_grad_()
+        traced = compiled(x_padded, lengths)
+        traced.backward()
+        assert _rel_err(traced, eager) < 1e-5
+        for got, want in zip([x_padded.grad, *(p.grad for p in model.parameters())], eager_grads, strict=True):
+            assert _rel_err(got, want) < 1e-5
+    assert counter.frame_count == 1
+
+    packed = pack_padded_sequence(torch.randn(T, B, D, device=device), torch.tensor(LENGTHS), enforce_sorted=False)
+    with pytest.raises(torch._dynamo.exc.Unsupported, match="pad_packed_sequence"):
+        torch.compile(lambda p: model(p)[1].sum(), fullgraph=True, backend="aot_eager")(packed)
 
 
 # ---------------------------------------------------------------------------- benchmarks

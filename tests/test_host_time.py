@@ -40,6 +40,20 @@ def test_a_network_copies_lengths_to_the_device_once(batch_norm):
         assert counts.host_to_device == 1 and counts.syncs == 1
 
 
+@pytest.mark.parametrize("lengths_on", ["cpu", "meta"])
+def test_a_padded_batch_with_lengths_copies_them_at_most_once(lengths_on):
+    """Lengths given with a padded batch: on the host they are copied to the device once per
+    forward (the only wait), already on the device never; nothing reads them back either way."""
+    T, B, H = SMALL_SIZE
+    model = IndRNN(H, H, 2, batch_norm=True, backend="triton").to("meta")
+    x, d_out = torch.randn(T, B, H, device="meta", requires_grad=True), torch.randn(T, B, H, device="meta")
+    lengths = torch.arange(T, T - B, -1).clamp_min(1).to(lengths_on)
+    inputs = (x, *model.parameters())
+    counts = count_call(lambda: torch.autograd.grad(model(x, lengths=lengths)[0], inputs, d_out))
+    assert counts.launches == 4
+    assert (counts.host_to_device, counts.syncs) == ((1, 1) if lengths_on == "cpu" else (0, 0))
+
+
 def test_packing_the_output_reads_nothing_back():
     """The output of an unsorted packed batch is packed in the input's order with the lengths
     sorted on the host, not by reading the sort order back from the device."""

@@ -203,8 +203,9 @@ def test_bad_forward_inputs_raise():
     model = IndRNN(D, H, 2)
     with pytest.raises(ValueError, match="input"):
         model(torch.randn(T, B, D + 1))
-    with pytest.raises(ValueError, match="input"):
-        model(torch.randn(B, D))
+    for shape in ((D,), (T, B, 1, D)):  # (T, I) is one unbatched sequence, (T, B, I) a batch
+        with pytest.raises(ValueError, match="input"):
+            model(torch.randn(shape))
     with pytest.raises(TypeError, match="input"):
         model([[1.0]])
     with pytest.raises(ValueError, match="h0"):
