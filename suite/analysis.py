@@ -15,10 +15,20 @@ from pathlib import Path
 
 import pandas as pd
 
+from suite.core.paper import (
+    CLAIM_FACTOR,
+    FIG2_BATCH,
+    FIG2_HIDDEN,
+    FIG2_INPUT_SIZE,
+    FIG2_LAYERS,
+    PAPER_FIG2,
+    read_paper_fig2,
+)
+from suite.core.paths import meta_path
+from suite.core.schema import CONFIG_COLUMNS as CONFIG
+from suite.core.schema import MODES
+from suite.core.store import read_meta, read_results
 from suite.providers import PROVIDERS
-from suite.schema import CONFIG_COLUMNS as CONFIG
-from suite.schema import MODES
-from suite.store import meta_path, read_meta, read_results
 
 # A comparison is fair only between rows that agree on every column of CONFIG (the row key
 # without the provider). Which provider is the IndRNN, a variant of it or a baseline is the
@@ -36,13 +46,6 @@ AXIS_LABELS = {
     "timing": "timing",
 }
 METRICS = ("p20_ms", "p50_ms", "p80_ms", "peak_mem_mb", "params", "compile_s")
-
-CLAIM_FACTOR = 10.0  # the paper's claim: IndRNN trains ">10x faster than LSTM"
-PAPER_FIG2 = Path(__file__).resolve().parent / "data" / "paper_fig2.csv"
-FIG2_HIDDEN = 128
-FIG2_BATCH = 32  # not stated in the paper; the authors' adding-problem script defaults to it
-FIG2_LAYERS = (1, 2)
-FIG2_INPUT_SIZE = 2  # the adding problem feeds (value, marker) at each step
 
 
 @dataclass(frozen=True)
@@ -235,13 +238,6 @@ def crossovers(pairs: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(out, columns=columns)
-
-
-def read_paper_fig2(path: str | os.PathLike = PAPER_FIG2) -> tuple[pd.DataFrame, list[str]]:
-    """The paper's Fig. 2 figures and the source lines (the file's leading comments)."""
-    text = Path(path).read_text().splitlines()
-    source = [line.lstrip("#").strip() for line in text if line.startswith("#")]
-    return pd.read_csv(path, comment="#"), source
 
 
 @dataclass(frozen=True)

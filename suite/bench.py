@@ -8,7 +8,6 @@ timing methods. A progress line on stderr shows i/n, the config, elapsed time an
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, replace
@@ -16,41 +15,16 @@ from pathlib import Path
 
 import torch
 
-from suite import env, machine
-from suite.errors import UsageError
+from suite.core import env, machine, paths
+from suite.core.errors import UsageError
+from suite.core.progress import Progress
+from suite.core.schema import ResultRow, RunMeta, SweepConfig, expected_keys, key_of, plan_hash, timing_of
+from suite.core.store import ResultsWriter, SamplesWriter, existing_keys, read_meta, write_meta
 from suite.measure import measure
 from suite.providers import role_of
-from suite.schema import ResultRow, RunMeta, SweepConfig, expected_keys, key_of, plan_hash, timing_of
-from suite.store import ResultsWriter, SamplesWriter, existing_keys, read_meta, write_meta
 from suite.timing import copy_bandwidth_gbps, make_timer
 
-RESULTS_DIR = env.REPO_ROOT / "results"
-
-
-class Progress:
-    """One status line on stderr: i/n, the config, elapsed time and ETA."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled = total, enabled
-        self.start = time.perf_counter()
-        self.tty = sys.stderr.isatty()
-
-    @staticmethod
-    def _clock(seconds: float) -> str:
-        m, s = divmod(int(seconds), 60)
-        return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
-
-    def show(self, done: int, cfg: SweepConfig) -> None:
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.start
-        eta = self._clock(elapsed / done * (self.total - done)) if done else "?"
-        line = f"[{done + 1}/{self.total}] {cfg.label()}  elapsed {self._clock(elapsed)}  ETA {eta}"
-        print(f"\r\033[K{line}" if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.enabled and self.tty:
-            print(file=sys.stderr)
+RESULTS_DIR = paths.RESULTS_DIR
 
 
 def _row(cfg: SweepConfig, meta: RunMeta, timing: str, **fields) -> ResultRow:

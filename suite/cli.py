@@ -8,7 +8,7 @@ import argparse
 import importlib
 import sys
 
-from suite.errors import UsageError
+from suite.core.errors import UsageError
 
 # command -> (module, one-line help). `run` is the default when no command is given.
 COMMANDS = {

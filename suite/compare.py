@@ -38,10 +38,10 @@ import pandas as pd
 from tabulate import tabulate
 
 from suite.analysis import Results, load, speedups
-from suite.errors import ResultsError, UsageError
-from suite.schema import CONFIG_COLUMNS, KEY_COLUMNS, key_of
+from suite.core.errors import ResultsError, UsageError
+from suite.core.schema import CONFIG_COLUMNS, KEY_COLUMNS, key_of
+from suite.core.store import read_samples
 from suite.stats import CONFIDENCE, SampleTest, assess_change
-from suite.store import read_samples
 
 METRICS = ("time", "speedup")
 FAIL_ON = ("regression", "overall", "none")

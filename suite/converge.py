@@ -31,17 +31,17 @@ import torch
 from tabulate import tabulate
 from torch import nn
 
-from suite import env
 from suite.adding import adding_batch
-from suite.bench import Progress
 from suite.converge_models import MODELS, AddingModel, ModelSpec
-from suite.errors import PresetError, ResultsError, UsageError, flag_value
+from suite.core import env, paths
+from suite.core.errors import PresetError, ResultsError, UsageError, flag_value
+from suite.core.progress import Progress
+from suite.core.schema import RunMeta
+from suite.core.store import read_meta, write_meta
 from suite.providers import param_count
-from suite.schema import RunMeta
-from suite.store import read_meta, write_meta
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets" / "converge"
-RESULTS_DIR = env.REPO_ROOT / "results"
+RESULTS_DIR = paths.RESULTS_DIR
 TIMING = "train_wallclock"  # perf_counter around the training steps, synchronised on CUDA
 TEST_SEED = 10_000  # the held-out set's seed: apart from any training seed a preset uses
 EVAL_CHUNK = 250  # sequences scored at once: bounds the Transformer's attention memory at long T

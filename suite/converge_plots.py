@@ -20,7 +20,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from suite.adding import BASELINE_MSE  # noqa: E402
 from suite.converge_report import ConvergeRun, cells, load_converge  # noqa: E402
-from suite.plots import default_out_dir  # noqa: E402
+from suite.core import paths  # noqa: E402
 
 MSE_FLOOR = 1e-5  # a test MSE of exactly 0 cannot sit on a log axis
 
@@ -163,7 +163,7 @@ def plot_converge(csv_path: str | os.PathLike, out_dir: str | os.PathLike | None
     """Draw every figure of a converge run into out_dir (default: plots/<stem>/ for a run in
     results/, else <stem>-plots/ beside it); returns the PNGs written."""
     run = load_converge(csv_path)
-    out = Path(out_dir) if out_dir else default_out_dir(run.path)
+    out = Path(out_dir) if out_dir else paths.plots_dir(run.path)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, draw in FIGURES.items():

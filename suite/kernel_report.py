@@ -27,7 +27,7 @@ from tabulate import tabulate
 
 from kernels.aot import DTYPES, KERNELS, PTX_KINDS, REPORT_CONFIG, KernelFacts, compile_facts
 from kernels.sequential import PAPER_SIZE_CONFIGS, autotune_configs
-from suite.errors import UsageError
+from suite.core.errors import UsageError
 
 CCS = (80, 90)
 DEFAULT_BASELINE = Path(__file__).resolve().parents[1] / "results" / "kernel_baseline.json"

@@ -26,9 +26,9 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from kernels import indrnn_recurrence
+from suite.core.schema import PHASES_OF_MODE, SweepConfig
 from suite.gate import GateError, check_model, check_recurrence
 from suite.providers import PROVIDERS, Built, Forward, Provider, dtype_of, param_count
-from suite.schema import PHASES_OF_MODE, SweepConfig
 from suite.timing import Timer
 
 

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from suite import env
-from suite.errors import ResultsError, UsageError
-from suite.schema import KEY_COLUMNS, ResultRow, RunMeta, SweepConfig, key_of, plan_hash
+from suite.core import env
+from suite.core.errors import ResultsError, UsageError
+from suite.core.paths import samples_path
+from suite.core.schema import KEY_COLUMNS, ResultRow, RunMeta, SweepConfig, key_of, plan_hash
+from suite.core.store import ResultsWriter, SamplesWriter, read_meta, read_results, read_samples, write_meta
 from suite.shard import missing_configs
-from suite.store import ResultsWriter, SamplesWriter, read_meta, read_results, read_samples, samples_path, write_meta
 
 # Metadata that must agree between shards, with how a refusal names it.
 MUST_AGREE = {"plan_hash": "plan", "git_commit": "commit", "device": "device", "timing": "timing method"}

@@ -24,12 +24,13 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from suite import analysis  # noqa: E402
-from suite.analysis import AXIS_LABELS, CLAIM_FACTOR, Results  # noqa: E402
-from suite.errors import UsageError  # noqa: E402
-from suite.store import results_in  # noqa: E402
+from suite.analysis import AXIS_LABELS, Results  # noqa: E402
+from suite.core import paths  # noqa: E402
+from suite.core.errors import UsageError  # noqa: E402
+from suite.core.paper import CLAIM_FACTOR, FIG2_HIDDEN, FIG2_LAYERS  # noqa: E402
+from suite.core.paths import results_in  # noqa: E402
 
 log = logging.getLogger(__name__)
-PLOTS_ROOT = Path(__file__).resolve().parents[1] / "plots"
 SPEEDUP_AXES = ("seq_len", "depth", "batch")
 
 # One look per provider in every figure, so that a colour names the same model everywhere.
@@ -191,7 +192,7 @@ def _fig2_figure(res: Results, fig2: analysis.Fig2) -> Figure:
         ms[f"{name} 1 layer"] = col(1, f"{provider}_p50_ms")
         styles[f"{name} 1 layer"] = {"color": style_of(provider)["color"]}
         spreads[f"{name} 1 layer"] = spread(1, f"{provider}_p20_ms", f"{provider}_p80_ms")
-    for n in analysis.FIG2_LAYERS:
+    for n in FIG2_LAYERS:
         label = f"IndRNN {_layers(n)}"
         ms[label], styles[label] = col(n, "indrnn_p50_ms"), FIG2_LAYER_STYLES[n]
         spreads[label] = spread(n, "indrnn_p20_ms", "indrnn_p80_ms")
@@ -199,7 +200,7 @@ def _fig2_figure(res: Results, fig2: analysis.Fig2) -> Figure:
     left.set_ylabel("ms per training step (p50, p20-p80 bars)")
     left.set_title("this run", fontsize=9)
     ratios, styles, spreads = {}, {}, {}
-    for n in analysis.FIG2_LAYERS:
+    for n in FIG2_LAYERS:
         paper, ours = f"paper (P100), {_layers(n)}", f"ours, {_layers(n)}"
         ratios[paper], styles[paper] = col(n, "paper_ratio"), {**FIG2_LAYER_STYLES[n], "alpha": 0.35, "hatch": "//"}
         ratios[ours], styles[ours] = col(n, "speedup"), FIG2_LAYER_STYLES[n]
@@ -208,7 +209,7 @@ def _fig2_figure(res: Results, fig2: analysis.Fig2) -> Figure:
     right.axhline(CLAIM_FACTOR, **CLAIM_LINE)
     right.set_ylabel("IndRNN speedup over 1-layer LSTM (ours: p20-p80)")
     right.set_title(f"verdict on >{CLAIM_FACTOR:g}x: {fig2.verdict}", fontsize=9)
-    fixed = {"mode": "train", "hidden": analysis.FIG2_HIDDEN, **fig2.config}
+    fixed = {"mode": "train", "hidden": FIG2_HIDDEN, **fig2.config}
     _title(fig, res, f"Fig. 2 of Deep IndRNN (arXiv 1910.06251) with {res.indrnn}", fixed)
     return fig
 
@@ -265,22 +266,13 @@ def _figures(summary: analysis.Summary):
         yield "fig2", lambda: _fig2_figure(res, fig2), ""
 
 
-def default_out_dir(csv_path: str | os.PathLike) -> Path:
-    """plots/<stem>/ for a run kept in the repository's results/; elsewhere (a scratch or CI run)
-    <stem>-plots/ beside the CSV, so figures never land in the repository by surprise."""
-    csv_path = Path(csv_path).resolve()
-    if csv_path.parent == PLOTS_ROOT.parent / "results":
-        return PLOTS_ROOT / csv_path.stem
-    return csv_path.with_name(csv_path.stem + "-plots")
-
-
 def plot_all(csv_path: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> PlotSet:
     """Draw every figure the file has data for; ResultsError if the file cannot be read,
     UsageError if `out_dir` is a file."""
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise UsageError(f"--out-dir {out_dir} is a file, not a folder; pass a folder for the PNGs")
     summary = analysis.summarise(csv_path)
-    out_dir = Path(out_dir) if out_dir else default_out_dir(summary.res.path)
+    out_dir = Path(out_dir) if out_dir else paths.plots_dir(summary.res.path)
     result = PlotSet()
     for name, make, why in _figures(summary):
         if make is None:

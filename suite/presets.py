@@ -16,9 +16,9 @@ import itertools
 import json
 from pathlib import Path
 
-from suite.errors import PresetError
+from suite.core.errors import PresetError
+from suite.core.schema import AXES, CONFIG_TIMINGS, DTYPES, INT_AXES, MODES, SweepConfig
 from suite.providers import PROVIDERS
-from suite.schema import AXES, CONFIG_TIMINGS, DTYPES, INT_AXES, MODES, SweepConfig
 
 PRESET_DIR = Path(__file__).with_suffix("")  # suite/presets/
 PRESETS: tuple[str, ...] = tuple(sorted(p.stem for p in PRESET_DIR.glob("*.json")))

@@ -42,13 +42,14 @@ import pandas as pd
 import torch
 from tabulate import tabulate
 
-from suite import env, machine
-from suite.analysis import FIG2_BATCH, FIG2_HIDDEN, FIG2_INPUT_SIZE, FIG2_LAYERS, read_paper_fig2
-from suite.errors import UsageError
+from suite.core import env, machine, paths
+from suite.core.errors import UsageError
+from suite.core.paper import FIG2_BATCH, FIG2_HIDDEN, FIG2_INPUT_SIZE, FIG2_LAYERS, read_paper_fig2
+from suite.core.paths import profile_path
+from suite.core.schema import AXES, SweepConfig, key_of
+from suite.core.store import read_results, write_meta
 from suite.measure import model_step, recurrence_inputs, recurrence_phases
 from suite.providers import PROVIDERS, role_of
-from suite.schema import AXES, SweepConfig, key_of
-from suite.store import profile_path, read_results, write_meta
 
 CATEGORIES = (
     "input projection GEMM",
@@ -516,7 +517,7 @@ def run(args: argparse.Namespace) -> int:
         run_nvtx_only(cfg, device, args.steps, args.warmup)
         print(f"ran {args.steps} steps of {cfg.label()} inside the NVTX range {NVTX_STEPS} (CUDA only)")
         return 0
-    out_dir = Path(args.out_dir) if args.out_dir else env.REPO_ROOT / "results"
+    out_dir = Path(args.out_dir) if args.out_dir else paths.RESULTS_DIR
     stem = (
         f"profile-{cfg.provider}-{cfg.mode}-T{cfg.seq_len}-L{cfg.depth}-B{cfg.batch}-H{cfg.hidden}"
         f"-I{cfg.input_size}-{cfg.dtype}-{env.utc_now():%Y%m%dT%H%M%SZ}"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from suite.schema import ROLES, SweepConfig
+from suite.core.schema import ROLES, SweepConfig
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 

@@ -17,12 +17,13 @@ import pandas as pd
 from tabulate import tabulate
 
 from suite import analysis
-from suite.analysis import AXIS_LABELS, CLAIM_FACTOR, Results, Summary
-from suite.machine import summary as machine_summary
-from suite.machine import warnings as machine_warnings
-from suite.schema import SweepConfig, key_of
+from suite.analysis import AXIS_LABELS, Results, Summary
+from suite.core.machine import summary as machine_summary
+from suite.core.machine import warnings as machine_warnings
+from suite.core.paper import CLAIM_FACTOR, FIG2_HIDDEN, FIG2_INPUT_SIZE, read_paper_fig2
+from suite.core.paths import profile_path, results_in
+from suite.core.schema import SweepConfig, key_of
 from suite.shard import missing_configs
-from suite.store import profile_path, results_in
 
 TABLE_FORMAT = "github"
 AXIS_TITLES = {
@@ -164,7 +165,7 @@ def fig2_table(fig: analysis.Fig2) -> str:
 
 def _fig2_section(s: Summary) -> list[str]:
     res, fig = s.res, s.fig2
-    _, source = analysis.read_paper_fig2()
+    _, source = read_paper_fig2()
     lines = [
         f'## Claim: Fig. 2 of Deep IndRNN, ">{CLAIM_FACTOR:g}x faster than LSTM"',
         "",
@@ -174,7 +175,7 @@ def _fig2_section(s: Summary) -> list[str]:
     if fig.config:
         setting = ", ".join(f"{AXIS_LABELS[k]}={v}" for k, v in fig.config.items())
         lines.append(
-            f"Ours: training step (fwd+bwd), H={analysis.FIG2_HIDDEN}, {setting}; "
+            f"Ours: training step (fwd+bwd), H={FIG2_HIDDEN}, {setting}; "
             f"`{res.indrnn}` with 1 and 2 layers against a 1-layer `lstm`"
             + (" and a 1-layer `sru`" if fig.has_sru else "")
             + ". Absolute times come from different machines: compare the ratios."
@@ -212,9 +213,9 @@ def _fig2_context(s: Summary, fig: analysis.Fig2) -> list[str]:
             "launch overhead, GEMMs and the sequential recurrence differs: this verdict does not test it."
         )
     input_size = fig.config.get("input_size")
-    if input_size is not None and input_size != analysis.FIG2_INPUT_SIZE:
+    if input_size is not None and input_size != FIG2_INPUT_SIZE:
         notes.append(
-            f"Our input size is I={input_size}; the paper's adding problem has I={analysis.FIG2_INPUT_SIZE} "
+            f"Our input size is I={input_size}; the paper's adding problem has I={FIG2_INPUT_SIZE} "
             "(a value and a marker per step), so every model's input projection does more work here than there."
         )
     wide = [

@@ -11,14 +11,15 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from suite import env
 from suite.bench import RESULTS_DIR, run_sweep
-from suite.errors import ResultsError, UsageError, flag_value
+from suite.core import env
+from suite.core.errors import ResultsError, UsageError, flag_value
+from suite.core.paths import meta_path
+from suite.core.schema import AXES, INT_AXES, SweepConfig
+from suite.core.store import read_meta, read_results
 from suite.presets import PRESETS, default_preset, load_preset, preset_description, validate_axis
 from suite.providers import PROVIDERS
-from suite.schema import AXES, INT_AXES, SweepConfig
 from suite.shard import Shard, shard_of
-from suite.store import meta_path, read_meta, read_results
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

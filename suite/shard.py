@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from suite.errors import UsageError
-from suite.schema import SweepConfig, expected_keys
+from suite.core.errors import UsageError
+from suite.core.schema import SweepConfig, expected_keys
 from suite.validate import estimate_config_s
 
 # The axes a comparison holds fixed: configs that agree on them form one indivisible group.

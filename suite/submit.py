@@ -18,14 +18,15 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from suite import env
 from suite.bench import RESULTS_DIR
-from suite.errors import ResultsError, UsageError
+from suite.core import env, paths
+from suite.core.errors import ResultsError, UsageError
+from suite.core.paths import meta_path
+from suite.core.schema import plan_hash
+from suite.core.store import existing_keys, read_meta
 from suite.merge import merge, print_merged
 from suite.presets import PRESETS, load_preset
-from suite.schema import plan_hash
 from suite.shard import Shard, missing_configs, shard_of
-from suite.store import existing_keys, meta_path, read_meta
 
 STATE = "submit.json"
 EXECUTORS = ("slurm", "local")
@@ -94,7 +95,7 @@ def local_slots() -> list[str]:
 
 def shard_command(args: argparse.Namespace, job: ShardJob) -> list[str]:
     """The `run` command of one shard; it continues the shard's file when one was started."""
-    command = [sys.executable, str(env.REPO_ROOT / "run_bench.py"), "run", "--preset", args.preset]
+    command = [sys.executable, str(paths.REPO_ROOT / "run_bench.py"), "run", "--preset", args.preset]
     command += ["--shard", job.shard, "--out", job.csv]
     if Path(job.csv).is_file() and Path(job.csv).stat().st_size > 0:
         command.append("--resume")
@@ -184,7 +185,7 @@ def _launch_and_wait(args, folder: Path, plan_id: str, jobs: dict[str, ShardJob]
 
     def start(batch: list[ShardJob], slot: str | None) -> None:
         env_of = None if slot is None else {**os.environ, "CUDA_VISIBLE_DEVICES": slot}
-        fns = [submitit.helpers.CommandFunction(shard_command(args, j), cwd=env.REPO_ROOT, env=env_of) for j in batch]
+        fns = [submitit.helpers.CommandFunction(shard_command(args, j), cwd=paths.REPO_ROOT, env=env_of) for j in batch]
         for job, handle in zip(batch, executor.submit_array(fns), strict=True):
             job.status, job.job_id, job.log = "running", str(handle.job_id), str(handle.paths.stderr)
             running[job.shard] = (handle, slot)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from suite.errors import UsageError
+from suite.core.errors import UsageError
 
 QUANTILES = (0.2, 0.5, 0.8)
 TIMING_METHODS = ("auto", "do_bench", "cuda_graph", "cpu_wallclock")

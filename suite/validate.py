@@ -37,12 +37,12 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from suite import env
-from suite.errors import UsageError
+from suite.core import env, paths
+from suite.core.errors import UsageError
+from suite.core.schema import SweepConfig
 from suite.presets import load_preset
-from suite.schema import SweepConfig
 
-ROOT = env.REPO_ROOT
+ROOT = paths.REPO_ROOT
 
 # The kernel targets of the recurrence: sizes and thresholds (fp32, L2 flushed between calls).
 BIG = (1024, 256, 2048)  # T, B, H: bandwidth target
@@ -346,8 +346,8 @@ def _sections_from_results(v: Validation) -> list[str]:
     """The kernel targets and Fig. 2 from run.csv, each part on its own so one broken part
     (a file cut mid-row, say) does not cost the others."""
     from suite import analysis
+    from suite.core.store import read_results
     from suite.report import fig2_table
-    from suite.store import read_results
 
     lines: list[str] = []
     try:

@@ -6,9 +6,9 @@ import pandas as pd
 import torch
 
 from suite import bench
+from suite.core.schema import SweepConfig
+from suite.core.store import read_results
 from suite.providers import PROVIDERS, Built, Provider
-from suite.schema import SweepConfig
-from suite.store import read_results
 
 FAST = dict(progress=False, warmup=0, repeats=2)  # tiny shapes; the figures are not the point here
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from suite.core.schema import ResultRow, RunMeta
+from suite.core.store import ResultsWriter, write_meta
 from suite.providers import role_of
-from suite.schema import ResultRow, RunMeta
-from suite.store import ResultsWriter, write_meta
 
 DEVICE = "Synthetic GPU 80GB"
 PHASE = {"train": "fwd+bwd", "infer": "fwd"}

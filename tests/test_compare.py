@@ -10,8 +10,9 @@ import pytest
 
 from suite.cli import main
 from suite.compare import compare_runs, judge
-from suite.errors import UsageError
-from suite.store import SamplesWriter, samples_path
+from suite.core.errors import UsageError
+from suite.core.paths import samples_path
+from suite.core.store import SamplesWriter
 from tests.synthetic_results import indrnn_ms, lstm_ms, row, write
 
 TS = (64, 256, 1024)

@@ -18,9 +18,9 @@ import kernels.sequential
 from kernels import IndRec, IndRNN, indrnn_recurrence, recurrence_reference
 from kernels.sequential import recurrence_bwd_kernel, recurrence_fwd_kernel
 from suite import measure
+from suite.core.schema import SweepConfig
 from suite.providers import PROVIDERS
 from suite.report import build_report
-from suite.schema import SweepConfig
 from suite.timing import Timer
 
 T, B, D, H = 7, 3, 4, 5  # steps, batch, input features, hidden units

@@ -10,7 +10,7 @@ import types
 import pytest
 import torch
 
-from suite import machine
+from suite.core import machine
 from suite.report import build_report
 from tests.synthetic_results import row, write
 

@@ -12,14 +12,15 @@ from dataclasses import asdict
 import pytest
 
 from suite import bench, cli
-from suite.errors import ResultsError, UsageError
+from suite.core.errors import ResultsError, UsageError
+from suite.core.paths import meta_path
+from suite.core.schema import PHASES_OF_MODE, key_of, plan_hash
+from suite.core.store import read_meta, read_results, read_samples
 from suite.merge import merge
 from suite.plots import plot_all
 from suite.presets import load_preset
 from suite.report import build_report
-from suite.schema import PHASES_OF_MODE, key_of, plan_hash
 from suite.shard import Shard, shard_of
-from suite.store import meta_path, read_meta, read_results, read_samples
 
 FAST = ["--warmup", "0", "--repeats", "2", "--device", "cpu", "--no-progress"]
 

@@ -6,7 +6,8 @@ import pytest
 import synthetic_results as syn
 
 from suite import analysis, cli, plots
-from suite.errors import ResultsError
+from suite.core import paths
+from suite.core.errors import ResultsError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FULL_SET = {
@@ -84,7 +85,8 @@ def test_single_config_draws_nothing(tmp_path):
 
 
 def test_default_out_dir_and_cli(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(plots, "PLOTS_ROOT", tmp_path / "plots")
+    monkeypatch.setattr(paths, "PLOTS_DIR", tmp_path / "plots")
+    monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path / "results")
     monkeypatch.setattr(cli, "COMMANDS", {k: v for k, v in cli.COMMANDS.items() if k in ("report", "plot")})
     (tmp_path / "results").mkdir()
     path = syn.write(tmp_path / "results" / "sweep.csv", syn.sweep_rows())

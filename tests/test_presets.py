@@ -8,7 +8,7 @@ import json
 import pytest
 
 from suite import presets
-from suite.errors import PresetError
+from suite.core.errors import PresetError
 from suite.presets import load_preset
 from suite.providers import PROVIDERS
 

@@ -7,8 +7,8 @@ import torch
 from harness_helpers import cfg
 
 from suite import measure
+from suite.core.schema import ROLES
 from suite.providers import PROVIDERS, Provider, attention_heads, param_count, role_of
-from suite.schema import ROLES
 
 # ---------------------------------------------------------------------------- providers and steps
 

@@ -9,11 +9,11 @@ import pytest
 from harness_helpers import cfg
 
 from suite import cli
-from suite.errors import UsageError
+from suite.core.errors import UsageError
+from suite.core.schema import AXES, plan_hash
+from suite.core.store import read_meta
 from suite.presets import PRESETS, load_preset
-from suite.schema import AXES, plan_hash
 from suite.shard import Shard, comparison_of, missing_configs, partition, shard_of
-from suite.store import read_meta
 from suite.validate import estimate_config_s
 
 COUNTS = (1, 2, 3, 4, 5, 6, 7, 500)  # 500: more parts than any preset has comparisons

@@ -11,10 +11,10 @@ import sys
 import pytest
 
 from suite import cli
+from suite.core.schema import key_of
+from suite.core.store import read_meta, read_results
 from suite.presets import load_preset
-from suite.schema import key_of
 from suite.shard import Shard, missing_configs, shard_of
-from suite.store import read_meta, read_results
 from suite.submit import executor_parameters
 
 

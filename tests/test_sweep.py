@@ -12,13 +12,14 @@ import torch
 from harness_helpers import FAST, cfg, register, sweep_rows
 
 from suite import bench, profile
-from suite.errors import UsageError
+from suite.core.errors import UsageError
+from suite.core.paths import profile_path
+from suite.core.schema import COLUMNS, KEY_COLUMNS, PHASES_OF_MODE, STATUSES, RunMeta, SweepConfig, key_of, plan_hash
+from suite.core.store import read_meta, read_results, read_samples
 from suite.presets import load_preset
 from suite.profile import CATEGORIES
 from suite.providers import PROVIDERS
 from suite.report import build_report
-from suite.schema import COLUMNS, KEY_COLUMNS, PHASES_OF_MODE, STATUSES, RunMeta, SweepConfig, key_of, plan_hash
-from suite.store import profile_path, read_meta, read_results, read_samples
 
 
 @pytest.fixture(scope="module")

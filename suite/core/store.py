@@ -24,15 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from suite.errors import ResultsError
+from suite.core.errors import ResultsError
+from suite.core.paths import meta_path, samples_path
+from suite.core.schema import COLUMNS, KEY_COLUMNS, ResultRow, RunMeta, key_of
 from suite.providers import role_of
-from suite.schema import COLUMNS, KEY_COLUMNS, ResultRow, RunMeta, key_of
-
-
-def meta_path(csv_path: str | os.PathLike) -> Path:
-    """results/run.csv -> results/run.meta.json"""
-    p = Path(csv_path)
-    return p.with_name(p.stem + ".meta.json")
 
 
 def write_meta(csv_path: str | os.PathLike, meta: RunMeta) -> Path:
@@ -183,34 +178,6 @@ def existing_keys(path: str | os.PathLike, statuses: tuple[str, ...] | None = No
     if statuses is not None:
         rows = rows[rows["status"].isin(statuses)]
     return {key_of(rec) for rec in rows.to_dict("records")}
-
-
-def results_in(path: str | os.PathLike) -> Path:
-    """The results file a command was pointed at: the path itself, or for a folder the newest
-    results CSV in it (one with its metadata beside it), said on stderr; ResultsError if none."""
-    path = Path(path)
-    if not path.is_dir():
-        return path
-    runs = [p for p in path.glob("*.csv") if meta_path(p).is_file()]
-    if not runs:
-        raise ResultsError(f"{path} is a folder with no results CSV (with its .meta.json) in it; pass a results CSV")
-    newest = max(runs, key=lambda p: (p.stat().st_mtime, p.name))
-    print(f"{path} is a folder: using its newest results file, {newest}", file=sys.stderr)
-    return newest
-
-
-def sidecar_path(csv_path: str | os.PathLike, suffix: str) -> Path:
-    """results/run.csv -> results/run<suffix>, e.g. suffix ".samples.jsonl"."""
-    p = Path(csv_path)
-    return p.with_name(p.stem + suffix)
-
-
-def samples_path(csv_path: str | os.PathLike) -> Path:
-    return sidecar_path(csv_path, ".samples.jsonl")
-
-
-def profile_path(csv_path: str | os.PathLike) -> Path:
-    return sidecar_path(csv_path, ".profile.csv")
 
 
 class SamplesWriter:

@@ -12,14 +12,12 @@ import platform
 import secrets
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
 import triton
 
-from suite.schema import RunMeta
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from suite.core import paths
+from suite.core.schema import RunMeta
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -49,7 +47,7 @@ def device_name(device: torch.device) -> str:
 def _command(*argv: str) -> str | None:
     """Output of a small command, or None when it is missing or fails (nvidia-smi, git)."""
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=20, cwd=REPO_ROOT)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=20, cwd=paths.REPO_ROOT)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
