@@ -28,11 +28,11 @@ from suite.core.paths import meta_path
 from suite.core.schema import CONFIG_COLUMNS as CONFIG
 from suite.core.schema import MODES
 from suite.core.store import read_meta, read_results
-from suite.providers import PROVIDERS
+from suite.sweep.providers import PROVIDERS
 
 # A comparison is fair only between rows that agree on every column of CONFIG (the row key
 # without the provider). Which provider is the IndRNN, a variant of it or a baseline is the
-# `role` each row carries (suite.schema.ROLES); nothing here names a provider.
+# `role` each row carries (suite.core.schema.ROLES); nothing here names a provider.
 AXES = ("seq_len", "depth", "batch", "hidden", "dtype", "mode")
 AXIS_LABELS = {
     "mode": "mode",

@@ -38,7 +38,7 @@ from suite.core.errors import PresetError, ResultsError, UsageError, flag_value
 from suite.core.progress import Progress
 from suite.core.schema import RunMeta
 from suite.core.store import read_meta, write_meta
-from suite.providers import param_count
+from suite.sweep.providers import param_count
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets" / "converge"
 RESULTS_DIR = paths.RESULTS_DIR

@@ -22,8 +22,7 @@ from suite.core.machine import summary as machine_summary
 from suite.core.machine import warnings as machine_warnings
 from suite.core.paper import CLAIM_FACTOR, FIG2_HIDDEN, FIG2_INPUT_SIZE, read_paper_fig2
 from suite.core.paths import profile_path, results_in
-from suite.core.schema import SweepConfig, key_of
-from suite.shard import missing_configs
+from suite.core.schema import SweepConfig, key_of, missing_configs
 
 TABLE_FORMAT = "github"
 AXIS_TITLES = {

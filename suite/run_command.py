@@ -1,5 +1,5 @@
 """The `run` command: pick the preset and device, parse axis overrides, run the sweep
-(suite.bench), then print the summary and write the report and the plots."""
+(suite.sweep.sweep), then print the summary and write the report and the plots."""
 
 from __future__ import annotations
 
@@ -11,15 +11,16 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from suite.bench import RESULTS_DIR, run_sweep
 from suite.core import env
-from suite.core.errors import ResultsError, UsageError, flag_value
-from suite.core.paths import meta_path
+from suite.core.errors import UsageError, flag_value
 from suite.core.schema import AXES, INT_AXES, SweepConfig
 from suite.core.store import read_meta, read_results
-from suite.presets import PRESETS, default_preset, load_preset, preset_description, validate_axis
-from suite.providers import PROVIDERS
-from suite.shard import Shard, shard_of
+from suite.sweep.cost import CostModel
+from suite.sweep.presets import PRESETS, default_preset, load_preset, preset_description, validate_axis
+from suite.sweep.profiling import profile_fig2
+from suite.sweep.providers import PROVIDERS
+from suite.sweep.shards import Shard, shard_of
+from suite.sweep.sweep import RESULTS_DIR, run_sweep
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -133,45 +134,10 @@ def print_list(device: torch.device) -> None:
     print(tabulate(rows, ["provider", "modes", f"runs on {device.type}", "description"]))
 
 
-# Where no earlier run on this kind of device can be timed from: a flat guess per config.
-GUESS_S_PER_CONFIG = 2.0
-# A config is matched with an earlier row on everything but the timing method and phase.
-ESTIMATE_KEY = ("provider", "mode", "seq_len", "depth", "batch", "hidden", "dtype", "input_size")
-
-
 def estimate_duration(configs: list[SweepConfig], device: torch.device) -> str:
-    """A coarse, stated estimate of how long the grid takes, from the results files of this kind
-    of device in results/ (the newest wins where several hold a config). A config costs what its
-    rows did: timed calls plus three (warm-up, correctness gate) times their median, plus compile
-    seconds, scaled up to the file's recorded wall time where it has one (building models and
-    the gate's reference are not in the rows). Configs no file holds count at the mean."""
-    seconds_of, sources, scaled = {}, [], True
-    for path in sorted(RESULTS_DIR.glob("*.csv"), key=lambda p: p.stat().st_mtime):
-        try:
-            meta = read_meta(path) if meta_path(path).is_file() else {}
-            if meta.get("device_kind") != device.type:
-                continue
-            rows = read_results(path)
-        except ResultsError:  # another command's files (converge, profile) or a damaged one
-            continue
-        cost = (rows["n_samples"].fillna(0) + 3) * rows["p50_ms"].fillna(0) / 1e3 + rows["compile_s"].fillna(0)
-        wall_s = meta.get("wall_s")
-        scaled &= bool(wall_s)
-        cost *= wall_s / cost.sum() if wall_s and cost.sum() > 0 else 1.0
-        seconds_of.update(rows.assign(cost=cost).groupby(list(ESTIMATE_KEY))["cost"].sum().to_dict())
-        sources.append(path.name)
-    if not seconds_of:
-        total = GUESS_S_PER_CONFIG * len(configs)
-        basis = f"a flat guess of {GUESS_S_PER_CONFIG:g} s per config: no earlier {device.type} run in results/"
-    else:
-        found = [
-            seconds_of[k] for k in (tuple(getattr(c, a) for a in ESTIMATE_KEY) for c in configs) if k in seconds_of
-        ]
-        total = sum(found) + sum(seconds_of.values()) / len(seconds_of) * (len(configs) - len(found))
-        basis = f"{len(found)} of {len(configs)} configs timed as in {', '.join(sources)}, the rest at their mean"
-        if not scaled:
-            basis += "; timed calls and compiles only (no wall time recorded), so the run takes longer"
-    return f"estimated duration: about {_minutes(total)} (an estimate: {basis})"
+    """A coarse, stated estimate of how long the grid takes, by the cost model (suite.sweep.cost)."""
+    costs = CostModel.from_results(device.type)
+    return f"estimated duration: about {_minutes(costs.total(configs))} (an estimate: {costs.basis(configs)})"
 
 
 def _minutes(seconds: float) -> str:
@@ -296,10 +262,11 @@ def run(args: argparse.Namespace) -> int:
             warmup=warmup,
             repeats=repeats,
             notes={"base_preset": base, "overrides": overrides} if preset == CUSTOM else None,
-            profile=args.profile,
             plan=plan,
             shard=str(shard) if shard else "",
         )
+        if args.profile:  # after the sweep, whose wall time and end state are then its own
+            profile_fig2(configs, out, device)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(
             f"the rows measured so far are in {out}; continue with `python run_bench.py --resume --out {out}`"

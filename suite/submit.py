@@ -18,15 +18,15 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from suite.bench import RESULTS_DIR
 from suite.core import env, paths
 from suite.core.errors import ResultsError, UsageError
 from suite.core.paths import meta_path
-from suite.core.schema import plan_hash
+from suite.core.schema import missing_configs, plan_hash
 from suite.core.store import existing_keys, read_meta
-from suite.merge import merge, print_merged
-from suite.presets import PRESETS, load_preset
-from suite.shard import Shard, missing_configs, shard_of
+from suite.sweep.merge import merge, print_merged
+from suite.sweep.presets import PRESETS, load_preset
+from suite.sweep.shards import Shard, shard_of
+from suite.sweep.sweep import RESULTS_DIR
 
 STATE = "submit.json"
 EXECUTORS = ("slurm", "local")

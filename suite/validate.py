@@ -40,7 +40,8 @@ from tabulate import tabulate
 from suite.core import env, paths
 from suite.core.errors import UsageError
 from suite.core.schema import SweepConfig
-from suite.presets import load_preset
+from suite.sweep.cost import CostModel
+from suite.sweep.presets import load_preset
 
 ROOT = paths.REPO_ROOT
 
@@ -141,22 +142,6 @@ class PlanItem:
     configs: tuple[SweepConfig, ...] = ()
 
 
-def estimate_config_s(cfg: SweepConfig) -> float:
-    """A coarse planning guess of one config's wall time on one GPU, not a measurement: model
-    build, correctness gate and do_bench (~0.2 s of timed work) plus what each provider adds.
-    The Triton providers autotune each new shape (the configs of the two kernels, ~0.125 s of
-    do_bench each; compiling them is counted once, in COMPILE_SPACE_S); the eager torch loop
-    launches a few kernels per step, per layer, per timed call; a CUDA graph is captured once."""
-    seconds = 3.0
-    if cfg.provider == "indrnn_triton" and cfg.timing == "auto":
-        seconds += 8.0
-    if cfg.provider == "indrnn_torch":
-        seconds += 2e-3 * cfg.seq_len * cfg.depth
-    if cfg.timing == "cuda_graph":
-        seconds += 2.0
-    return seconds
-
-
 # Compiling the whole autotune space of both kernels once per dtype, before any shape is tuned.
 COMPILE_SPACE_S = 45.0
 
@@ -175,10 +160,11 @@ def build_plan() -> list[PlanItem]:
     graph_fig = tuple(c for c in paper if c.batch == 32 and c.timing == "cuda_graph")
     eager_loop = tuple(c for c in paper if c.batch == 32 and c.provider == "indrnn_torch")
     batch_sweep = tuple(c for c in paper if c.batch != 32)
+    costs = CostModel.from_results("cuda")
 
     def group(name: str, priority: int, configs, first_compile: bool = False) -> PlanItem:
         configs = tuple(configs)
-        seconds = sum(estimate_config_s(c) for c in configs) + (COMPILE_SPACE_S if first_compile else 0.0)
+        seconds = costs.total(configs) + (COMPILE_SPACE_S if first_compile else 0.0)
         return PlanItem(name, priority, seconds, configs)
 
     return [
@@ -446,9 +432,9 @@ def execute(
     checks: list[Check] | None = None,
 ) -> int:
     """Run the plan into `folder`; 0 when the tests passed and no step failed."""
-    from suite.bench import run_sweep
     from suite.plots import plot_all
     from suite.report import write_report
+    from suite.sweep.sweep import run_sweep
 
     folder.mkdir(parents=True, exist_ok=True)
     steps = [StepRecord(i.name, i.priority, i.estimate_s) for i in kept]

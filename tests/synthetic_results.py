@@ -8,7 +8,7 @@ from pathlib import Path
 
 from suite.core.schema import ResultRow, RunMeta
 from suite.core.store import ResultsWriter, write_meta
-from suite.providers import role_of
+from suite.sweep.providers import role_of
 
 DEVICE = "Synthetic GPU 80GB"
 PHASE = {"train": "fwd+bwd", "infer": "fwd"}

@@ -17,11 +17,11 @@ import kernels.op
 import kernels.sequential
 from kernels import IndRec, IndRNN, indrnn_recurrence, recurrence_reference
 from kernels.sequential import recurrence_bwd_kernel, recurrence_fwd_kernel
-from suite import measure
 from suite.core.schema import SweepConfig
-from suite.providers import PROVIDERS
 from suite.report import build_report
-from suite.timing import Timer
+from suite.sweep import measure
+from suite.sweep.providers import PROVIDERS
+from suite.sweep.timing import Timer
 
 T, B, D, H = 7, 3, 4, 5  # steps, batch, input features, hidden units
 LENGTHS = (4, 7, 2)  # unsorted, one of them the full T

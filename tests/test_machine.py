@@ -24,7 +24,7 @@ def test_cpu_state_has_load_against_cores():
 
 
 def fake_nvml(sm: int = 1980, reasons: int = 0, fail: bool = False) -> types.ModuleType:
-    """Just the NVML calls suite.machine makes, answering fixed values."""
+    """Just the NVML calls suite.core.machine makes, answering fixed values."""
     nvml = types.ModuleType("pynvml")
     nvml.NVML_CLOCK_SM, nvml.NVML_CLOCK_MEM, nvml.NVML_TEMPERATURE_GPU = 1, 2, 0
 

@@ -90,7 +90,7 @@ def _stand_in_gpu(monkeypatch, sweep=None):
             syn.write(csv_path, syn.sweep_rows())
         return csv_path
 
-    monkeypatch.setattr("suite.bench.run_sweep", sweep or fake_sweep)
+    monkeypatch.setattr("suite.sweep.sweep.run_sweep", sweep or fake_sweep)
     monkeypatch.setattr(validate.torch.cuda, "get_device_name", lambda i=0: syn.DEVICE)
     monkeypatch.setattr(validate, "run_tests", lambda folder, files=None: dict(STEPS_OK))
 

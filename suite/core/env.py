@@ -1,6 +1,6 @@
 """What produced a run: device, software versions, code version, threads, time.
 
-Every results file carries this record beside it (see suite.schema.RunMeta), because a
+Every results file carries this record beside it (see suite.core.schema.RunMeta), because a
 number without its hardware and conditions cannot be compared with anything.
 """
 

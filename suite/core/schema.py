@@ -14,7 +14,7 @@ STATUSES = ("ok", "oom", "failed", "skipped")
 # Each mode and the phases it is timed in, one row per phase: train times forward + loss +
 # backward as one step, infer the forward alone, recurrence the bare kernel's two directions.
 # bidir and packed time train's step too: bidir of bidirectional models, packed on a
-# PackedSequence of variable lengths (suite.measure.packed_lengths).
+# PackedSequence of variable lengths (suite.sweep.measure.packed_lengths).
 PHASES_OF_MODE = {
     "train": ("fwd+bwd",),
     "infer": ("fwd",),
@@ -24,7 +24,7 @@ PHASES_OF_MODE = {
 }
 MODES = tuple(PHASES_OF_MODE)
 DTYPES = ("float32", "float16", "bfloat16")
-# What a provider is to the analysis (suite.providers gives each provider one):
+# What a provider is to the analysis (suite.sweep.providers gives each provider one):
 #   indrnn        a plain IndRNN stack, the subject of every speedup; the most preferred one that
 #                 ran is "the IndRNN" of a results file
 #   variant       another implementation of that same model (e.g. compiled by torch.compile):
@@ -95,6 +95,12 @@ def expected_keys(cfg: SweepConfig, timing: str) -> list[tuple]:
     return [key_of({**dataclasses.asdict(cfg), "phase": p, "timing": used}) for p in PHASES_OF_MODE[cfg.mode]]
 
 
+def missing_configs(plan: Iterable[SweepConfig], keys: set[tuple], timing: str) -> list[SweepConfig]:
+    """The configs of a plan with a row missing from `keys` (row keys of a file whose default
+    timing method is `timing`), in plan order: what a shard or an interrupted run did not deliver."""
+    return [cfg for cfg in plan if not set(expected_keys(cfg, timing)) <= keys]
+
+
 @dataclass(frozen=True)
 class ResultRow:
     """One measured (or skipped/failed) config. Times in milliseconds, memory in MiB."""
@@ -156,7 +162,7 @@ class RunMeta:
     notes: dict = field(default_factory=dict)
     configs: list = field(default_factory=list)  # the grid, as SweepConfig dicts in run order
     plan_hash: str = ""  # plan_hash(configs) of the whole plan (of every shard, when sharded)
-    shard: str = ""  # "K/N" when the file holds the K-th of N shards of the plan (suite.shard)
+    shard: str = ""  # "K/N" when the file holds the K-th of N shards of the plan (suite.sweep.shards)
     plan: list = field(default_factory=list)  # a shard's whole plan (SweepConfig dicts); [] when unsharded
     wall_s: float | None = None  # seconds the sweep ran, summed over resumed sessions
     machine: dict = field(default_factory=dict)  # the machine's state (clocks, load) at start and end

@@ -6,9 +6,9 @@ nothing; `existing_keys` lets a resumed sweep skip what is already there.
 Sidecars beside `<stem>.csv`, optional (a results file is whole without them):
 - `<stem>.samples.jsonl`: every timed call of each row, for compare's statistics. One JSON
   object per line, written and flushed with its row: {"key": {key column: value}, "samples_ms":
-  [ms, ...]} with the key columns of suite.schema.KEY_COLUMNS. A key written twice (a resumed
+  [ms, ...]} with the key columns of suite.core.schema.KEY_COLUMNS. A key written twice (a resumed
   run measuring a failed config again) counts by its last line; a damaged line is skipped.
-- `<stem>.profile.csv`: `run --profile`'s breakdown of the Fig. 2 training steps (suite.profile).
+- `<stem>.profile.csv`: `run --profile`'s breakdown of the Fig. 2 training steps (suite.sweep.profiling).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pandas as pd
 from suite.core.errors import ResultsError
 from suite.core.paths import meta_path, samples_path
 from suite.core.schema import COLUMNS, KEY_COLUMNS, ResultRow, RunMeta, key_of
-from suite.providers import role_of
+from suite.sweep.providers import role_of
 
 
 def write_meta(csv_path: str | os.PathLike, meta: RunMeta) -> Path:

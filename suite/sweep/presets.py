@@ -18,7 +18,7 @@ from pathlib import Path
 
 from suite.core.errors import PresetError
 from suite.core.schema import AXES, CONFIG_TIMINGS, DTYPES, INT_AXES, MODES, SweepConfig
-from suite.providers import PROVIDERS
+from suite.sweep.providers import PROVIDERS
 
 PRESET_DIR = Path(__file__).with_suffix("")  # suite/presets/
 PRESETS: tuple[str, ...] = tuple(sorted(p.stem for p in PRESET_DIR.glob("*.json")))

@@ -23,9 +23,8 @@ import pandas as pd
 from suite.core import env
 from suite.core.errors import ResultsError, UsageError
 from suite.core.paths import samples_path
-from suite.core.schema import KEY_COLUMNS, ResultRow, RunMeta, SweepConfig, key_of, plan_hash
+from suite.core.schema import KEY_COLUMNS, ResultRow, RunMeta, SweepConfig, key_of, missing_configs, plan_hash
 from suite.core.store import ResultsWriter, SamplesWriter, read_meta, read_results, read_samples, write_meta
-from suite.shard import missing_configs
 
 # Metadata that must agree between shards, with how a refusal names it.
 MUST_AGREE = {"plan_hash": "plan", "git_commit": "commit", "device": "device", "timing": "timing method"}

@@ -1,7 +1,7 @@
 """`profile`: where the time of one config's step goes.
 
 The config is given with the same flags as a sweep (one value each; without them, the 1-layer
-Fig. 2 cell at T=256: B=32, H=128, input 2). Its step (suite.measure's, so the profile sees
+Fig. 2 cell at T=256: B=32, H=128, input 2). Its step (suite.sweep.measure's, so the profile sees
 exactly what the sweep times) runs a few times after a warm-up under `torch.profiler` (CPU and
 CUDA activities; CPU only without CUDA). Written beside each other:
 the Chrome/Perfetto trace (`.json`, open it in ui.perfetto.dev or chrome://tracing), a markdown
@@ -48,8 +48,8 @@ from suite.core.paper import FIG2_BATCH, FIG2_HIDDEN, FIG2_INPUT_SIZE, FIG2_LAYE
 from suite.core.paths import profile_path
 from suite.core.schema import AXES, SweepConfig, key_of
 from suite.core.store import read_results, write_meta
-from suite.measure import model_step, recurrence_inputs, recurrence_phases
-from suite.providers import PROVIDERS, role_of
+from suite.sweep.measure import model_step, recurrence_inputs, recurrence_phases
+from suite.sweep.providers import PROVIDERS, role_of
 
 CATEGORIES = (
     "input projection GEMM",

@@ -1,4 +1,4 @@
-"""The `run` sweep: measure every config of a grid (suite.measure) and append one row per
+"""The `run` sweep: measure every config of a grid (suite.sweep.measure) and append one row per
 phase to a results file, with the run's metadata beside it.
 
 Rows are flushed one by one, so an interrupted sweep loses nothing and `resume` continues it:
@@ -20,9 +20,9 @@ from suite.core.errors import UsageError
 from suite.core.progress import Progress
 from suite.core.schema import ResultRow, RunMeta, SweepConfig, expected_keys, key_of, plan_hash, timing_of
 from suite.core.store import ResultsWriter, SamplesWriter, existing_keys, read_meta, write_meta
-from suite.measure import measure
-from suite.providers import role_of
-from suite.timing import copy_bandwidth_gbps, make_timer
+from suite.sweep.measure import measure
+from suite.sweep.providers import role_of
+from suite.sweep.timing import copy_bandwidth_gbps, make_timer
 
 RESULTS_DIR = paths.RESULTS_DIR
 
@@ -80,7 +80,6 @@ def run_sweep(
     argv: list[str] | None = None,
     retry_failed: bool = False,
     notes: dict | None = None,
-    profile: bool = False,
     plan: list[SweepConfig] | None = None,
     shard: str = "",
 ) -> Path:
@@ -143,10 +142,6 @@ def run_sweep(
                         if samples_ms:
                             samples.append(row, samples_ms)
                         done.add(key)
-            if profile:  # only once every config is timed: a profile never runs before a timed call
-                from suite.profile import profile_fig2
-
-                profile_fig2(configs, out, device)
             finished = True
         finally:
             bar.close()

@@ -2,7 +2,7 @@
 
 A provider that cannot run here (no CUDA, package missing, compile too long) gives skipped
 rows; otherwise the model is built, compiled if it compiles (seconds recorded), gated against
-its reference (suite.gate), and only then timed. An exception becomes a failed row, running
+its reference (suite.sweep.gate), and only then timed. An exception becomes a failed row, running
 out of memory an oom row: one config's failure never ends a sweep.
 
 Modes: train = forward, a Linear head on the last step, MSE loss, backward (the adding
@@ -27,9 +27,9 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from kernels import indrnn_recurrence
 from suite.core.schema import PHASES_OF_MODE, SweepConfig
-from suite.gate import GateError, check_model, check_recurrence
-from suite.providers import PROVIDERS, Built, Forward, Provider, dtype_of, param_count
-from suite.timing import Timer
+from suite.sweep.gate import GateError, check_model, check_recurrence
+from suite.sweep.providers import PROVIDERS, Built, Forward, Provider, dtype_of, param_count
+from suite.sweep.timing import Timer
 
 
 def _sync(device: torch.device) -> None:

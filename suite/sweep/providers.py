@@ -46,7 +46,7 @@ class Built:
 
 @dataclass(frozen=True)
 class Provider:
-    """One implementation the suite times. `role` (see suite.schema.ROLES) tells the analysis
+    """One implementation the suite times. `role` (see suite.core.schema.ROLES) tells the analysis
     what it is: an IndRNN (the lower `preference`, the more it is "the IndRNN" of a results
     file when several ran), a variant of one, an IndRNN of another architecture, or a baseline."""
 

@@ -1,5 +1,5 @@
-"""Shards: a sweep's grid split into N deterministic parts, one per GPU or cluster job, and the
-check of which configs of a plan a results file still lacks (merge, submit, the report).
+"""Shards: a sweep's grid split into N deterministic parts, one per GPU or cluster job, balanced by
+the cost model's estimate of GPU time (suite.sweep.cost).
 
 Configs are split by comparison, never inside one: every config that the analysis compares with
 another (an IndRNN and its baselines and variants at one size, the 1- and 2-layer IndRNN against
@@ -9,12 +9,12 @@ each speedup stays a ratio of two medians measured on one device in one run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from suite.core.errors import UsageError
-from suite.core.schema import SweepConfig, expected_keys
-from suite.validate import estimate_config_s
+from suite.core.schema import SweepConfig
+from suite.sweep.cost import prior_s
 
 # The axes a comparison holds fixed: configs that agree on them form one indivisible group.
 # Provider, depth, input size and timing are left out because the analysis compares across them.
@@ -56,11 +56,12 @@ def partition(plan: Sequence[SweepConfig], count: int) -> list[list[SweepConfig]
     """The plan split into `count` parts (some empty when there are fewer comparisons than parts),
     each in plan order. Comparisons go, costliest first, to the part with the least estimated
     time so far (ties: the lower part), so parts differ by at most one comparison's estimate.
-    The estimate is validate's coarse per-config guess of GPU seconds (suite.validate)."""
+    The estimate is the cost model's prior of GPU seconds, never the history of earlier runs: every
+    shard job computes the split on its own, on whatever machine runs it, and must get the same."""
     groups: dict[tuple, list[int]] = {}  # comparison -> plan positions, in order of first appearance
     for position, cfg in enumerate(plan):
         groups.setdefault(comparison_of(cfg), []).append(position)
-    cost = {key: sum(estimate_config_s(plan[p]) for p in positions) for key, positions in groups.items()}
+    cost = {key: sum(prior_s(plan[p], "cuda") for p in positions) for key, positions in groups.items()}
     loads = [0.0] * count
     owner = [0] * len(plan)
     for key in sorted(groups, key=lambda g: (-cost[g], groups[g][0])):
@@ -74,9 +75,3 @@ def partition(plan: Sequence[SweepConfig], count: int) -> list[list[SweepConfig]
 def shard_of(plan: Sequence[SweepConfig], shard: Shard) -> list[SweepConfig]:
     """The configs of one shard of the plan."""
     return partition(plan, shard.count)[shard.index - 1]
-
-
-def missing_configs(plan: Iterable[SweepConfig], keys: set[tuple], timing: str) -> list[SweepConfig]:
-    """The configs of a plan with a row missing from `keys` (row keys of a file whose default
-    timing method is `timing`), in plan order: what a shard or an interrupted run did not deliver."""
-    return [cfg for cfg in plan if not set(expected_keys(cfg, timing)) <= keys]
