@@ -13,11 +13,11 @@ from suite.core.errors import UsageError
 # command -> (module, one-line help). `run` is the default when no command is given.
 COMMANDS = {
     "run": ("suite.run_command", "run a preset sweep, then write results, report and plots (default)"),
-    "report": ("suite.report", "write the markdown speedup report of a results file"),
-    "plot": ("suite.plots", "draw the figures of a results file into plots/"),
+    "report": ("suite.render.report", "write the markdown speedup report of a results file"),
+    "plot": ("suite.render.plots", "draw the figures of a results file into plots/"),
     "converge": ("suite.converge", "train to a target on the adding problem: time to solve, IndRNN vs baselines"),
     "profile": ("suite.sweep.profiling", "profile one config's step: time per category, launches, trace, ncu command"),
-    "compare": ("suite.compare", "compare two results files; exit 1 on a real regression"),
+    "compare": ("suite.render.compare", "compare two results files; exit 1 on a real regression"),
     "merge": ("suite.sweep.merge", "join the shards of a sweep (run --shard K/N) into one results file"),
     "submit": ("suite.submit", "run a preset's shards through submitit (Slurm or local), then merge and report"),
     "kernel-report": ("suite.kernel_report", "compile every kernel for sm_80/sm_90 and report or check its facts"),

@@ -21,7 +21,7 @@ from suite.converge import CURVE_COLUMNS, SUMMARY_COLUMNS, summary_path
 from suite.core.errors import ResultsError
 from suite.core.paths import meta_path
 from suite.core.store import read_meta
-from suite.report import provenance_fields, write_beside
+from suite.render.markdown import provenance_fields, write_beside
 
 INDRNN_PREFIX = "indrnn"  # models whose name starts so are IndRNNs; every other model is a baseline
 PRIMARY_INDRNN = "indrnn"  # the IndRNN the verdict is about, when the run has it

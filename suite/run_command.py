@@ -18,7 +18,7 @@ from suite.core.store import read_meta, read_results
 from suite.sweep.cost import CostModel
 from suite.sweep.presets import PRESETS, default_preset, load_preset, preset_description, validate_axis
 from suite.sweep.profiling import profile_fig2
-from suite.sweep.providers import PROVIDERS
+from suite.sweep.providers import PROVIDERS, lineup
 from suite.sweep.shards import Shard, shard_of
 from suite.sweep.sweep import RESULTS_DIR, run_sweep
 
@@ -176,17 +176,17 @@ def print_summary(out: Path) -> None:
 def _write_report_and_plots(out: Path) -> None:
     # Both modules read only the results file; a missing one must not cost the measurements.
     try:
-        from suite.report import write_report
+        from suite.render.report import write_report
     except ImportError as e:
         print(f"report not written: {e}")
     else:
-        print(f"report: {write_report(out)}")
+        print(f"report: {write_report(out, lineup())}")
     try:
-        from suite.plots import plot_all
+        from suite.render.plots import plot_all
     except ImportError as e:
         print(f"plots not written: {e}")
     else:
-        print(f"plots: {len(plot_all(out).written)} figures")
+        print(f"plots: {len(plot_all(out, lineup()).written)} figures")
 
 
 CUSTOM = "custom"  # the preset name of a sweep whose axes were overridden on the command line

@@ -25,6 +25,7 @@ from suite.core.schema import missing_configs, plan_hash
 from suite.core.store import existing_keys, read_meta
 from suite.sweep.merge import merge, print_merged
 from suite.sweep.presets import PRESETS, load_preset
+from suite.sweep.providers import lineup
 from suite.sweep.shards import Shard, shard_of
 from suite.sweep.sweep import RESULTS_DIR
 
@@ -248,11 +249,11 @@ def run(args: argparse.Namespace) -> int:
         raise ResultsError(f"no shard wrote results; see the logs in {folder / 'logs'}")
     merged = merge(delivered, folder / f"{args.preset}-merged.csv")
     print_merged(merged)
-    from suite.plots import plot_all
-    from suite.report import write_report
+    from suite.render.plots import plot_all
+    from suite.render.report import write_report
 
-    print(f"report: {write_report(merged.out)}")
-    print(f"plots: {len(plot_all(merged.out).written)} figures")
+    print(f"report: {write_report(merged.out, lineup())}")
+    print(f"plots: {len(plot_all(merged.out, lineup()).written)} figures")
     if failed:
         print(
             f"{len(failed)} shard(s) did not finish ({', '.join(j.shard for j in failed)}); after fixing the cause: "

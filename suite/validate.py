@@ -42,6 +42,7 @@ from suite.core.errors import UsageError
 from suite.core.schema import SweepConfig
 from suite.sweep.cost import CostModel
 from suite.sweep.presets import load_preset
+from suite.sweep.providers import lineup
 
 ROOT = paths.REPO_ROOT
 
@@ -331,9 +332,9 @@ class Validation:
 def _sections_from_results(v: Validation) -> list[str]:
     """The kernel targets and Fig. 2 from run.csv, each part on its own so one broken part
     (a file cut mid-row, say) does not cost the others."""
-    from suite import analysis
     from suite.core.store import read_results
-    from suite.report import fig2_table
+    from suite.render import analysis
+    from suite.render.report import fig2_table
 
     lines: list[str] = []
     try:
@@ -343,7 +344,7 @@ def _sections_from_results(v: Validation) -> list[str]:
     except Exception as error:  # noqa: BLE001 - the summary must be written whatever the file holds
         lines += ["## Recurrence kernel", "", f"Could not be read: {type(error).__name__}: {error}", ""]
     try:
-        summary = analysis.summarise(v.csv_path)
+        summary = analysis.summarise(analysis.load(v.csv_path, lineup()))
         lines += ["## Deep IndRNN Fig. 2: training step, hidden 128", "", fig2_table(summary.fig2), ""]
         lines += [f"Verdict on '>10x faster than LSTM': **{summary.fig2.verdict}**. {summary.fig2.summary}", ""]
         if summary.fig2_graph is not None:
@@ -432,8 +433,8 @@ def execute(
     checks: list[Check] | None = None,
 ) -> int:
     """Run the plan into `folder`; 0 when the tests passed and no step failed."""
-    from suite.plots import plot_all
-    from suite.report import write_report
+    from suite.render.plots import plot_all
+    from suite.render.report import write_report
     from suite.sweep.sweep import run_sweep
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -476,8 +477,8 @@ def execute(
                 step.status = "done"
             else:
                 if v.csv_path.exists():
-                    write_report(v.csv_path)
-                    plot_all(v.csv_path, folder / "plots")
+                    write_report(v.csv_path, lineup())
+                    plot_all(v.csv_path, lineup(), folder / "plots")
                 step.status = "done"
         except Exception as error:  # noqa: BLE001 - validate stops at nothing but a crash
             step.status, step.detail = "failed", f"{type(error).__name__}: {error}"[:300]

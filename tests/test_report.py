@@ -7,9 +7,12 @@ import pandas as pd
 import pytest
 import synthetic_results as syn
 
-from suite import analysis, cli
+from suite import cli
 from suite.core.paper import CLAIM_FACTOR, read_paper_fig2
-from suite.report import build_report, fmt_speedup, fmt_x, write_report
+from suite.render import analysis
+from suite.render.markdown import fmt_speedup, fmt_x
+from suite.render.report import build_report, write_report
+from suite.sweep.providers import lineup
 
 
 @pytest.fixture
@@ -24,7 +27,7 @@ def own_commands(monkeypatch):
 
 
 def test_speedup_is_ratio_of_medians_with_spread(sweep):
-    res = analysis.load(sweep)
+    res = analysis.load(sweep, lineup())
     pairs = analysis.speedups(res)
     row = pairs[(pairs["baseline"] == "lstm") & (pairs["seq_len"] == 1024) & (pairs["depth"] == 2)].iloc[0]
     ours, theirs = syn.indrnn_ms(1024, 2), syn.lstm_ms(1024, 2)
@@ -37,7 +40,7 @@ def test_speedup_is_ratio_of_medians_with_spread(sweep):
 
 
 def test_report_sections_and_numbers_come_from_the_file(sweep):
-    text = build_report(sweep)
+    text = build_report(sweep, lineup())
     assert text.startswith(f"# IndRNN benchmark report: {syn.DEVICE}")
     for expected in ("abc1234", "do_bench", "2000.0 GB/s", "`indrnn_triton` (the Triton recurrence kernel)"):
         assert expected in text
@@ -57,7 +60,7 @@ def test_report_sections_and_numbers_come_from_the_file(sweep):
 
 
 def test_fig2_matches_the_paper_file_and_gives_a_verdict(sweep):
-    fig = analysis.fig2(analysis.load(sweep))
+    fig = analysis.fig2(analysis.load(sweep, lineup()))
     paper, source = read_paper_fig2()
     assert any("1910.06251" in line for line in source)
     assert fig.config == {"batch": 32, "dtype": "float32", "timing": "do_bench", "input_size": 128}
@@ -67,7 +70,7 @@ def test_fig2_matches_the_paper_file_and_gives_a_verdict(sweep):
     assert list(fig.table["speedup"]) == pytest.approx(expected)
     holds = [s >= CLAIM_FACTOR for s in expected]
     assert fig.verdict == ("holds" if all(holds) else "partly" if any(holds) else "not reproduced")
-    assert fig.has_sru and "ours: vs SRU" in build_report(sweep)
+    assert fig.has_sru and "ours: vs SRU" in build_report(sweep, lineup())
 
 
 def _claim(speedups):
@@ -96,41 +99,41 @@ def test_claim_verdict(speedups, verdict):
 
 def test_not_reproduced_when_lstm_is_barely_slower(tmp_path):
     path = syn.write(tmp_path / "slow.csv", syn.sweep_rows(lstm=lambda t, d=1, b=32: 2 * syn.indrnn_ms(t, d, b)))
-    fig = analysis.fig2(analysis.load(path))
+    fig = analysis.fig2(analysis.load(path, lineup()))
     assert fig.verdict == "not reproduced"
     assert "1 layer T=1024 (paper 12.9x): ours 2.0x, not reproduced" in fig.headline
-    assert "**Verdict: not reproduced.**" in build_report(path)
+    assert "**Verdict: not reproduced.**" in build_report(path, lineup())
 
 
 def test_missing_baseline_gives_no_data_with_reasons(tmp_path):
     rows = [r for r in syn.sweep_rows(baselines=("gru",)) if r.provider != "lstm"]
     rows.append(syn.row("lstm", None, seq_len=1024, status="oom", reason="out of memory"))
     path = syn.write(tmp_path / "nolstm.csv", rows)
-    fig = analysis.fig2(analysis.load(path))
+    fig = analysis.fig2(analysis.load(path, lineup()))
     assert fig.verdict == "no data" and not fig.has_sru
     notes = fig.table.set_index(["layers", "seq_len"])["note"]
     assert notes[(1, 1024)] == "lstm depth 1: oom (out of memory)"
     assert notes[(1, 256)] == "lstm depth 1: not at the Fig. 2 config"  # its one row is at T=1024
-    text = build_report(path)
+    text = build_report(path, lineup())
     assert "**Verdict: no data.**" in text
-    assert analysis.load(path).baselines == ["gru"] and "| gru " in text
+    assert analysis.load(path, lineup()).baselines == ["gru"] and "| gru " in text
 
 
 def test_reference_indrnn_used_when_triton_did_not_run(tmp_path):
     rows = [r for r in syn.sweep_rows(indrnn="indrnn_torch")]
     rows.append(syn.row("indrnn_triton", None, status="failed", reason="no CUDA"))
     path = syn.write(tmp_path / "cpu.csv", rows, device="Some CPU", device_kind="cpu", copy_gbytes_per_s=None)
-    res = analysis.load(path)
+    res = analysis.load(path, lineup())
     assert res.indrnn == "indrnn_torch"
     assert (
         "`indrnn_torch` (eager torch loops with a hand-written backward): the file has no ok rows for `indrnn_triton`"
-        in build_report(path)
+        in build_report(path, lineup())
     )
 
 
 def test_single_config_and_no_metadata(tmp_path):
     path = syn.write(tmp_path / "one.csv", [syn.row("indrnn_triton", 2.0), syn.row("lstm", 9.0)], with_meta=False)
-    text = build_report(path)
+    text = build_report(path, lineup())
     assert "No metadata file beside the results" in text
     assert "No axis takes more than one value" in text
     assert "4.50x (4.07-4.97)" in text  # 9/2, spread 0.95*9/(1.05*2) .. 1.05*9/(0.95*2)
@@ -139,7 +142,7 @@ def test_single_config_and_no_metadata(tmp_path):
 
 def test_nothing_comparable(tmp_path):
     path = syn.write(tmp_path / "lstm_only.csv", [syn.row("lstm", 9.0, seq_len=t) for t in (256, 512)])
-    text = build_report(path)
+    text = build_report(path, lineup())
     assert "no speedup can be computed" in text and "**Verdict: no data.**" in text
 
 
@@ -159,10 +162,12 @@ def test_crossover_and_transformer_overtaking():
 
 
 def test_write_report_default_path_and_cli(sweep, tmp_path, own_commands, capsys):
-    assert write_report(sweep) == sweep.with_suffix(".md") and sweep.with_suffix(".md").read_text().startswith("# ")
+    assert write_report(sweep, lineup()) == sweep.with_suffix(".md") and sweep.with_suffix(
+        ".md"
+    ).read_text().startswith("# ")
     out = tmp_path / "sub" / "r.md"
     assert cli.main(["report", str(sweep), "--out", str(out)]) == 0
-    assert out.read_text() == build_report(sweep)
+    assert out.read_text() == build_report(sweep, lineup())
 
 
 def test_cli_errors_are_one_line(tmp_path, own_commands, capsys):
@@ -180,7 +185,7 @@ def test_cli_errors_are_one_line(tmp_path, own_commands, capsys):
 
 def test_header_only_file(tmp_path):
     path = syn.write(tmp_path / "empty.csv", [])
-    text = build_report(path)
+    text = build_report(path, lineup())
     assert "(0 rows: 0 ok, 0 oom, 0 failed, 0 skipped)" in text and "**Verdict: no data.**" in text
 
 
@@ -191,11 +196,11 @@ def test_variants_are_compared_with_the_indrnn_never_as_baselines(tmp_path):
         syn.row("indrnn_compile", 2.0, compile_s=30.0),
         syn.row("lstm", 10.0),
     ]
-    summary = analysis.summarise(syn.write(tmp_path / "v.csv", rows))
+    summary = analysis.summarise(analysis.load(syn.write(tmp_path / "v.csv", rows), lineup()))
     assert list(summary.pairs["baseline"]) == ["lstm"]
     assert list(summary.variant_pairs["variant"]) == ["indrnn_torch", "indrnn_compile"]
     assert list(summary.variant_pairs["speedup"]) == pytest.approx([4.0, 2.0])
-    text = build_report(tmp_path / "v.csv")
+    text = build_report(tmp_path / "v.csv", lineup())
     assert "## `indrnn_triton` against other implementations" in text
     assert "| never" not in text  # no crossover row for a variant
 
@@ -210,12 +215,12 @@ def test_cuda_graph_rows_get_their_own_fig2_beside_the_eager_one(tmp_path):
                 syn.row("lstm", launch_ms + syn.lstm_ms(t), seq_len=t, timing=timing),
             ]
     path = syn.write(tmp_path / "graph.csv", rows)
-    summary = analysis.summarise(path)
+    summary = analysis.summarise(analysis.load(path, lineup()))
     assert summary.fig2.config["timing"] == "do_bench"
     assert summary.fig2_graph is not None and summary.fig2_graph.config["timing"] == "cuda_graph"
     eager, graph = summary.fig2.table, summary.fig2_graph.table
     assert (graph["speedup"] > eager["speedup"]).all()  # launch overhead hidden: the ratio grows
-    text = build_report(path)
+    text = build_report(path, lineup())
     assert "### The same, captured in a CUDA graph" in text and "Verdict (CUDA graph)" in text
 
 
@@ -224,26 +229,26 @@ def test_cuda_graph_rows_get_their_own_fig2_beside_the_eager_one(tmp_path):
 
 def test_fig2_note_tells_a_provider_measured_elsewhere_from_one_never_measured(tmp_path):
     rows = [r for r in syn.sweep_rows(baselines=("gru",)) if r.provider != "lstm"]
-    never = analysis.fig2(analysis.load(syn.write(tmp_path / "never.csv", rows)))
+    never = analysis.fig2(analysis.load(syn.write(tmp_path / "never.csv", rows), lineup()))
     assert never.table.set_index(["layers", "seq_len"])["note"][(1, 256)] == "lstm depth 1: not in file"
     rows.append(syn.row("lstm", 1.0, hidden=64))  # measured, only not at H=128
-    fig = analysis.fig2(analysis.load(syn.write(tmp_path / "elsewhere.csv", rows)))
+    fig = analysis.fig2(analysis.load(syn.write(tmp_path / "elsewhere.csv", rows), lineup()))
     assert fig.table.set_index(["layers", "seq_len"])["note"][(1, 256)] == "lstm depth 1: not at the Fig. 2 config"
 
 
 def test_verdict_says_a_cpu_run_does_not_test_a_gpu_claim(tmp_path):
-    gpu = build_report(syn.write(tmp_path / "gpu.csv", syn.sweep_rows()))
-    cpu = build_report(syn.write(tmp_path / "cpu.csv", syn.sweep_rows(), device_kind="cpu"))
+    gpu = build_report(syn.write(tmp_path / "gpu.csv", syn.sweep_rows()), lineup())
+    cpu = build_report(syn.write(tmp_path / "cpu.csv", syn.sweep_rows(), device_kind="cpu"), lineup())
     claim = "the paper's claim is about GPUs (one P100)"
     assert claim in cpu and claim not in gpu
     assert cpu.index(claim) > cpu.index("**Verdict:")  # beside the verdict it qualifies
 
 
 def test_verdict_says_where_the_input_size_is_not_the_papers(tmp_path):
-    other = build_report(syn.write(tmp_path / "i128.csv", syn.sweep_rows()))  # input size = hidden
+    other = build_report(syn.write(tmp_path / "i128.csv", syn.sweep_rows()), lineup())  # input size = hidden
     assert "Our input size is I=128; the paper's adding problem has I=2" in other
     paper_rows = [dataclasses.replace(r, input_size=2) for r in syn.sweep_rows()]
-    paper = build_report(syn.write(tmp_path / "i2.csv", paper_rows))
+    paper = build_report(syn.write(tmp_path / "i2.csv", paper_rows), lineup())
     assert "Our input size" not in paper and "I=2;" in paper  # the setting line names it
 
 
@@ -252,7 +257,7 @@ def test_wide_spreads_and_a_busy_machine_are_flagged(tmp_path):
     noisy = syn.row("lstm", 100.0, seq_len=1024, p20_ms=50.0, p80_ms=150.0)  # the Fig. 2 cell, 3x spread
     rows = [r for r in rows if not (r.provider == "lstm" and r.mode == "train" and r.seq_len == 1024 and r.depth == 1)]
     machine = {"load_start": 3.5, "load_end": 1.0, "cores": 2, "copy_gbytes_per_s_end": 500.0, "gpu": {"sm_mhz": 1}}
-    text = build_report(syn.write(tmp_path / "noisy.csv", [*rows, noisy], machine=machine))
+    text = build_report(syn.write(tmp_path / "noisy.csv", [*rows, noisy], machine=machine), lineup())
     noise = text[text.index("## Noise") : text.index("## Claim")]
     assert "**The machine was busy during this run**" in noise
     assert "load average at the start of the run was 3.5 on 2 cores" in noise
@@ -264,7 +269,7 @@ def test_wide_spreads_and_a_busy_machine_are_flagged(tmp_path):
 
 def test_a_quiet_run_is_said_to_be_quiet(tmp_path):
     machine = {"load_start": 0.5, "load_end": 1.9, "cores": 2, "copy_gbytes_per_s_end": 1900.0}
-    text = build_report(syn.write(tmp_path / "quiet.csv", syn.sweep_rows(), machine=machine))
+    text = build_report(syn.write(tmp_path / "quiet.csv", syn.sweep_rows(), machine=machine), lineup())
     assert "The machine was not busy by these rules (1-minute load 0.5 / 1.9 (start / end) on 2 cores)." in text
     assert "No config's spread is wide." in text
     assert "Caution" not in text
@@ -272,12 +277,12 @@ def test_a_quiet_run_is_said_to_be_quiet(tmp_path):
 
 def test_first_line_gives_the_geometric_mean_speedup_per_mode(tmp_path):
     path = syn.write(tmp_path / "sweep.csv", syn.sweep_rows(), wall_s=123.4)
-    summary = analysis.summarise(path)
+    summary = analysis.summarise(analysis.load(path, lineup()))
     train_lstm = summary.pairs[(summary.pairs["baseline"] == "lstm") & (summary.pairs["mode"] == "train")]
     geomean = math.exp(train_lstm["speedup"].map(math.log).mean())
-    line = build_report(path).splitlines()[2]
+    line = build_report(path, lineup()).splitlines()[2]
     assert line.startswith("**`indrnn_triton` speedup, geometric mean (min-max) over configs**: infer: lstm ")
     lo, hi = train_lstm["speedup"].min(), train_lstm["speedup"].max()
     expected = f"train: lstm {fmt_x(geomean)} ({fmt_x(lo)}-{fmt_x(hi)}, {len(train_lstm)} configs), gru "
     assert expected in line
-    assert "| wall time " in build_report(path) and "123 s" in build_report(path)
+    assert "| wall time " in build_report(path, lineup()) and "123 s" in build_report(path, lineup())

@@ -136,7 +136,7 @@ def test_a_cut_in_the_middle_of_any_step_leaves_a_readable_summary(step, tmp_pat
     if step == "GPU tests":
         monkeypatch.setattr(validate, "run_tests", lambda folder, files=None: cut_here())
     if step == "report and plots":
-        monkeypatch.setattr("suite.plots.plot_all", lambda *a, **k: cut_here())
+        monkeypatch.setattr("suite.render.plots.plot_all", lambda *a, **k: cut_here())
     folder = tmp_path / "f"
     with pytest.raises(Cut):
         validate.execute(build_plan(), [], 10_000, folder)
@@ -187,7 +187,7 @@ def test_a_failing_step_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
         raise RuntimeError("driver hiccup")
 
     _stand_in_gpu(monkeypatch, fake_sweep)
-    monkeypatch.setattr("suite.plots.plot_all", lambda *a, **k: None)  # drawn in the test above
+    monkeypatch.setattr("suite.render.plots.plot_all", lambda *a, **k: None)  # drawn in the test above
     kept, dropped = fit_to_budget(build_plan(), 10_000)
     folder = tmp_path / "f"
     assert validate.execute(kept, dropped, 10_000, folder) == 1

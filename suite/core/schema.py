@@ -36,6 +36,34 @@ ROLES = ("indrnn", "variant", "architecture", "baseline")
 
 
 @dataclass(frozen=True)
+class Lineup:
+    """What reading a results file needs to know of the providers: their order (tables and legends
+    list them so), each one's role, and which IndRNN is preferred. The sweep's registry holds it
+    (suite.sweep.providers.lineup) and the command that reads a file hands it over, so that a
+    report is rebuilt from files without running anything. A provider the lineup does not know
+    (from an older or another results file) is a baseline, the role that claims least."""
+
+    roles: Mapping[str, str]  # provider -> role, in display order
+    preferences: Mapping[str, int]  # the indrnn role's providers: 0 is preferred over 1, ...
+
+    def role_of(self, provider: str) -> str:
+        return self.roles.get(provider, "baseline")
+
+    def order(self, providers: Iterable[str]) -> list[str]:
+        """The lineup's order; providers it does not know after, by name."""
+        rank = {name: i for i, name in enumerate(self.roles)}
+        return sorted(providers, key=lambda p: (rank.get(p, len(rank)), p))
+
+    def preference(self, provider: str) -> tuple:
+        """Sorts the more preferred IndRNN first; every other provider after them, by name."""
+        return self.preferences.get(provider, len(self.roles)), provider
+
+    def preferred_indrnn(self) -> str:
+        """The IndRNN provider this suite prefers, for notes about a config nobody measured."""
+        return min(self.preferences, key=self.preference)
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     """One point of a sweep: what to build and how big. Rows add the phase and the timing."""
 

@@ -26,8 +26,7 @@ import pandas as pd
 
 from suite.core.errors import ResultsError
 from suite.core.paths import meta_path, samples_path
-from suite.core.schema import COLUMNS, KEY_COLUMNS, ResultRow, RunMeta, key_of
-from suite.sweep.providers import role_of
+from suite.core.schema import COLUMNS, KEY_COLUMNS, Lineup, ResultRow, RunMeta, key_of
 
 
 def write_meta(csv_path: str | os.PathLike, meta: RunMeta) -> Path:
@@ -129,8 +128,9 @@ def _warn_skipped(path: Path, lines: int) -> None:
         )
 
 
-def read_results(path: str | os.PathLike) -> pd.DataFrame:
+def read_results(path: str | os.PathLike, lineup: Lineup | None = None) -> pd.DataFrame:
     """Load a results CSV as a DataFrame with this suite's columns; ResultsError if it is not one.
+    With a lineup, a file written before rows carried their provider's role gets the lineup's.
 
     Damaged lines (a last row cut off mid-write, a line with extra fields) are skipped with a
     one-line warning on stderr: the whole rows still count."""
@@ -162,8 +162,8 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
     for c in ("reason", "extra", "device", "timing", "preset", "run_id"):
         if c in df.columns:
             df[c] = df[c].fillna("")
-    if "role" not in df.columns:  # files written before rows carried their provider's role
-        df.insert(1, "role", df["provider"].map(role_of))
+    if lineup is not None and "role" not in df.columns:
+        df.insert(1, "role", df["provider"].map(lineup.role_of))
     # A config measured again (resume --retry-failed) has a newer row: the last one counts.
     return df.drop_duplicates(list(KEY_COLUMNS), keep="last").reset_index(drop=True)
 

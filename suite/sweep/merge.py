@@ -25,6 +25,7 @@ from suite.core.errors import ResultsError, UsageError
 from suite.core.paths import samples_path
 from suite.core.schema import KEY_COLUMNS, ResultRow, RunMeta, SweepConfig, key_of, missing_configs, plan_hash
 from suite.core.store import ResultsWriter, SamplesWriter, read_meta, read_results, read_samples, write_meta
+from suite.sweep.providers import lineup
 
 # Metadata that must agree between shards, with how a refusal names it.
 MUST_AGREE = {"plan_hash": "plan", "git_commit": "commit", "device": "device", "timing": "timing method"}
@@ -141,7 +142,7 @@ def merge(shards: list[str | os.PathLike], out_csv: str | os.PathLike, argv: lis
     metas = {p: _shard_meta(p) for p in paths}
     check_compatible(metas)
     plan = whole_plan(next(iter(metas.values())))
-    frames = [read_results(p).assign(_file=i) for i, p in enumerate(paths)]
+    frames = [read_results(p, lineup()).assign(_file=i) for i, p in enumerate(paths)]
     rows = pd.concat(frames, ignore_index=True)
     # Per key, keep an ok row over any other, then the later file's.
     rows = rows.assign(_ok=rows["status"] == "ok").sort_values(["_ok", "_file"], kind="stable")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from suite.core.schema import ROLES, SweepConfig
+from suite.core.schema import ROLES, Lineup, SweepConfig
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -346,11 +346,17 @@ PROVIDERS: dict[str, Provider] = {
 }
 
 
+def lineup() -> Lineup:
+    """The registry as it stands, as reading a results file needs it."""
+    return Lineup(
+        {name: p.role for name, p in PROVIDERS.items()},
+        {name: p.preference for name, p in PROVIDERS.items() if p.preference is not None},
+    )
+
+
 def role_of(provider: str) -> str:
-    """The role of a provider by name; one this suite does not know (from an older or another
-    results file) is a baseline, the role that claims least."""
-    known = PROVIDERS.get(provider)
-    return known.role if known else "baseline"
+    """The role of a provider by name (a baseline where this suite does not know it)."""
+    return lineup().role_of(provider)
 
 
 def param_count(model: nn.Module) -> int:

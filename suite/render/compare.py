@@ -16,7 +16,7 @@ listed, never fatal (presets grow and shrink); but two runs with nothing in comm
 are an error, not a pass, and so is a file without rows.
 
 Where both runs kept a config's raw timing samples (the `<stem>.samples.jsonl` sidecar), the
-time metric also asks the statistics of suite.stats: a Mann-Whitney test and a bootstrap
+time metric also asks the statistics of suite.render.stats: a Mann-Whitney test and a bootstrap
 interval of the change in median. Then a change is real only when the threshold, the
 non-overlap and the statistics agree; a change the statistics do not back is noise. Configs
 without samples in both runs (older files, CUDA-graph rows) are judged as before.
@@ -37,11 +37,11 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from suite.analysis import Results, load, speedups
 from suite.core.errors import ResultsError, UsageError
-from suite.core.schema import CONFIG_COLUMNS, KEY_COLUMNS, key_of
+from suite.core.schema import CONFIG_COLUMNS, KEY_COLUMNS, Lineup, key_of
 from suite.core.store import read_samples
-from suite.stats import CONFIDENCE, SampleTest, assess_change
+from suite.render.analysis import Results, load, speedups
+from suite.render.stats import CONFIDENCE, SampleTest, assess_change
 
 METRICS = ("time", "speedup")
 FAIL_ON = ("regression", "overall", "none")
@@ -253,12 +253,13 @@ def _device_check(base: Results, new: Results, metric: str, allow: bool) -> list
 def compare_runs(
     base_csv: str | os.PathLike,
     new_csv: str | os.PathLike,
+    lineup: Lineup,
     *,
     threshold: float = DEFAULT_THRESHOLD,
     metric: str = "time",
     allow_device_mismatch: bool = False,
 ) -> Comparison:
-    """Compare two results files (each with its metadata beside it, if any).
+    """Compare two results files (each with its metadata beside it, if any), read with `lineup`.
 
     Raises UsageError for a bad threshold or metric, or runs from different devices unless
     `allow_device_mismatch`, or when the runs have nothing in common to compare; ResultsError
@@ -267,7 +268,7 @@ def compare_runs(
         raise UsageError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
     if not 0 <= threshold < 1:
         raise UsageError(f"threshold must be a fraction in [0, 1), got {threshold}")
-    base, new = load(base_csv), load(new_csv)
+    base, new = load(base_csv, lineup), load(new_csv, lineup)
     for name, res in (("BASE", base), ("NEW", new)):
         if res.rows.empty:  # before the device check, which would name an 'unknown device'
             raise ResultsError(f"{name} has no rows: {res.path}")
@@ -431,9 +432,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from suite.sweep.providers import lineup
+
     cmp = compare_runs(
         args.base,
         args.new,
+        lineup(),
         threshold=args.threshold,
         metric=args.metric,
         allow_device_mismatch=args.allow_device_mismatch,

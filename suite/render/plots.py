@@ -3,7 +3,7 @@
 Speedup against each baseline along T, depth and batch (p20-p80 bands, the 10x line), latency
 and peak memory against T per provider, recurrence bandwidth as % of the copy bandwidth, and
 a Fig. 2-style bar chart beside the paper's bars. A figure whose data the file lacks is not
-drawn and is listed as skipped. The numbers come from `suite.analysis`, as the report's do.
+drawn and is listed as skipped. The numbers come from `suite.render.analysis`, as the report's do.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from suite import analysis  # noqa: E402
-from suite.analysis import AXIS_LABELS, Results  # noqa: E402
 from suite.core import paths  # noqa: E402
 from suite.core.errors import UsageError  # noqa: E402
 from suite.core.paper import CLAIM_FACTOR, FIG2_HIDDEN, FIG2_LAYERS  # noqa: E402
 from suite.core.paths import results_in  # noqa: E402
+from suite.core.schema import Lineup  # noqa: E402
+from suite.render import analysis  # noqa: E402
+from suite.render.analysis import AXIS_LABELS, Results  # noqa: E402
 
 log = logging.getLogger(__name__)
 SPEEDUP_AXES = ("seq_len", "depth", "batch")
@@ -80,7 +81,7 @@ def _log_x(ax, values) -> None:
 
 def _speedup_figure(res: Results, sl: analysis.Slice) -> Figure:
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-    for baseline in analysis.order_providers(set(sl.pairs["baseline"])):
+    for baseline in res.lineup.order(set(sl.pairs["baseline"])):
         line = sl.pairs[sl.pairs["baseline"] == baseline].sort_values(sl.axis)
         style = style_of(baseline)
         ax.plot(line[sl.axis], line["speedup"], label=baseline, **style)
@@ -100,7 +101,7 @@ def _speedup_figure(res: Results, sl: analysis.Slice) -> Figure:
 def _per_provider_figure(res: Results, at: pd.DataFrame, column: str, ylabel: str, what: str, fixed: dict) -> Figure:
     """One line per provider against T, with the p20-p80 band when the column is a latency."""
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-    providers = [res.indrnn] + analysis.order_providers(set(at["provider"]) - {res.indrnn})
+    providers = [res.indrnn] + res.lineup.order(set(at["provider"]) - {res.indrnn})
     for provider in providers:
         line = at[(at["provider"] == provider) & at[column].notna()].sort_values("seq_len")
         if line.empty:
@@ -266,12 +267,12 @@ def _figures(summary: analysis.Summary):
         yield "fig2", lambda: _fig2_figure(res, fig2), ""
 
 
-def plot_all(csv_path: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> PlotSet:
+def plot_all(csv_path: str | os.PathLike, lineup: Lineup, out_dir: str | os.PathLike | None = None) -> PlotSet:
     """Draw every figure the file has data for; ResultsError if the file cannot be read,
     UsageError if `out_dir` is a file."""
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise UsageError(f"--out-dir {out_dir} is a file, not a folder; pass a folder for the PNGs")
-    summary = analysis.summarise(csv_path)
+    summary = analysis.summarise(analysis.load(csv_path, lineup))
     out_dir = Path(out_dir) if out_dir else paths.plots_dir(summary.res.path)
     result = PlotSet()
     for name, make, why in _figures(summary):
@@ -302,13 +303,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from suite.converge_plots import plot_converge
     from suite.converge_report import is_converge_results
+    from suite.sweep.providers import lineup
 
     path = results_in(args.results)
     if is_converge_results(path):  # a converge run has figures of its own
         for written in plot_converge(path, args.out_dir):
             print(written)
         return 0
-    plots = plot_all(path, args.out_dir)
+    plots = plot_all(path, lineup(), args.out_dir)
     for path in plots.written:
         print(path)
     for line in plots.skipped:

@@ -26,9 +26,8 @@ from suite.core.paper import (
 )
 from suite.core.paths import meta_path
 from suite.core.schema import CONFIG_COLUMNS as CONFIG
-from suite.core.schema import MODES
+from suite.core.schema import MODES, Lineup
 from suite.core.store import read_meta, read_results
-from suite.sweep.providers import PROVIDERS
 
 # A comparison is fair only between rows that agree on every column of CONFIG (the row key
 # without the provider). Which provider is the IndRNN, a variant of it or a baseline is the
@@ -50,12 +49,14 @@ METRICS = ("p20_ms", "p50_ms", "p80_ms", "peak_mem_mb", "params", "compile_s")
 
 @dataclass(frozen=True)
 class Results:
-    """One results file: its rows, its metadata ({} when the file has none) and its IndRNN."""
+    """One results file: its rows, its metadata ({} when the file has none), its IndRNN, and the
+    lineup of providers it was read with."""
 
     path: Path
     rows: pd.DataFrame
     meta: dict
     indrnn: str | None
+    lineup: Lineup
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -70,7 +71,7 @@ class Results:
 
     def with_role(self, *roles: str) -> list[str]:
         """Providers of these roles with ok rows, in display order."""
-        return order_providers(set(self.ok.loc[self.ok["role"].isin(roles), "provider"]))
+        return self.lineup.order(set(self.ok.loc[self.ok["role"].isin(roles), "provider"]))
 
     @property
     def baselines(self) -> list[str]:
@@ -83,31 +84,20 @@ class Results:
         return [p for p in self.with_role("indrnn", "variant") if p != self.indrnn]
 
 
-def order_providers(providers) -> list[str]:
-    """The registry's order (how tables and legends list providers); unknown ones after, by name."""
-    rank = {name: i for i, name in enumerate(PROVIDERS)}
-    return sorted(providers, key=lambda p: (rank.get(p, len(rank)), p))
-
-
-def pick_indrnn(rows: pd.DataFrame) -> str | None:
-    """The most preferred provider of the indrnn role with ok rows (see Provider.preference)."""
+def pick_indrnn(rows: pd.DataFrame, lineup: Lineup) -> str | None:
+    """The most preferred provider of the indrnn role with ok rows (see Lineup.preference)."""
     ok = rows[(rows["status"] == "ok") & (rows["role"] == "indrnn")]
-
-    def preference(name: str) -> tuple:
-        known = PROVIDERS.get(name)
-        return (known.preference if known and known.preference is not None else len(PROVIDERS), name)
-
-    return min(set(ok["provider"]), key=preference, default=None)
+    return min(set(ok["provider"]), key=lineup.preference, default=None)
 
 
-def load(csv_path: str | os.PathLike) -> Results:
+def load(csv_path: str | os.PathLike, lineup: Lineup) -> Results:
     """Read a results file and the metadata beside it; ResultsError if the results are unreadable.
 
     A missing metadata file is tolerated (the report says so); a corrupt one is an error.
     """
-    rows = read_results(csv_path)
+    rows = read_results(csv_path, lineup)
     meta = read_meta(csv_path) if meta_path(csv_path).exists() else {}
-    return Results(Path(csv_path), rows, meta, pick_indrnn(rows))
+    return Results(Path(csv_path), rows, meta, pick_indrnn(rows, lineup), lineup)
 
 
 def _add_ratio(df: pd.DataFrame, slow: str, fast: str, prefix: str = "speedup") -> pd.DataFrame:
@@ -356,7 +346,7 @@ def fig2(res: Results, paper_path: str | os.PathLike = PAPER_FIG2, timing: str |
             rec["paper_lstm_ms"] = paper_value("lstm", 1, t, "ms")
             rec["paper_sru_ms"] = paper_value("sru", 1, t, "ms")
             rec["paper_ratio"] = paper_value("indrnn", layers, t, "ratio_vs_lstm")
-            needed = {res.indrnn or _preferred_indrnn(): layers, "lstm": 1}
+            needed = {res.indrnn or res.lineup.preferred_indrnn(): layers, "lstm": 1}
             rec["note"] = (
                 ""
                 if pd.notna(ind["p50_ms"]) and pd.notna(lstm["p50_ms"])
@@ -368,11 +358,6 @@ def fig2(res: Results, paper_path: str | os.PathLike = PAPER_FIG2, timing: str |
     verdict, summary = claim_verdict(table)
     headline = _headline(table)
     return Fig2(table, config, verdict, summary, headline, has_sru)
-
-
-def _preferred_indrnn() -> str:
-    """The IndRNN provider this suite prefers, for notes about a config nobody measured."""
-    return min((p for p in PROVIDERS.values() if p.role == "indrnn"), key=lambda p: p.preference).name
 
 
 def _headline(table: pd.DataFrame) -> str:
@@ -457,9 +442,8 @@ class Summary:
     noise: Noise
 
 
-def summarise(source: str | os.PathLike | Results) -> Summary:
-    """The summary of a results file (a path, or one already loaded)."""
-    res = source if isinstance(source, Results) else load(source)
+def summarise(res: Results) -> Summary:
+    """The summary of a results file, read by `load`."""
     pairs = speedups(res)
     eager = fig2(res)
     graph = None

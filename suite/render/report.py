@@ -3,7 +3,7 @@
 Sections: the environment that produced the numbers, the Fig. 2 claim of the Deep IndRNN paper
 with a verdict computed from the data, speedup tables along every swept axis, the crossover in
 sequence length, memory and parameters, recurrence bandwidth, and every config that did not
-run with its reason. All numbers come from the results file (see `suite.analysis`).
+run with its reason. All numbers come from the results file (see `suite.render.analysis`).
 """
 
 from __future__ import annotations
@@ -14,17 +14,25 @@ import os
 from pathlib import Path
 
 import pandas as pd
-from tabulate import tabulate
 
-from suite import analysis
-from suite.analysis import AXIS_LABELS, Results, Summary
 from suite.core.machine import summary as machine_summary
 from suite.core.machine import warnings as machine_warnings
 from suite.core.paper import CLAIM_FACTOR, FIG2_HIDDEN, FIG2_INPUT_SIZE, read_paper_fig2
 from suite.core.paths import profile_path, results_in
-from suite.core.schema import SweepConfig, key_of, missing_configs
+from suite.core.schema import Lineup, SweepConfig, key_of, missing_configs
+from suite.render import analysis
+from suite.render.analysis import AXIS_LABELS, Results, Summary
+from suite.render.markdown import (
+    fmt_ms,
+    fmt_num,
+    fmt_speedup,
+    fmt_x,
+    is_missing,
+    markdown_table,
+    provenance_fields,
+    write_beside,
+)
 
-TABLE_FORMAT = "github"
 AXIS_TITLES = {
     "seq_len": "sequence length T",
     "depth": "depth (layers)",
@@ -33,58 +41,6 @@ AXIS_TITLES = {
     "dtype": "dtype",
     "mode": "mode",
 }
-
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def fmt_ms(value) -> str:
-    if _missing(value):
-        return "-"
-    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
-
-
-def fmt_x(value) -> str:
-    if _missing(value):
-        return "-"
-    return f"{value:.1f}x" if value >= 10 else f"{value:.2f}x"
-
-
-def fmt_speedup(ratio, lo, hi) -> str:
-    """'4.31x (3.90-4.70)': the ratio of medians with its p20-p80 spread."""
-    if _missing(ratio):
-        return "-"
-    spread = "" if _missing(lo) or _missing(hi) else f" ({lo:.2f}-{hi:.2f})"
-    return fmt_x(ratio) + spread
-
-
-def fmt_num(value, digits: int = 3) -> str:
-    if _missing(value):
-        return "-"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.{digits}g}"
-
-
-def _table(rows: list[list], headers: list[str]) -> str:
-    return tabulate(rows, headers=headers, tablefmt=TABLE_FORMAT, disable_numparse=True)
-
-
-def provenance_fields(meta: dict) -> list[tuple[str, str]]:
-    """What produced a run, from its metadata: the first rows of every report's environment table."""
-    commit = meta.get("git_commit") or "unknown"
-    if meta.get("git_dirty"):
-        commit += " (dirty: uncommitted changes)"
-    return [
-        ("device", f"{meta.get('device', '')} ({meta.get('device_kind', '')})"),
-        ("CPU", f"{meta.get('cpu', '')}, {meta.get('threads', '')} threads"),
-        ("python / torch / triton", f"{meta.get('python', '')} / {meta.get('torch', '')} / {meta.get('triton', '')}"),
-        ("CUDA / driver", f"{meta.get('cuda') or '-'} / {meta.get('driver') or '-'}"),
-        ("commit", commit),
-        ("timestamp (UTC)", meta.get("timestamp", "")),
-        ("preset", meta.get("preset", "")),
-    ]
 
 
 def _environment(s: Summary) -> list[str]:
@@ -101,7 +57,7 @@ def _environment(s: Summary) -> list[str]:
         *provenance_fields(meta),
         ("timing method", meta.get("timing", "")),
         ("copy bandwidth", _copy_bandwidth(copy_bw, (meta.get("machine") or {}).get("copy_gbytes_per_s_end"))),
-        ("wall time", "-" if _missing(meta.get("wall_s")) else f"{meta['wall_s']:.0f} s (the sweep, all sessions)"),
+        ("wall time", "-" if is_missing(meta.get("wall_s")) else f"{meta['wall_s']:.0f} s (the sweep, all sessions)"),
         ("GPU clocks, CPU governor", machine_summary(meta.get("machine") or {})),
         ("run id", meta.get("run_id", "")),
     ]
@@ -109,13 +65,17 @@ def _environment(s: Summary) -> list[str]:
         f"**Warning: {w}.** Times from a GPU held below its clocks are slower than the code."
         for w in machine_warnings(meta.get("machine") or {})
     ]
-    return lines + ["", _table([[k, v] for k, v in fields], ["", ""])] + [line for w in warnings for line in ("", w)]
+    return (
+        lines
+        + ["", markdown_table([[k, v] for k, v in fields], ["", ""])]
+        + [line for w in warnings for line in ("", w)]
+    )
 
 
 def _copy_bandwidth(start, end) -> str:
-    if _missing(start):
+    if is_missing(start):
         return "-"
-    at_end = "" if _missing(end) else f", {end:.1f} GB/s at its end"
+    at_end = "" if is_missing(end) else f", {end:.1f} GB/s at its end"
     return f"{start:.1f} GB/s (copy measured in this run{at_end})"
 
 
@@ -159,7 +119,7 @@ def fig2_table(fig: analysis.Fig2) -> str:
             row.append(fmt_speedup(r.vs_sru, r.vs_sru_lo, r.vs_sru_hi))
         row.append(r.note)
         rows.append(row)
-    return _table(rows, headers)
+    return markdown_table(rows, headers)
 
 
 def _fig2_section(s: Summary) -> list[str]:
@@ -266,7 +226,7 @@ def _noise_section(s: Summary) -> list[str]:
         "",
         f"Distrust these {len(rows)} config(s) and every speedup that uses them (widest first):",
         "",
-        _table(rows, ["provider", *CONFIG_HEADERS, "p50 ms", "p20-p80 ms", "p80/p20"]),
+        markdown_table(rows, ["provider", *CONFIG_HEADERS, "p50 ms", "p20-p80 ms", "p80/p20"]),
     ]
 
 
@@ -285,7 +245,7 @@ def _axis_sections(s: Summary) -> list[str]:
     for axis, slices in s.slices.items():
         for sl in slices:
             drawn = True
-            baselines = analysis.order_providers(set(sl.pairs["baseline"]))
+            baselines = res.lineup.order(set(sl.pairs["baseline"]))
             rows = []
             for value, group in sl.pairs.groupby(axis, sort=False):
                 by_base = {r.baseline: r for r in group.itertuples()}
@@ -302,7 +262,7 @@ def _axis_sections(s: Summary) -> list[str]:
                 "",
                 f"At {analysis.describe(sl.fixed)}.",
                 "",
-                _table(rows, [AXIS_LABELS[axis], "IndRNN p50 ms", *baselines]),
+                markdown_table(rows, [AXIS_LABELS[axis], "IndRNN p50 ms", *baselines]),
             ]
     if not drawn:
         lines += ["", "No axis takes more than one value among the matched configs: see the table of all speedups."]
@@ -334,7 +294,9 @@ def _crossover_section(s: Summary) -> list[str]:
         rows.append([r.baseline, r.mode, first, batches, f"{r.wins} / {r.configs}", overtakes])
     lines += [
         "",
-        _table(rows, ["baseline", "mode", "IndRNN faster from T", "at B", "configs won", "baseline faster again at"]),
+        markdown_table(
+            rows, ["baseline", "mode", "IndRNN faster from T", "at B", "configs won", "baseline faster again at"]
+        ),
     ]
     transformer = table[table["baseline"] == "transformer"]
     for r in transformer.itertuples():
@@ -354,7 +316,7 @@ def _memory_section(s: Summary) -> list[str]:
         return lines + ["No sequence-length sweep; peak memory and parameters of every config are in the last table."]
     for sl in slices:
         at = analysis.rows_at(res, sl.fixed)
-        providers = [res.indrnn, *analysis.order_providers(set(at["provider"]) - {res.indrnn})]
+        providers = [res.indrnn, *res.lineup.order(set(at["provider"]) - {res.indrnn})]
         # Peak memory is measured on GPUs only; without it the table keeps just the parameters.
         seq_lens = sorted(at["seq_len"].unique()) if at["peak_mem_mb"].notna().any() else []
         rows = []
@@ -375,7 +337,7 @@ def _memory_section(s: Summary) -> list[str]:
         lines += [
             f"{what}, at {analysis.describe(sl.fixed)}:",
             "",
-            _table(rows, ["T" if seq_lens else "", *providers]),
+            markdown_table(rows, ["T" if seq_lens else "", *providers]),
             "",
         ]
     return lines
@@ -391,7 +353,7 @@ def _recurrence_section(s: Summary) -> list[str]:
         "## Recurrence kernel alone",
         "",
         "Bytes moved / median time, against the device's copy bandwidth measured in the same run"
-        + ("" if _missing(copy_bw) else f" ({copy_bw:.1f} GB/s)")
+        + ("" if is_missing(copy_bw) else f" ({copy_bw:.1f} GB/s)")
         + ": the recurrence must read x once and write h once, so the copy bandwidth is its floor.",
         "",
     ]
@@ -412,7 +374,7 @@ def _recurrence_section(s: Summary) -> list[str]:
         for r in rec.itertuples()
     ]
     headers = ["provider", "phase", "T", "B", "H", "dtype", "p50 ms", "GB/s", "% copy BW", "ns/step"]
-    return lines + [_table(rows, headers)]
+    return lines + [markdown_table(rows, headers)]
 
 
 def _not_measured_section(s: Summary) -> list[str]:
@@ -426,7 +388,9 @@ def _not_measured_section(s: Summary) -> list[str]:
         [r.status, r.provider, r.mode, r.phase, r.seq_len, r.depth, r.batch, r.hidden, r.dtype, r.reason or "-"]
         for r in bad.itertuples()
     ]
-    return lines + [_table(rows, ["status", "provider", "mode", "phase", "T", "depth", "B", "H", "dtype", "reason"])]
+    return lines + [
+        markdown_table(rows, ["status", "provider", "mode", "phase", "T", "depth", "B", "H", "dtype", "reason"])
+    ]
 
 
 def _unmeasured_plan_section(s: Summary) -> list[str]:
@@ -448,7 +412,7 @@ def _unmeasured_plan_section(s: Summary) -> list[str]:
         "",
     ]
     rows = [[c.provider, c.mode, c.seq_len, c.depth, c.batch, c.hidden, c.dtype, c.timing] for c in missing]
-    return lines + [_table(rows, ["provider", "mode", "T", "depth", "B", "H", "dtype", "timing"])]
+    return lines + [markdown_table(rows, ["provider", "mode", "T", "depth", "B", "H", "dtype", "timing"])]
 
 
 CONFIG_HEADERS = ["mode", "phase", "T", "depth", "B", "H", "dtype"]
@@ -475,13 +439,18 @@ def _all_measurements_section(s: Summary) -> list[str]:
         for r in ok.itertuples()
     ]
     headers = ["provider", *CONFIG_HEADERS, "p50 ms", "p20-p80 ms", "peak MiB", "params"]
-    lines.append(_table(rows, headers) if rows else "No ok rows.")
+    lines.append(markdown_table(rows, headers) if rows else "No ok rows.")
     if not pairs.empty:
         speed_rows = [
             [r.baseline, *_config_cells(r), fmt_speedup(r.speedup, r.speedup_lo, r.speedup_hi)]
             for r in pairs.itertuples()
         ]
-        lines += ["", "Every speedup:", "", _table(speed_rows, ["baseline", *CONFIG_HEADERS, "speedup (p20-p80)"])]
+        lines += [
+            "",
+            "Every speedup:",
+            "",
+            markdown_table(speed_rows, ["baseline", *CONFIG_HEADERS, "speedup (p20-p80)"]),
+        ]
     return lines
 
 
@@ -542,7 +511,7 @@ def _variants_section(s: Summary) -> list[str]:
         "other compile s",
         "speedup (p20-p80)",
     ]
-    return lines + [_table(rows, headers)]
+    return lines + [markdown_table(rows, headers)]
 
 
 def _where_time_goes_section(s: Summary) -> list[str]:
@@ -577,7 +546,7 @@ def _where_time_goes_section(s: Summary) -> list[str]:
         + f", and the {unit} launched per step. The profiler adds its own overhead: the ms here are the "
         "profiled step's, the timed ones are above. `python run_bench.py profile` breaks one config down further.",
         "",
-        _table(rows, ["provider", "depth", "T", "profiled ms", *categories, f"{unit} / step"]),
+        markdown_table(rows, ["provider", "depth", "T", "profiled ms", *categories, f"{unit} / step"]),
     ]
 
 
@@ -609,7 +578,7 @@ def _packed_section(s: Summary) -> list[str]:
         "'padding skipped %' is the share of the padding's work the packed step saved: time saved / padded share "
         "of the steps (100: all of it; 0: padding costs as much as real steps).",
         "",
-        _table(rows, [*headers, "padding skipped %"]),
+        markdown_table(rows, [*headers, "padding skipped %"]),
     ]
 
 
@@ -632,24 +601,16 @@ SECTIONS = (
 )
 
 
-def build_report(csv_path: str | os.PathLike) -> str:
+def build_report(csv_path: str | os.PathLike, lineup: Lineup) -> str:
     """The markdown report of one results file (ResultsError if it cannot be read)."""
-    summary = analysis.summarise(csv_path)
+    summary = analysis.summarise(analysis.load(csv_path, lineup))
     sections = [section(summary) for section in SECTIONS]
     return "\n\n".join("\n".join(lines) for lines in sections if lines) + "\n"
 
 
-def write_report(csv_path: str | os.PathLike, out_path: str | os.PathLike | None = None) -> Path:
+def write_report(csv_path: str | os.PathLike, lineup: Lineup, out_path: str | os.PathLike | None = None) -> Path:
     """Write the report; by default beside the results as `<stem>.md`."""
-    return write_beside(build_report(csv_path), csv_path, out_path)
-
-
-def write_beside(text: str, csv_path: str | os.PathLike, out_path: str | os.PathLike | None = None) -> Path:
-    """Write a report's markdown to out_path, by default beside its results as `<stem>.md`."""
-    out = Path(out_path) if out_path else Path(csv_path).with_suffix(".md")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    return out
+    return write_beside(build_report(csv_path, lineup), csv_path, out_path)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -661,8 +622,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from suite.converge_report import is_converge_results, write_converge_report
+    from suite.sweep.providers import lineup
 
     path = results_in(args.results)
     # A converge run (curves + summary) has its own report; a sweep's results have this one.
-    print(write_converge_report(path, args.out) if is_converge_results(path) else write_report(path, args.out))
+    print(
+        write_converge_report(path, args.out) if is_converge_results(path) else write_report(path, lineup(), args.out)
+    )
     return 0
