@@ -301,8 +301,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from suite.converge_plots import plot_converge
-    from suite.converge_report import is_converge_results
+    from suite.converge.plots import plot_converge
+    from suite.converge.report import is_converge_results
     from suite.sweep.providers import lineup
 
     path = results_in(args.results)

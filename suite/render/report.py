@@ -621,7 +621,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from suite.converge_report import is_converge_results, write_converge_report
+    from suite.converge.report import is_converge_results, write_converge_report
     from suite.sweep.providers import lineup
 
     path = results_in(args.results)

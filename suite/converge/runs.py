@@ -31,8 +31,8 @@ import torch
 from tabulate import tabulate
 from torch import nn
 
-from suite.adding import adding_batch
-from suite.converge_models import MODELS, AddingModel, ModelSpec
+from suite.converge.adding import adding_batch
+from suite.converge.models import MODELS, AddingModel, ModelSpec
 from suite.core import env, paths
 from suite.core.errors import PresetError, ResultsError, UsageError, flag_value
 from suite.core.progress import Progress
@@ -40,7 +40,7 @@ from suite.core.schema import RunMeta
 from suite.core.store import read_meta, write_meta
 from suite.sweep.providers import param_count
 
-PRESET_DIR = Path(__file__).resolve().parent / "presets" / "converge"
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
 RESULTS_DIR = paths.RESULTS_DIR
 TIMING = "train_wallclock"  # perf_counter around the training steps, synchronised on CUDA
 TEST_SEED = 10_000  # the held-out set's seed: apart from any training seed a preset uses
@@ -119,7 +119,7 @@ def check_axis(axis: str, values: list) -> list:
 
 
 def load_preset(name: str, overrides: dict | None = None) -> Preset:
-    """Preset `name` from suite/presets/converge/, with overrides applied: settings by name,
+    """Preset `name` from suite/converge/presets/, with overrides applied: settings by name,
     and `models`, `seq_len`, `seeds` replacing those lists in every grid."""
     if name not in converge_presets():
         raise PresetError(f"unknown converge preset {name!r}; presets: {', '.join(converge_presets())}")
@@ -612,8 +612,8 @@ def print_runs(preset: Preset, keys: Iterable[RunKey]) -> None:
 
 def _write_report_and_plots(out: Path) -> None:
     # Both read only the files; a failure there must not cost the measurements already written.
-    from suite.converge_plots import plot_converge
-    from suite.converge_report import write_converge_report
+    from suite.converge.plots import plot_converge
+    from suite.converge.report import write_converge_report
 
     print(f"report: {write_converge_report(out)}")
     plots = plot_converge(out)

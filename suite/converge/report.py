@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from suite.adding import BASELINE_MSE
-from suite.converge import CURVE_COLUMNS, SUMMARY_COLUMNS, summary_path
+from suite.converge.adding import BASELINE_MSE
+from suite.converge.runs import CURVE_COLUMNS, SUMMARY_COLUMNS, summary_path
 from suite.core.errors import ResultsError
 from suite.core.paths import meta_path
 from suite.core.store import read_meta

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from kernels import IndRNN
-from suite.adding import INPUT_SIZE
+from suite.converge.adding import INPUT_SIZE
 
 HIDDEN = 128
 GAMMA = 2.0  # the papers' largest tolerated gradient growth for the adding problem: |u| <= 2^(1/T)

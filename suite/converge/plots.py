@@ -18,8 +18,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
-from suite.adding import BASELINE_MSE  # noqa: E402
-from suite.converge_report import ConvergeRun, cells, load_converge  # noqa: E402
+from suite.converge.adding import BASELINE_MSE  # noqa: E402
+from suite.converge.report import ConvergeRun, cells, load_converge  # noqa: E402
 from suite.core import paths  # noqa: E402
 
 MSE_FLOOR = 1e-5  # a test MSE of exactly 0 cannot sit on a log axis
