@@ -15,7 +15,10 @@ COMMANDS = {
     "run": ("suite.run_command", "run a preset sweep, then write results, report and plots (default)"),
     "report": ("suite.render.report", "write the markdown speedup report of a results file"),
     "plot": ("suite.render.plots", "draw the figures of a results file into plots/"),
-    "converge": ("suite.converge.runs", "train to a target on the adding problem: time to solve, IndRNN vs baselines"),
+    "converge": (
+        "suite.commands.converge",
+        "train to a target on the adding problem: time to solve, IndRNN vs baselines",
+    ),
     "profile": ("suite.sweep.profiling", "profile one config's step: time per category, launches, trace, ncu command"),
     "compare": ("suite.render.compare", "compare two results files; exit 1 on a real regression"),
     "merge": ("suite.sweep.merge", "join the shards of a sweep (run --shard K/N) into one results file"),

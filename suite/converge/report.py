@@ -14,18 +14,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
-from tabulate import tabulate
 
 from suite.converge.adding import BASELINE_MSE
-from suite.converge.runs import CURVE_COLUMNS, SUMMARY_COLUMNS, summary_path
+from suite.converge.files import CURVE_COLUMNS, SUMMARY_COLUMNS
 from suite.core.errors import ResultsError
-from suite.core.paths import meta_path
+from suite.core.paths import meta_path, summary_path
 from suite.core.store import read_meta
-from suite.render.markdown import provenance_fields, write_beside
+from suite.render.markdown import fmt_x, markdown_table, provenance_fields, write_beside
 
 INDRNN_PREFIX = "indrnn"  # models whose name starts so are IndRNNs; every other model is a baseline
 PRIMARY_INDRNN = "indrnn"  # the IndRNN the verdict is about, when the run has it
-TABLE_FORMAT = "github"
 NEITHER = "neither solved"
 
 
@@ -230,10 +228,6 @@ def verdict(run: ConvergeRun) -> tuple[str, str]:
 # ---------------------------------------------------------------------------- formatting
 
 
-def fmt_x(value: float) -> str:
-    return f"{value:.1f}x" if value >= 10 else f"{value:.2f}x"
-
-
 def fmt_seconds(value: float) -> str:
     if not math.isfinite(value):
         return "not reached"
@@ -259,10 +253,6 @@ def budget_text(cell: Cell) -> str:
     return f"{cell.max_steps} steps or {fmt_seconds(cell.max_seconds)} s of training"
 
 
-def _table(rows: list[list], headers: list[str]) -> str:
-    return tabulate(rows, headers=headers, tablefmt=TABLE_FORMAT, disable_numparse=True)
-
-
 # ---------------------------------------------------------------------------- sections
 
 
@@ -281,7 +271,7 @@ def _environment(run: ConvergeRun) -> list[str]:
         fields.append(("load average (1 min) at start / end", " / ".join(f"{v:.2f}" for v in notes["load_average"])))
     for resumed in notes.get("resumed", []):
         fields.append(("resumed", f"{resumed.get('timestamp', '')} at {resumed.get('git_commit', '')}"))
-    return lines + ["", _table([[k, v] for k, v in fields], ["", ""])]
+    return lines + ["", markdown_table([[k, v] for k, v in fields], ["", ""])]
 
 
 def _task(run: ConvergeRun) -> list[str]:
@@ -316,7 +306,7 @@ def _models(run: ConvergeRun) -> list[str]:
                 descriptions.get(model, r["details"]),
             ]
         )
-    return ["## Models", "", _table(rows, ["model", "params", "optimizer", "lr", "grad clip", "what"])]
+    return ["## Models", "", markdown_table(rows, ["model", "params", "optimizer", "lr", "grad clip", "what"])]
 
 
 def _time_to_solve(run: ConvergeRun) -> list[str]:
@@ -343,7 +333,7 @@ def _time_to_solve(run: ConvergeRun) -> list[str]:
         "Training seconds and steps to the target: median over seeds (range: fastest - slowest seed). "
         "A seed that did not reach the target counts as slower than any that did.",
         "",
-        _table(rows, ["T", "model", "seeds solved", "seconds to target", "steps to target", "best MSE"]),
+        markdown_table(rows, ["T", "model", "seeds solved", "seconds to target", "steps to target", "best MSE"]),
     ]
     unsolved = [c for c in table.values() if c.reached < c.seeds]
     if unsolved:
@@ -374,7 +364,7 @@ def _speedup_section(run: ConvergeRun) -> list[str]:
     for (indrnn, seq_len), group in pd.DataFrame([asdict(s) for s in found]).groupby(["indrnn", "seq_len"], sort=False):
         by_base = dict(zip(group["baseline"], group["text"], strict=True))
         rows.append([seq_len, f"`{indrnn}`", *(by_base.get(b, "-") for b in baselines)])
-    return lines + [_table(rows, ["T", "IndRNN", *(f"vs `{b}`" for b in baselines)])]
+    return lines + [markdown_table(rows, ["T", "IndRNN", *(f"vs `{b}`" for b in baselines)])]
 
 
 def _against_each_baseline(run: ConvergeRun) -> list[str]:
@@ -438,7 +428,7 @@ def _per_seed(run: ConvergeRun) -> list[str]:
         "train s",
         "eval s",
     ]
-    return ["## Every run", "", _table(rows, headers)]
+    return ["## Every run", "", markdown_table(rows, headers)]
 
 
 def build_converge_report(csv_path: str | os.PathLike) -> str:
