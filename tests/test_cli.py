@@ -13,7 +13,7 @@ import synthetic_results as syn
 import torch
 from harness_helpers import cfg
 
-from suite import run_command
+from suite.commands import run as run_command
 from suite.core import paths
 
 ROOT = Path(__file__).resolve().parents[1]

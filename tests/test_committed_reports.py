@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from suite.cli import main
+from suite.commands.cli import main
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 # Every results file of a run: a CSV with its metadata beside it (a converge run's summary CSV

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from suite.cli import main
+from suite.commands.cli import main
 from suite.core.errors import UsageError
 from suite.core.paths import samples_path
 from suite.core.store import SamplesWriter

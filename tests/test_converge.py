@@ -13,14 +13,14 @@ import pytest
 import torch
 
 from kernels import IndRNN
-from suite import cli
-from suite.cli import main
+from suite.commands import cli
+from suite.commands.cli import main
 from suite.converge import runs, training
 from suite.converge.adding import BASELINE_MSE, adding_batch
-from suite.converge.files import CURVE_COLUMNS, SUMMARY_COLUMNS
+from suite.converge.files import CURVE_COLUMNS, SUMMARY_COLUMNS, is_converge_results
 from suite.converge.models import MODELS
 from suite.converge.presets import Preset, RunKey, Settings
-from suite.converge.report import build_converge_report, cells, is_converge_results, load_converge, verdict
+from suite.converge.report import build_converge_report, cells, load_converge, verdict
 from suite.converge.runs import run_converge
 from suite.converge.training import held_out_set, train_to_target
 from suite.core.errors import UsageError

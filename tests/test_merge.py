@@ -11,7 +11,7 @@ from dataclasses import asdict
 
 import pytest
 
-from suite import cli
+from suite.commands import cli
 from suite.core.errors import ResultsError, UsageError
 from suite.core.paths import meta_path
 from suite.core.schema import PHASES_OF_MODE, key_of, plan_hash

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import synthetic_results as syn
 
-from suite import cli
+from suite.commands import cli
 from suite.core import paths
 from suite.core.errors import ResultsError
 from suite.render import analysis, plots

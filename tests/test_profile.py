@@ -9,7 +9,7 @@ import pytest
 import torch
 from harness_helpers import cfg
 
-from suite.cli import main
+from suite.commands.cli import main
 from suite.sweep import profiling
 from suite.sweep.profiling import CATEGORIES, categorise, is_fig2_config, profile_config
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import synthetic_results as syn
 
-from suite import cli
+from suite.commands import cli
 from suite.core.paper import CLAIM_FACTOR, read_paper_fig2
 from suite.render import analysis
 from suite.render.markdown import fmt_speedup, fmt_x

@@ -8,7 +8,7 @@ from dataclasses import asdict
 import pytest
 from harness_helpers import cfg
 
-from suite import cli
+from suite.commands import cli
 from suite.core.errors import UsageError
 from suite.core.schema import AXES, missing_configs, plan_hash
 from suite.core.store import read_meta

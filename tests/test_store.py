@@ -9,7 +9,7 @@ import os
 import pytest
 import synthetic_results as syn
 
-from suite import cli
+from suite.commands import cli
 from suite.core.errors import ResultsError
 from suite.core.paths import results_in
 from suite.core.store import ResultsWriter, read_results

@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from suite import cli
+from suite.commands import cli
+from suite.commands.submit import executor_parameters
 from suite.core.schema import key_of, missing_configs
 from suite.core.store import read_meta, read_results
-from suite.submit import executor_parameters
 from suite.sweep.presets import load_preset
 from suite.sweep.shards import Shard, shard_of
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from harness_helpers import FAST, cfg, register, sweep_rows
 
-from suite import cli
+from suite.commands import cli
 from suite.core.errors import UsageError
 from suite.core.paths import profile_path
 from suite.core.schema import COLUMNS, KEY_COLUMNS, PHASES_OF_MODE, STATUSES, RunMeta, SweepConfig, key_of, plan_hash

@@ -9,8 +9,8 @@ import sys
 import pytest
 import synthetic_results as syn
 
-from suite import cli, validate
-from suite.validate import Check, PlanItem, build_plan, fit_to_budget, plan_for
+from suite.commands import cli, validate
+from suite.commands.validate import Check, PlanItem, build_plan, fit_to_budget, plan_for
 
 STEPS_OK = dict(passed=5, failed=0, skipped=1, error=0, exit=0)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
+from suite.commands import flags
 from suite.converge.files import finished_runs
 from suite.converge.models import MODELS
 from suite.converge.presets import (
@@ -52,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue --out (default: the newest converge run of this preset and device); "
         "finished runs are kept, an interrupted run starts again from scratch",
     )
-    parser.add_argument("--device", default="auto", metavar="KIND", help="auto, cuda or cpu (default: auto)")
+    flags.add_device(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     grid = parser.add_argument_group("overrides (replace the preset's values)")
     grid.add_argument("--models", nargs="+", metavar="M", help=f"models: {', '.join(MODELS)}")
@@ -140,16 +141,8 @@ def _write_report_and_plots(out: Path) -> None:
     print(f"plots: {', '.join(str(p) for p in plots)}")
 
 
-def pick_device(requested: str) -> torch.device:
-    if requested not in ("auto", "cuda", "cpu"):
-        raise UsageError(f"--device must be auto, cuda or cpu, got {requested!r}")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available")
-    return env.pick_device(requested)
-
-
 def run(args: argparse.Namespace) -> int:
-    device = pick_device(args.device)
+    device = flags.device_from(args.device)
     if args.list:
         print_list()
         return 0

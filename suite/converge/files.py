@@ -35,6 +35,12 @@ SUMMARY_COLUMNS = (
 )
 
 
+def is_converge_results(csv_path: str | os.PathLike) -> bool:
+    """Whether csv_path is a converge run's curves file (its summary lies beside it): how the
+    `report` and `plot` commands can tell it from a sweep's results."""
+    return paths.summary_path(csv_path).is_file()
+
+
 def _cell(value) -> str:
     if value is None:
         return ""

@@ -52,12 +52,6 @@ def is_indrnn(model: str) -> bool:
     return model.startswith(INDRNN_PREFIX)
 
 
-def is_converge_results(csv_path: str | os.PathLike) -> bool:
-    """Whether csv_path is a converge run's curves file (its summary lies beside it): how the
-    `report` and `plot` commands can tell it from a sweep's results."""
-    return summary_path(csv_path).is_file()
-
-
 def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     if not path.is_file():
         raise ResultsError(f"converge file {path} does not exist")

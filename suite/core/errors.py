@@ -1,7 +1,7 @@
 """The errors a user can cause, in one leaf module that every command imports.
 
-`suite.cli.main` turns each of them into one line on stderr and exit status 2; anything else
-is a bug and keeps its traceback."""
+`suite.commands.cli.main` turns each of them into one line on stderr and exit status 2;
+anything else is a bug and keeps its traceback."""
 
 
 class UsageError(Exception):

@@ -27,12 +27,9 @@ markdown table, slowest first, and exits 1 on a real regression.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 from tabulate import tabulate
@@ -41,6 +38,7 @@ from suite.core.errors import ResultsError, UsageError
 from suite.core.schema import CONFIG_COLUMNS, KEY_COLUMNS, Lineup, key_of
 from suite.core.store import read_samples
 from suite.render.analysis import Results, load, speedups
+from suite.render.markdown import fmt_4g
 from suite.render.stats import CONFIDENCE, SampleTest, assess_change
 
 METRICS = ("time", "speedup")
@@ -316,10 +314,6 @@ def compare_runs(
 UNITS = {"time": "ms", "speedup": "x"}
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
-
-
 def _statistics_cell(test: SampleTest | None) -> str:
     if test is None:
         return "-"
@@ -355,8 +349,8 @@ def to_markdown(cmp: Comparison, fail_on: str = "regression") -> str:
         table = [
             [
                 r.name,
-                f"{_fmt(r.base)} ({_fmt(r.base_lo)}-{_fmt(r.base_hi)})",
-                f"{_fmt(r.new)} ({_fmt(r.new_lo)}-{_fmt(r.new_hi)})",
+                f"{fmt_4g(r.base)} ({fmt_4g(r.base_lo)}-{fmt_4g(r.base_hi)})",
+                f"{fmt_4g(r.new)} ({fmt_4g(r.new_lo)}-{fmt_4g(r.new_hi)})",
                 f"{r.ratio:.3f}",
                 r.verdict,
                 *([_statistics_cell(r.test)] if tested else []),
@@ -394,61 +388,8 @@ def benchmark_json(cmp: Comparison) -> list[dict]:
                 "name": r.name,
                 "unit": unit,
                 "value": value,
-                "range": f"{_fmt(lo)}-{_fmt(hi)} (p20-p80)",
+                "range": f"{fmt_4g(lo)}-{fmt_4g(hi)} (p20-p80)",
                 "extra": f"NEW/BASE {r.ratio:.3f}: {r.verdict}",
             }
         )
     return entries
-
-
-# ---------------------------------------------------------------------------- command
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("base", metavar="BASE", help="results CSV to compare against")
-    parser.add_argument("new", metavar="NEW", help="results CSV of the change")
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        default=DEFAULT_THRESHOLD,
-        help="smallest relative change that counts, if also outside the noise (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--fail-on",
-        choices=FAIL_ON,
-        default="regression",
-        help="exit 1 on: any config slower for real (regression, default); the geometric mean of all "
-        "slower for real (overall: for noisy machines); never (none). A config that broke fails either gate",
-    )
-    parser.add_argument(
-        "--metric",
-        choices=METRICS,
-        default="time",
-        help="time: medians (same device); speedup: IndRNN-vs-baseline ratios within each run (default: time)",
-    )
-    parser.add_argument("--allow-device-mismatch", action="store_true", help="compare runs from different devices")
-    parser.add_argument("--json-out", metavar="PATH", help="write github-action-benchmark customSmallerIsBetter JSON")
-    parser.add_argument("--markdown-out", metavar="PATH", help="also write the markdown table to PATH")
-
-
-def run(args: argparse.Namespace) -> int:
-    from suite.sweep.providers import lineup
-
-    cmp = compare_runs(
-        args.base,
-        args.new,
-        lineup(),
-        threshold=args.threshold,
-        metric=args.metric,
-        allow_device_mismatch=args.allow_device_mismatch,
-    )
-    text = to_markdown(cmp, args.fail_on)
-    print(text)
-    for path, content in (
-        (args.markdown_out, text + "\n"),
-        (args.json_out, json.dumps(benchmark_json(cmp), indent=2) + "\n"),
-    ):
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(content)
-    return 1 if cmp.fails(args.fail_on) else 0

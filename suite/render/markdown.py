@@ -45,6 +45,11 @@ def fmt_num(value, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
+def fmt_4g(value) -> str:
+    """Four significant digits: figures of any size side by side (compare's and profile's tables)."""
+    return "-" if is_missing(value) else f"{value:.4g}"
+
+
 def markdown_table(rows: list[list], headers: list[str]) -> str:
     """A GitHub-flavoured markdown table; cells are shown as given (no number parsing)."""
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)

@@ -8,7 +8,6 @@ drawn and is listed as skipped. The numbers come from `suite.render.analysis`, a
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from dataclasses import dataclass, field
@@ -26,7 +25,6 @@ from matplotlib.figure import Figure  # noqa: E402
 from suite.core import paths  # noqa: E402
 from suite.core.errors import UsageError  # noqa: E402
 from suite.core.paper import CLAIM_FACTOR, FIG2_HIDDEN, FIG2_LAYERS  # noqa: E402
-from suite.core.paths import results_in  # noqa: E402
 from suite.core.schema import Lineup  # noqa: E402
 from suite.render import analysis  # noqa: E402
 from suite.render.analysis import AXIS_LABELS, Results  # noqa: E402
@@ -287,32 +285,3 @@ def plot_all(csv_path: str | os.PathLike, lineup: Lineup, out_dir: str | os.Path
         plt.close(fig)
         result.written.append(path)
     return result
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "results", help="results CSV written by `run` (its .meta.json beside it), or a folder: its newest one"
-    )
-    parser.add_argument(
-        "--out-dir",
-        metavar="DIR",
-        help="where to write the PNGs (default: plots/<stem>/ for a run in results/, else <stem>-plots/ beside it)",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    from suite.converge.plots import plot_converge
-    from suite.converge.report import is_converge_results
-    from suite.sweep.providers import lineup
-
-    path = results_in(args.results)
-    if is_converge_results(path):  # a converge run has figures of its own
-        for written in plot_converge(path, args.out_dir):
-            print(written)
-        return 0
-    plots = plot_all(path, lineup(), args.out_dir)
-    for path in plots.written:
-        print(path)
-    for line in plots.skipped:
-        print(f"not drawn: {line}")
-    return 0

@@ -8,7 +8,6 @@ run with its reason. All numbers come from the results file (see `suite.render.a
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 from pathlib import Path
@@ -18,7 +17,7 @@ import pandas as pd
 from suite.core.machine import summary as machine_summary
 from suite.core.machine import warnings as machine_warnings
 from suite.core.paper import CLAIM_FACTOR, FIG2_HIDDEN, FIG2_INPUT_SIZE, read_paper_fig2
-from suite.core.paths import profile_path, results_in
+from suite.core.paths import profile_path
 from suite.core.schema import Lineup, SweepConfig, key_of, missing_configs
 from suite.render import analysis
 from suite.render.analysis import AXIS_LABELS, Results, Summary
@@ -611,22 +610,3 @@ def build_report(csv_path: str | os.PathLike, lineup: Lineup) -> str:
 def write_report(csv_path: str | os.PathLike, lineup: Lineup, out_path: str | os.PathLike | None = None) -> Path:
     """Write the report; by default beside the results as `<stem>.md`."""
     return write_beside(build_report(csv_path, lineup), csv_path, out_path)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "results", help="results CSV written by `run` (its .meta.json beside it), or a folder: its newest one"
-    )
-    parser.add_argument("--out", metavar="PATH", help="markdown file to write (default: beside the results, .md)")
-
-
-def run(args: argparse.Namespace) -> int:
-    from suite.converge.report import is_converge_results, write_converge_report
-    from suite.sweep.providers import lineup
-
-    path = results_in(args.results)
-    # A converge run (curves + summary) has its own report; a sweep's results have this one.
-    print(
-        write_converge_report(path, args.out) if is_converge_results(path) else write_report(path, lineup(), args.out)
-    )
-    return 0

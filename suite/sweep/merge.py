@@ -1,4 +1,4 @@
-"""`merge`: join the shards of one sweep (`run --shard K/N`) into one results file that report,
+"""Merging the shards of one sweep: join the shards of one sweep (`run --shard K/N`) into one results file that report,
 plot and compare read like any other.
 
 Shards are joined only when they are parts of the same plan (plan hash), measured with the same
@@ -9,7 +9,6 @@ a failed one, else the later file's); configs of the plan that no shard delivere
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import secrets
@@ -166,25 +165,3 @@ def merge(shards: list[str | os.PathLike], out_csv: str | os.PathLike, argv: lis
     write_meta(out, meta)
     missing = missing_configs(plan, {key_of(r) for r in kept.to_dict("records")}, meta.timing)
     return Merged(out, len(kept), len(rows) - len(kept), missing)
-
-
-def print_merged(merged: Merged) -> None:
-    print(f"merged: {merged.out} ({merged.rows} rows)")
-    if merged.duplicates:
-        print(
-            f"dropped {merged.duplicates} duplicate rows (same key in several shards: kept the ok one, else the last)"
-        )
-    if merged.missing:
-        print(f"{len(merged.missing)} configs of the plan were delivered by no shard:")
-        for cfg in merged.missing:
-            print(f"  {cfg.label()}")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("shards", nargs="+", metavar="SHARD.csv", help="results of `run --shard K/N` (any order)")
-    parser.add_argument("-o", "--out", required=True, metavar="OUT.csv", help="merged results CSV to write")
-
-
-def run(args: argparse.Namespace) -> int:
-    print_merged(merge(args.shards, args.out))
-    return 0

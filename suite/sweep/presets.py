@@ -1,4 +1,4 @@
-"""Sweeps: a preset is a JSON table under suite/presets/, expanded here into SweepConfigs.
+"""Sweeps: a preset is a JSON table under suite/sweep/presets/, expanded here into SweepConfigs.
 
 A preset file holds `defaults` (axis -> list of values) and a list of `grids`; each grid
 overrides some axes and is expanded as the cartesian product of its axes. Several grids let
@@ -20,7 +20,7 @@ from suite.core.errors import PresetError
 from suite.core.schema import AXES, CONFIG_TIMINGS, DTYPES, INT_AXES, MODES, SweepConfig
 from suite.sweep.providers import PROVIDERS
 
-PRESET_DIR = Path(__file__).with_suffix("")  # suite/presets/
+PRESET_DIR = Path(__file__).with_suffix("")  # suite/sweep/presets/
 PRESETS: tuple[str, ...] = tuple(sorted(p.stem for p in PRESET_DIR.glob("*.json")))
 OPTIONAL_AXES = ("input_size", "timing")  # default: hidden, and the device's default timer
 

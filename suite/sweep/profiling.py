@@ -1,11 +1,6 @@
-"""`profile`: where the time of one config's step goes.
-
-The config is given with the same flags as a sweep (one value each; without them, the 1-layer
-Fig. 2 cell at T=256: B=32, H=128, input 2). Its step (suite.sweep.measure's, so the profile sees
-exactly what the sweep times) runs a few times after a warm-up under `torch.profiler` (CPU and
-CUDA activities; CPU only without CUDA). Written beside each other:
-the Chrome/Perfetto trace (`.json`, open it in ui.perfetto.dev or chrome://tracing), a markdown
-breakdown (`.md`) and the run's metadata (`.meta.json`).
+"""Where the time of one config's step goes: its step (suite.sweep.measure's, so the profile sees
+exactly what the sweep times) run a few times after a warm-up under `torch.profiler` (CPU and
+CUDA activities; CPU only without CUDA), and the work broken down by category.
 
 The breakdown puts every piece of work in one of CATEGORIES. On a GPU the pieces are kernels
 (and memcpy/memset), timed on the device; on a CPU they are ops, timed by their self time (time
@@ -19,35 +14,34 @@ Every phase of the step (zero_grad, forward, loss, backward) is a profiler range
 an NVTX push/pop range, which Nsight Systems shows on its timeline. Push/pop ranges belong to
 the thread that pushed them, and autograd launches the backward's kernels from a thread of its
 own: so the profiled steps, after the warm-up, are also one NVTX start/end range (NVTX_STEPS),
-which holds every thread's kernels; the printed `ncu` command line filters on it and on the
-recurrence kernels' names. `--nvtx-only` runs the same steps with the NVTX ranges alone: ncu
-and nsys need the CUPTI interface that torch.profiler would otherwise hold.
+which holds every thread's kernels; the `profile` command's `ncu` line filters on it.
+`run_nvtx_only` runs the same steps with the NVTX ranges alone: ncu and nsys need the CUPTI
+interface that torch.profiler would otherwise hold.
 
-`profile_config` is the API; `run --profile` uses it for the Fig. 2 configs of a sweep.
+`profile_config` profiles one config (the `profile` command); `profile_fig2` the Fig. 2 configs
+of a finished sweep into its `<stem>.profile.csv` (`run --profile`).
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import re
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 import pandas as pd
 import torch
-from tabulate import tabulate
 
-from suite.core import env, machine, paths
+from suite.core import env
 from suite.core.errors import UsageError
-from suite.core.paper import FIG2_BATCH, FIG2_HIDDEN, FIG2_INPUT_SIZE, FIG2_LAYERS, read_paper_fig2
+from suite.core.paper import FIG2_BATCH, FIG2_HIDDEN, FIG2_LAYERS, read_paper_fig2
 from suite.core.paths import profile_path
-from suite.core.schema import AXES, SweepConfig, key_of
-from suite.core.store import read_results, write_meta
+from suite.core.schema import SweepConfig, key_of
+from suite.core.store import read_results
 from suite.sweep.measure import model_step, recurrence_inputs, recurrence_phases
 from suite.sweep.providers import PROVIDERS, role_of
 
@@ -86,7 +80,6 @@ FALLBACK_OF_PHASE = {
 }
 PHASE_PREFIX = "bench::"  # profiler ranges of the step's phases, told apart from torch's own ops
 NVTX_STEPS = "profiled_steps"  # the NVTX start/end range around the steps after the warm-up
-RECURRENCE_KERNELS = "recurrence_(fwd|bwd)_kernel"  # kernels/sequential.py
 TOP = 15
 # The axes that say what a step is (a profile does not time it, so a timing axis is left out).
 SHAPE_AXES = tuple(f.name for f in fields(SweepConfig) if f.default is MISSING)
@@ -373,172 +366,3 @@ def profile_fig2(configs: list[SweepConfig], out_csv: str | Path, device: torch.
             pd.DataFrame(rows, columns=list(PROFILE_COLUMNS)).to_csv(f, header=fresh, index=False)
         gc.collect()
     return path
-
-
-# ---------------------------------------------------------------------------- output
-
-
-def ncu_command(cfg: SweepConfig, out_stem: str) -> str:
-    """The Nsight Compute command line that profiles the recurrence kernels of cfg's step."""
-    return (
-        f"ncu --nvtx --nvtx-include {NVTX_STEPS} --kernel-name regex:'{RECURRENCE_KERNELS}' --set full -o {out_stem}-ncu "
-        f"python run_bench.py profile {config_flags(cfg)} --steps 1 --nvtx-only"
-    )
-
-
-def nsys_command(cfg: SweepConfig, out_stem: str) -> str:
-    return f"nsys profile -t cuda,nvtx -o {out_stem}-nsys python run_bench.py profile {config_flags(cfg)} --nvtx-only"
-
-
-def config_flags(cfg: SweepConfig) -> str:
-    return " ".join(f"--{axis.replace('_', '-')} {getattr(cfg, axis)}" for axis in SHAPE_AXES)
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
-
-
-def to_markdown(result: Profile, trace_name: str, ncu: str, nsys: str) -> str:
-    busy_word = "GPU busy" if result.unit == "kernels" else "time inside ops"
-    idle = 1 - result.busy_ms / result.wall_ms if result.wall_ms else float("nan")
-    categories = result.by_category()
-    lines = [
-        f"# Profile: {result.cfg.label()}",
-        "",
-        f"Device: {result.device}. {result.steps} profiled steps after a warm-up; figures are per step. "
-        f"Trace: `{trace_name}` (Chrome/Perfetto). Times are measured under the profiler, which adds "
-        "a little to every op: use the sweep's rows for times, this file for shares.",
-        "",
-        "## Where the time goes",
-        "",
-        tabulate(
-            [[c["category"], _fmt(c["ms"]), f"{c['share']:.1%}", _fmt(c["launches"])] for c in categories],
-            headers=["category", "ms", "share", result.unit],
-            tablefmt="github",
-            disable_numparse=True,
-        ),
-        "",
-        "## Launch overhead",
-        "",
-        f"- wall time {_fmt(result.wall_ms)} ms, {busy_word} {_fmt(result.busy_ms)} ms: "
-        f"{idle:.0%} of the step the {'GPU waits for the CPU (launches, Python)' if result.unit == 'kernels' else 'CPU is outside ops (Python, dispatch)'}",
-        f"- {_fmt(sum(c['launches'] for c in categories))} {result.unit} per step",
-        "",
-        f"## Top {result.unit} by time",
-        "",
-        tabulate(
-            [
-                [t["name"][:90], t["category"], _fmt(t["ms"]), _fmt(t["calls"]), f"{t['share']:.1%}"]
-                for t in result.top()
-            ],
-            headers=["name", "category", "ms", "calls", "share"],
-            tablefmt="github",
-            disable_numparse=True,
-        ),
-        "",
-        "## How pieces are categorised",
-        "",
-        f"Each {'kernel (by the op that launched it)' if result.unit == 'kernels' else 'op (by its self time)'} "
-        "is named by its call chain, outermost op first; the first name matching one of these patterns decides:",
-        "",
-        *(f"- {category}: `{pattern.pattern}`" for category, pattern in CATEGORY_PATTERNS),
-        "",
-        "Recurrence work is backward in the backward phase or under an autograd `...Backward` node. "
-        "Everything in the loss phase (the Linear head and the MSE) is loss. Unmatched work is glue in "
-        "the zero_grad and backward phases, other elsewhere. GEMMs of the head's backward count as "
-        "input projection (B x H x 1: small).",
-        "",
-        "## Nsight",
-        "",
-        "On a GPU, the recurrence kernels with Nsight Compute (only the Triton IndRNN launches them; drop "
-        "--kernel-name for another provider's kernels), then the whole step with Nsight Systems:",
-        "",
-        "```",
-        ncu,
-        nsys,
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------- command
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--provider", metavar="NAME", help="default: indrnn_triton on a GPU, indrnn_torch on a CPU")
-    parser.add_argument("--mode", default="train", metavar="MODE", help="train, infer or recurrence (default: train)")
-    defaults = {"seq_len": 256, "depth": 1, "batch": 32, "hidden": 128, "dtype": "float32"}
-    for axis in SHAPE_AXES[2:]:
-        default = defaults.get(axis)
-        help_text = (
-            f"default: {default}"
-            if default is not None
-            else f"default: {FIG2_INPUT_SIZE} as in Fig. 2's adding problem (the hidden size in recurrence mode)"
-        )
-        parser.add_argument(f"--{axis.replace('_', '-')}", default=default, metavar="V", help=help_text)
-    parser.add_argument("--device", default="auto", metavar="KIND", help="auto, cuda or cpu (default: auto)")
-    parser.add_argument("--steps", type=int, default=5, help="profiled steps (default: %(default)s)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before them (default: %(default)s)")
-    parser.add_argument("--out-dir", metavar="DIR", help="where the files go (default: results/)")
-    parser.add_argument(
-        "--nvtx-only", action="store_true", help="run the steps with NVTX ranges only, no torch.profiler (ncu, nsys)"
-    )
-
-
-def config_from(args: argparse.Namespace, device: torch.device) -> SweepConfig:
-    """The one config the flags name, checked like a sweep's axis overrides."""
-    from suite.run_command import overrides_from
-
-    values = {axis: getattr(args, axis, None) for axis in SHAPE_AXES}
-    values["provider"] = values["provider"] or ("indrnn_triton" if device.type == "cuda" else "indrnn_torch")
-    recurrence = values["mode"] == "recurrence"
-    values["input_size"] = values["input_size"] or (values["hidden"] if recurrence else FIG2_INPUT_SIZE)
-    flags = {**dict.fromkeys(AXES), **{a: [str(v)] for a, v in values.items()}}  # the other axes: not given
-    checked = overrides_from(argparse.Namespace(**flags))
-    cfg = SweepConfig(**{axis: v[0] for axis, v in checked.items()})
-    if cfg.mode not in PROVIDERS[cfg.provider].modes:
-        raise UsageError(
-            f"{cfg.provider} has no {cfg.mode} mode; its modes: {', '.join(PROVIDERS[cfg.provider].modes)}"
-        )
-    if cfg.mode == "recurrence" and (cfg.depth, cfg.input_size) != (1, cfg.hidden):
-        raise UsageError("recurrence mode times one bare recurrence: --depth 1 and --input-size equal to --hidden")
-    return cfg
-
-
-def run(args: argparse.Namespace) -> int:
-    from suite.run_command import _device
-
-    device = _device(args.device)
-    if args.steps < 1 or args.warmup < 0:
-        raise UsageError(f"--steps must be at least 1 and --warmup at least 0, got {args.steps} and {args.warmup}")
-    cfg = config_from(args, device)
-    if args.nvtx_only:
-        run_nvtx_only(cfg, device, args.steps, args.warmup)
-        print(f"ran {args.steps} steps of {cfg.label()} inside the NVTX range {NVTX_STEPS} (CUDA only)")
-        return 0
-    out_dir = Path(args.out_dir) if args.out_dir else paths.RESULTS_DIR
-    stem = (
-        f"profile-{cfg.provider}-{cfg.mode}-T{cfg.seq_len}-L{cfg.depth}-B{cfg.batch}-H{cfg.hidden}"
-        f"-I{cfg.input_size}-{cfg.dtype}-{env.utc_now():%Y%m%dT%H%M%SZ}"
-    )
-    trace = out_dir / f"{stem}.json"
-    state_start = machine.machine_state(device)
-    result = profile_config(cfg, device, args.steps, args.warmup, trace)
-    ncu, nsys = ncu_command(cfg, stem), nsys_command(cfg, stem)
-    report = out_dir / f"{stem}.md"
-    report.write_text(to_markdown(result, trace.name, ncu, nsys))
-    meta = env.collect_meta(
-        preset="profile",
-        device=device,
-        timing="torch.profiler",
-        copy_gbytes_per_s=None,
-        notes={"steps": args.steps, "warmup": args.warmup, "trace": trace.name, "report": report.name},
-        configs=[asdict(cfg)],
-        machine={"start": state_start, "end": machine.machine_state(device)},
-    )
-    write_meta(out_dir / f"{stem}.csv", meta)
-    print(report.read_text())
-    print(f"trace: {trace}\nbreakdown: {report}\nmetadata: {out_dir / (stem + '.meta.json')}")
-    print(f"Nsight Compute, the recurrence kernels of this config:\n  {ncu}")
-    return 0

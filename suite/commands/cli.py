@@ -12,20 +12,26 @@ from suite.core.errors import UsageError
 
 # command -> (module, one-line help). `run` is the default when no command is given.
 COMMANDS = {
-    "run": ("suite.run_command", "run a preset sweep, then write results, report and plots (default)"),
-    "report": ("suite.render.report", "write the markdown speedup report of a results file"),
-    "plot": ("suite.render.plots", "draw the figures of a results file into plots/"),
+    "run": ("suite.commands.run", "run a preset sweep, then write results, report and plots (default)"),
+    "report": ("suite.commands.report", "write the markdown speedup report of a results file"),
+    "plot": ("suite.commands.plot", "draw the figures of a results file into plots/"),
     "converge": (
         "suite.commands.converge",
         "train to a target on the adding problem: time to solve, IndRNN vs baselines",
     ),
-    "profile": ("suite.sweep.profiling", "profile one config's step: time per category, launches, trace, ncu command"),
-    "compare": ("suite.render.compare", "compare two results files; exit 1 on a real regression"),
-    "merge": ("suite.sweep.merge", "join the shards of a sweep (run --shard K/N) into one results file"),
-    "submit": ("suite.submit", "run a preset's shards through submitit (Slurm or local), then merge and report"),
-    "kernel-report": ("suite.kernel_report", "compile every kernel for sm_80/sm_90 and report or check its facts"),
+    "profile": ("suite.commands.profile", "profile one config's step: time per category, launches, trace, ncu command"),
+    "compare": ("suite.commands.compare", "compare two results files; exit 1 on a real regression"),
+    "merge": ("suite.commands.merge", "join the shards of a sweep (run --shard K/N) into one results file"),
+    "submit": (
+        "suite.commands.submit",
+        "run a preset's shards through submitit (Slurm or local), then merge and report",
+    ),
+    "kernel-report": (
+        "suite.commands.kernel_report",
+        "compile every kernel for sm_80/sm_90 and report or check its facts",
+    ),
     "validate": (
-        "suite.validate",
+        "suite.commands.validate",
         "on a GPU: tests, bandwidth, kernel targets, paper preset, report, in one bounded run",
     ),
 }

@@ -27,10 +27,11 @@ from tabulate import tabulate
 
 from kernels.aot import DTYPES, KERNELS, PTX_KINDS, REPORT_CONFIG, KernelFacts, compile_facts
 from kernels.sequential import PAPER_SIZE_CONFIGS, autotune_configs
+from suite.core import paths
 from suite.core.errors import UsageError
 
 CCS = (80, 90)
-DEFAULT_BASELINE = Path(__file__).resolve().parents[1] / "results" / "kernel_baseline.json"
+DEFAULT_BASELINE = paths.RESULTS_DIR / "kernel_baseline.json"
 INSTRUCTION_GROWTH = 0.25  # a kind whose count grows by more than this fraction fails...
 INSTRUCTION_SLACK = 4  # ...when it also grows by more than this many instructions
 REGISTER_NOTE = 0.25  # register changes beyond this fraction are worth a note (occupancy)

@@ -18,12 +18,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from suite.commands.merge import print_merged
 from suite.core import env, paths
 from suite.core.errors import ResultsError, UsageError
 from suite.core.paths import meta_path
 from suite.core.schema import missing_configs, plan_hash
 from suite.core.store import existing_keys, read_meta
-from suite.sweep.merge import merge, print_merged
+from suite.sweep.merge import merge
 from suite.sweep.presets import PRESETS, load_preset
 from suite.sweep.providers import lineup
 from suite.sweep.shards import Shard, shard_of

@@ -1,5 +1,6 @@
 """The `run` command: pick the preset and device, parse axis overrides, run the sweep
-(suite.sweep.sweep), then print the summary and write the report and the plots."""
+(suite.sweep.sweep), with --profile profile its Fig. 2 steps once it is done, then print the
+summary and write the report and the plots."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
+from suite.commands import flags
 from suite.core import env
-from suite.core.errors import UsageError, flag_value
-from suite.core.schema import AXES, INT_AXES, SweepConfig
+from suite.core.errors import UsageError
+from suite.core.schema import AXES, SweepConfig
 from suite.core.store import read_meta, read_results
 from suite.sweep.cost import CostModel
-from suite.sweep.presets import PRESETS, default_preset, load_preset, preset_description, validate_axis
+from suite.sweep.presets import PRESETS, default_preset, load_preset, preset_description
 from suite.sweep.profiling import profile_fig2
 from suite.sweep.providers import PROVIDERS, lineup
 from suite.sweep.shards import Shard, shard_of
@@ -42,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--retry-failed", action="store_true", help="with --resume: measure failed and oom configs again"
     )
-    parser.add_argument("--device", default="auto", metavar="KIND", help="auto, cuda or cpu (default: auto)")
+    flags.add_device(parser)
     parser.add_argument("--cuda-graph", action="store_true", help="GPU: time CUDA-graph replays (rows say cuda_graph)")
     parser.add_argument("--warmup", metavar="N", help="CPU: untimed calls (2); GPU: do_bench warm-up ms (25)")
     parser.add_argument("--repeats", metavar="N", help="CPU: timed calls (10, at most 2 s); GPU: do_bench ms (100)")
@@ -72,31 +74,6 @@ def _number(flag: str, text: str | None, minimum: float) -> float | None:
     if value < minimum:
         raise UsageError(f"{flag} must be at least {minimum:g}, got {text}")
     return value
-
-
-def overrides_from(args: argparse.Namespace) -> dict[str, list]:
-    """Axis overrides given on the command line, parsed and checked (UsageError if bad)."""
-    overrides: dict[str, list] = {}
-    for axis in AXES:
-        values = getattr(args, axis)
-        if values is None:
-            continue
-        overrides[axis] = flag_value(
-            f"--{axis.replace('_', '-')}",
-            values,
-            (lambda vs: [int(v) for v in vs]) if axis in INT_AXES else list,
-            lambda vs, axis=axis: validate_axis(axis, vs),
-            "positive integers",
-        )
-    return overrides
-
-
-def _device(requested: str) -> torch.device:
-    if requested not in ("auto", "cuda", "cpu"):
-        raise UsageError(f"--device must be auto, cuda or cpu, got {requested!r}")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available")
-    return env.pick_device(requested)
 
 
 def _output_path(args: argparse.Namespace, preset: str, device: torch.device, shard: Shard | None) -> Path:
@@ -210,7 +187,7 @@ def _recorded_grid(out: Path, asked: list[SweepConfig] | None) -> list[SweepConf
 
 
 def run(args: argparse.Namespace) -> int:
-    device = _device(args.device)
+    device = flags.device_from(args.device)
     if args.list:
         print_list(device)
         return 0
@@ -221,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     if args.retry_failed and not args.resume:
         raise UsageError("--retry-failed continues a run: pass it with --resume")
     base = args.preset or default_preset(device.type)
-    overrides = overrides_from(args)
+    overrides = flags.axis_overrides(args)
     configs = load_preset(base, overrides)
     if not configs:
         raise UsageError("the grid is empty: no provider in it supports the requested modes")
