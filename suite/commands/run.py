@@ -13,7 +13,7 @@ import torch
 from tabulate import tabulate
 
 from suite.commands import flags
-from suite.core import env
+from suite.core import env, paths
 from suite.core.errors import UsageError
 from suite.core.schema import AXES, SweepConfig
 from suite.core.store import read_meta, read_results
@@ -22,7 +22,7 @@ from suite.sweep.presets import PRESETS, default_preset, load_preset, preset_des
 from suite.sweep.profiling import profile_fig2
 from suite.sweep.providers import PROVIDERS, lineup
 from suite.sweep.shards import Shard, shard_of
-from suite.sweep.sweep import RESULTS_DIR, run_sweep
+from suite.sweep.sweep import run_sweep
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,12 +86,12 @@ def _output_path(args: argparse.Namespace, preset: str, device: torch.device, sh
         return out
     suffix = f".{shard.suffix}" if shard else ""
     if args.resume:
-        runs = sorted(RESULTS_DIR.glob(f"{preset}-{device.type}-*{suffix}.csv"))
+        runs = sorted(paths.RESULTS_DIR.glob(f"{preset}-{device.type}-*{suffix}.csv"))
         runs = [r for r in runs if shard or ".shard-" not in r.name]  # a whole run never continues a shard's file
         if not runs:
             raise UsageError(f"--resume: no earlier {preset} run on {device.type} in results/; pass --out PATH")
         return runs[-1]
-    return RESULTS_DIR / f"{preset}-{device.type}-{env.utc_now():%Y%m%dT%H%M%SZ}{suffix}.csv"
+    return paths.RESULTS_DIR / f"{preset}-{device.type}-{env.utc_now():%Y%m%dT%H%M%SZ}{suffix}.csv"
 
 
 def print_list(device: torch.device) -> None:

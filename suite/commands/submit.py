@@ -28,7 +28,6 @@ from suite.sweep.merge import merge
 from suite.sweep.presets import PRESETS, load_preset
 from suite.sweep.providers import lineup
 from suite.sweep.shards import Shard, shard_of
-from suite.sweep.sweep import RESULTS_DIR
 
 STATE = "submit.json"
 EXECUTORS = ("slurm", "local")
@@ -111,11 +110,11 @@ def _out_dir(args: argparse.Namespace) -> Path:
     if args.out_dir:
         return Path(args.out_dir)
     if args.resume:
-        folders = sorted(p.parent for p in RESULTS_DIR.glob(f"{args.preset}-submit-*/{STATE}"))
+        folders = sorted(p.parent for p in paths.RESULTS_DIR.glob(f"{args.preset}-submit-*/{STATE}"))
         if not folders:
             raise UsageError(f"--resume: no earlier submit of {args.preset} in results/; pass --out-dir DIR")
         return folders[-1]
-    return RESULTS_DIR / f"{args.preset}-submit-{env.utc_now():%Y%m%dT%H%M%SZ}"
+    return paths.RESULTS_DIR / f"{args.preset}-submit-{env.utc_now():%Y%m%dT%H%M%SZ}"
 
 
 def _load_state(folder: Path, args: argparse.Namespace, plan_id: str) -> dict[str, ShardJob]:

@@ -236,9 +236,9 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def output_folder(device_name: str, now, root: Path = ROOT / "results") -> Path:
+def output_folder(device_name: str, now, root: Path | None = None) -> Path:
     """results/<device>-<UTC time>/: everything of one validation, committable as it is."""
-    return root / f"{slug(device_name)}-{now:%Y%m%dT%H%M%SZ}"
+    return (paths.RESULTS_DIR if root is None else root) / f"{slug(device_name)}-{now:%Y%m%dT%H%M%SZ}"
 
 
 def parse_pytest_counts(output: str) -> dict[str, int]:

@@ -1,20 +1,19 @@
 """A converge run's files: the curves CSV (one row per evaluation), `<stem>.summary.csv` (one row
-per finished model x T x seed) and `<stem>.meta.json` (as the sweep's), all flushed as they are
-written; and what a resumed run reads back from them (which runs finished, and dropping the curve
-rows of the ones that did not).
+per finished model x T x seed) and `<stem>.meta.json` (as the sweep's), all appended row by row
+through suite.core.rowfile; and what a resumed run reads back from them (which runs finished, and
+dropping the curve rows of the ones that did not).
 """
 
 from __future__ import annotations
 
 import csv
-import math
 import os
 from dataclasses import fields
 from pathlib import Path
 
 from suite.converge.presets import RunKey, Settings
 from suite.converge.training import Outcome
-from suite.core import paths
+from suite.core import paths, rowfile
 from suite.core.errors import ResultsError
 
 CURVE_COLUMNS = ("run_id", "model", "seq_len", "seed", "step", "train_s", "train_loss", "test_mse")
@@ -41,49 +40,10 @@ def is_converge_results(csv_path: str | os.PathLike) -> bool:
     return paths.summary_path(csv_path).is_file()
 
 
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "" if math.isnan(value) else repr(value)  # repr: full precision
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
-
-
-class RowAppender:
-    """Appends rows (dicts) to a CSV of fixed columns, writing the header once and flushing
-    every row to disk, so an interrupted run keeps all it wrote."""
-
-    def __init__(self, path: Path, columns: tuple[str, ...]) -> None:
-        self.path, self.columns = path, columns
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not path.exists() or path.stat().st_size == 0
-        if not fresh and tuple(read_rows(path, columns)[0]) != columns:
-            raise ResultsError(f"{path} has other columns than converge writes; use a new --out")
-        self._file = open(path, "a", newline="")
-        self._csv = csv.writer(self._file)
-        if fresh:
-            self.append(dict(zip(columns, columns, strict=True)))
-
-    def append(self, row: dict) -> None:
-        self._csv.writerow([_cell(row.get(c)) for c in self.columns])
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def close(self) -> None:
-        self._file.close()
-
-
 def read_rows(path: Path, columns: tuple[str, ...]) -> tuple[list[str], list[dict]]:
-    """(header, rows as dicts of strings) of a CSV this module wrote; ResultsError if it is not one."""
-    try:
-        with open(path, newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, [])
-            rows = [dict(zip(header, r, strict=True)) for r in reader]
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise ResultsError(f"cannot read {path}: {e}") from e
+    """(header, rows as dicts of strings) of a converge CSV, up to its last whole line (a row cut off
+    by a crash is left out); ResultsError if it is not one."""
+    header, rows = rowfile.read_rows(path)
     if missing := [c for c in columns if c not in header]:
         raise ResultsError(f"{path} is not a converge file: missing columns {missing}")
     return header, rows

@@ -8,6 +8,7 @@ seed to the slowest, or to "not reached".
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -19,6 +20,7 @@ from suite.converge.adding import BASELINE_MSE
 from suite.converge.files import CURVE_COLUMNS, SUMMARY_COLUMNS
 from suite.core.errors import ResultsError
 from suite.core.paths import meta_path, summary_path
+from suite.core.rowfile import whole_lines
 from suite.core.store import read_meta
 from suite.render.markdown import fmt_x, markdown_table, provenance_fields, write_beside
 
@@ -56,7 +58,7 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     if not path.is_file():
         raise ResultsError(f"converge file {path} does not exist")
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(io.StringIO(whole_lines(path)[0]))  # a row cut off by a crash is left out
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise ResultsError(f"cannot read {path}: {e}") from e
     missing = [c for c in columns if c not in df.columns]
@@ -262,7 +264,12 @@ def _environment(run: ConvergeRun) -> list[str]:
         ("run id", meta.get("run_id", "")),
     ]
     if "load_average" in notes:
-        fields.append(("load average (1 min) at start / end", " / ".join(f"{v:.2f}" for v in notes["load_average"])))
+        fields.append(
+            (
+                "load average (1 min) at start / end",
+                " / ".join("-" if v is None else f"{v:.2f}" for v in notes["load_average"]),
+            )
+        )
     for resumed in notes.get("resumed", []):
         fields.append(("resumed", f"{resumed.get('timestamp', '')} at {resumed.get('git_commit', '')}"))
     return lines + ["", markdown_table([[k, v] for k, v in fields], ["", ""])]

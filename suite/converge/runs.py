@@ -13,13 +13,14 @@ from pathlib import Path
 
 import torch
 
-from suite.converge.files import CURVE_COLUMNS, SUMMARY_COLUMNS, RowAppender, drop_unfinished_curves, finished_runs
+from suite.converge.files import CURVE_COLUMNS, SUMMARY_COLUMNS, drop_unfinished_curves, finished_runs
 from suite.converge.models import MODELS
 from suite.converge.presets import Preset, RunKey, Settings
 from suite.converge.training import CurvePoint, held_out_set, train_to_target
-from suite.core import env, paths
+from suite.core import env, machine, paths
 from suite.core.errors import UsageError
 from suite.core.progress import Progress
+from suite.core.rowfile import CsvAppender
 from suite.core.schema import RunMeta
 from suite.core.store import read_meta, write_meta
 
@@ -55,12 +56,7 @@ def _run_meta(
     if had != wanted:
         changed = ", ".join(f"{k} {had.get(k)} -> {v}" for k, v in wanted.items() if had.get(k) != v)
         raise UsageError(f"cannot resume {out} with other settings ({changed}); use a new --out")
-    commit, dirty = env.git_state()
-    resumed = [
-        *old.notes.get("resumed", []),
-        {"timestamp": env.utc_now().isoformat(), "git_commit": commit, "git_dirty": dirty},
-    ]
-    return replace(old, notes={**old.notes, "resumed": resumed})
+    return env.resumed(old)
 
 
 def run_converge(
@@ -91,7 +87,7 @@ def run_converge(
             "settings": asdict(settings),
             "models": recipes,
             # Others' work on a shared machine slows every timed step: say how busy it was.
-            "load_average": [os.getloadavg()[0]],
+            "load_average": [machine.load_average()],
         }
         if device.type == "cuda":  # fp32 GEMMs and cuDNN RNNs may use TF32: say which did
             notes.update(
@@ -109,8 +105,8 @@ def run_converge(
         print(f"resume: removed {dropped} curve rows of unfinished runs; they start again from scratch")
     todo = [k for k in preset.runs if k not in finished]
     write_meta(out, meta)
-    curves = RowAppender(out, CURVE_COLUMNS)
-    summary = RowAppender(paths.summary_path(out), SUMMARY_COLUMNS)
+    curves = CsvAppender(out, CURVE_COLUMNS)
+    summary = CsvAppender(paths.summary_path(out), SUMMARY_COLUMNS)
     bar = Progress(len(todo), progress)
     test_sets: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     try:
@@ -142,6 +138,7 @@ def run_converge(
         curves.close()
         summary.close()
     write_meta(
-        out, replace(meta, notes={**meta.notes, "load_average": [*meta.notes["load_average"][:1], os.getloadavg()[0]]})
+        out,
+        replace(meta, notes={**meta.notes, "load_average": [*meta.notes["load_average"][:1], machine.load_average()]}),
     )
     return out

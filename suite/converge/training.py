@@ -24,6 +24,7 @@ from torch import nn
 from suite.converge.adding import adding_batch
 from suite.converge.models import MODELS, AddingModel, ModelSpec
 from suite.converge.presets import RunKey, Settings
+from suite.core import env
 from suite.sweep.providers import param_count
 
 TEST_SEED = 10_000  # the held-out set's seed: apart from any training seed a preset uses
@@ -56,11 +57,6 @@ class Outcome:
     eval_s: float
     params: int
     details: str
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def held_out_set(seq_len: int, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,10 +120,10 @@ def train_to_target(
     train_loss: float | None = None
     history: list[CurvePoint] = []
     while True:
-        _sync(device)
+        env.synchronize(device)
         started = time.perf_counter()
         point = CurvePoint(step, train_s, train_loss, held_out_mse(model, test_set))
-        _sync(device)
+        env.synchronize(device)
         eval_s += time.perf_counter() - started
         history.append(point)
         record(point)
@@ -137,10 +133,10 @@ def train_to_target(
         steps = min(settings.eval_every, settings.max_steps - step)
         x, y = adding_batch(steps * settings.batch, key.seq_len, data)
         batches = zip(x.to(device).split(settings.batch), y.to(device).split(settings.batch), strict=True)
-        _sync(device)
+        env.synchronize(device)
         started = time.perf_counter()
         losses = [train_step(model, optimizer, spec, xb, yb) for xb, yb in batches]
-        _sync(device)
+        env.synchronize(device)
         train_s += time.perf_counter() - started
         step += steps
         train_loss = float(torch.stack(losses).mean())

@@ -7,11 +7,11 @@ number without its hardware and conditions cannot be compared with anything.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import platform
 import secrets
 import subprocess
 import sys
+from dataclasses import replace
 
 import torch
 import triton
@@ -65,19 +65,21 @@ def git_state() -> tuple[str, bool]:
     return commit, bool(status)
 
 
-def machine_load(when: str) -> dict:
-    """The 1-minute load average as `load_<when>` and the core count, for RunMeta.machine: a load
-    above the cores means more work wanted the CPUs than there were CPUs (empty where the OS has
-    no load average)."""
-    try:
-        load = os.getloadavg()[0]
-    except (OSError, AttributeError):
-        return {}
-    return {f"load_{when}": round(load, 2), "cores": os.cpu_count()}
-
-
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def resumed(old: RunMeta) -> RunMeta:
+    """A resumed run's record: its own, noting when it was continued and with which commit."""
+    commit, dirty = git_state()
+    note = {"timestamp": utc_now().isoformat(), "git_commit": commit, "git_dirty": dirty}
+    return replace(old, notes={**old.notes, "resumed": [*old.notes.get("resumed", []), note]})
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on a GPU (nothing to wait for on a CPU), before a clock is read."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def collect_meta(

@@ -39,13 +39,22 @@ CLOCK_DROP = 0.10  # an SM clock this much lower at the end than at the start is
 NVML_HINT = "pip install nvidia-ml-py"
 
 
+def load_average() -> float | None:
+    """The 1-minute load average now (None where the OS has none): the one reading of the CPU's
+    load that every record of a run takes. Above the core count, more work wanted the CPUs than
+    there were CPUs."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not every platform has a load average
+        return None
+
+
 def cpu_state() -> dict:
     """Load average over the last minute against the cores, and the frequency governor."""
     cores = os.cpu_count() or 1
     state: dict = {"cores": cores}
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # not every platform has a load average
+    load = load_average()
+    if load is None:
         state["load_1min"] = None
     else:
         state.update(load_1min=round(load, 2), load_per_core=round(load / cores, 3))
@@ -104,25 +113,22 @@ def gpu_state(device: torch.device) -> dict:
             pass
 
 
-def machine_state(device: torch.device, cpu: dict | None = None) -> dict:
-    """The state now: the CPU's always (or `cpu`, when already read), the GPU's on CUDA runs."""
-    state = {"cpu": cpu if cpu is not None else cpu_state()}
+def machine_state(device: torch.device) -> dict:
+    """The state now: the CPU's always, the GPU's on CUDA runs."""
+    state = {"cpu": cpu_state()}
     if device.type == "cuda":
         state["gpu"] = gpu_state(device)
     return state
 
 
 def record(recorded: dict, when: str, device: torch.device) -> dict:
-    """RunMeta.machine with the state at `when` ("start" or "end") added under that key; every
-    key already there is kept. A CPU load already recorded as "load_<when>" (with "cores") is
-    reused rather than read a second time."""
-    cpu = None
-    if f"load_{when}" in recorded:
-        cpu = {**cpu_state(), "load_1min": recorded[f"load_{when}"]}
-        cpu["cores"] = recorded.get("cores", cpu["cores"])
-        if cpu["load_1min"] is not None:
-            cpu["load_per_core"] = round(cpu["load_1min"] / cpu["cores"], 3)
-    return {**recorded, when: machine_state(device, cpu)}
+    """RunMeta.machine with the state now, read afresh, under `when` ("start" or "end"), and its
+    CPU load also as "load_<when>" beside "cores" (what the report's Noise rules read). Every
+    other key already there is kept; a resumed run's earlier readings are replaced, never reused."""
+    state = machine_state(device)
+    cpu = state["cpu"]
+    load = {} if cpu["load_1min"] is None else {f"load_{when}": cpu["load_1min"], "cores": cpu["cores"]}
+    return {**recorded, **load, when: state}
 
 
 def warnings(recorded: dict) -> list[str]:

@@ -13,11 +13,9 @@ Sidecars beside `<stem>.csv`, optional (a results file is whole without them):
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import io
 import json
-import math
 import os
 import sys
 from pathlib import Path
@@ -26,6 +24,7 @@ import pandas as pd
 
 from suite.core.errors import ResultsError
 from suite.core.paths import meta_path, samples_path
+from suite.core.rowfile import Appender, CsvAppender, whole_lines
 from suite.core.schema import COLUMNS, KEY_COLUMNS, Lineup, ResultRow, RunMeta, key_of
 
 
@@ -48,72 +47,14 @@ def read_meta(csv_path: str | os.PathLike) -> dict:
         raise ResultsError(f"cannot read metadata {path}: {e}") from e
 
 
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "" if math.isnan(value) else repr(value)  # repr: full float precision
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
+class ResultsWriter(CsvAppender):
+    """Appends ResultRows to a results CSV, each flushed to disk (suite.core.rowfile)."""
 
-
-class ResultsWriter:
-    """Appends rows to a CSV, writing the header once and flushing every row to disk."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not self.path.exists() or self.path.stat().st_size == 0
-        if not fresh:
-            drop_partial_last_line(self.path)
-            with open(self.path, newline="") as f:
-                header = next(csv.reader(f), [])
-            if tuple(header) != COLUMNS:
-                raise ResultsError(f"{self.path} has other columns than this suite writes; use a new file")
-        self._file = open(self.path, "a", newline="")
-        self._csv = csv.writer(self._file)
-        if fresh:
-            self._csv.writerow(COLUMNS)
-            self._flush()
-
-    def _flush(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__(path, COLUMNS)
 
     def append(self, row: ResultRow) -> None:
-        self._csv.writerow([_cell(getattr(row, c)) for c in COLUMNS])
-        self._flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> ResultsWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def _whole_lines(path: Path) -> tuple[str, int]:
-    """The file's text up to its last complete line, and how many partial lines were cut.
-
-    Every row is written as one line ending in a newline, so text after the last newline is a
-    row cut off mid-write (a crash, a full disk)."""
-    data = path.read_bytes()
-    if not data or data.endswith(b"\n"):
-        return data.decode(), 0
-    return data[: data.rfind(b"\n") + 1].decode(), 1
-
-
-def drop_partial_last_line(path: str | os.PathLike) -> None:
-    """Truncate a row cut off mid-write, so that rows appended next start on a line of their own
-    instead of being glued onto the broken one (its config is measured again: it has no row)."""
-    path = Path(path)
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
+        super().append({c: getattr(row, c) for c in COLUMNS})
 
 
 _warned: set[tuple[str, int]] = set()  # (path, size): say once per damaged file, not once per read
@@ -139,7 +80,7 @@ def read_results(path: str | os.PathLike, lineup: Lineup | None = None) -> pd.Da
         raise ResultsError(f"results file {path} does not exist")
     bad_lines: list[list[str]] = []
     try:
-        text, cut = _whole_lines(path)
+        text, cut = whole_lines(path)
         df = pd.read_csv(
             io.StringIO(text),
             keep_default_na=False,
@@ -180,31 +121,15 @@ def existing_keys(path: str | os.PathLike, statuses: tuple[str, ...] | None = No
     return {key_of(rec) for rec in rows.to_dict("records")}
 
 
-class SamplesWriter:
+class SamplesWriter(Appender):
     """Appends one line per row key with that row's timing samples, flushed like the rows."""
 
     def __init__(self, csv_path: str | os.PathLike) -> None:
-        self.path = samples_path(csv_path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        cut = self.path.exists() and not self.path.read_bytes().endswith(b"\n") and self.path.stat().st_size > 0
-        self._file = open(self.path, "a")
-        if cut:  # a line cut off mid-write: the next one must not be glued onto it
-            self._file.write("\n")
+        super().__init__(samples_path(csv_path))
 
     def append(self, row: ResultRow, samples_ms: list[float]) -> None:
         key = {c: getattr(row, c) for c in KEY_COLUMNS}
-        self._file.write(json.dumps({"key": key, "samples_ms": list(samples_ms)}) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> SamplesWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        self.write(json.dumps({"key": key, "samples_ms": list(samples_ms)}) + "\n")
 
 
 def read_samples(csv_path: str | os.PathLike) -> dict[tuple, list[float]]:

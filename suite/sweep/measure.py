@@ -26,25 +26,21 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from kernels import indrnn_recurrence
+from suite.core import env
 from suite.core.schema import PHASES_OF_MODE, SweepConfig
 from suite.sweep.gate import GateError, check_model, check_recurrence
 from suite.sweep.providers import PROVIDERS, Built, Forward, Provider, dtype_of, param_count
 from suite.sweep.timing import Timer
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
     """Peak device memory of one untimed call of fn, counting what was allocated before it (the
     model, inputs, saved tensors): measured apart from the timer, whose L2-flush buffer
     (256 MiB in do_bench) would otherwise be counted in every row."""
-    _sync(device)
+    env.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     fn()
-    _sync(device)
+    env.synchronize(device)
     return torch.cuda.max_memory_allocated(device) / 2**20
 
 
@@ -155,7 +151,7 @@ def measure_model(cfg: SweepConfig, provider: Provider, device: torch.device, ti
     if provider.compiles:  # the first call compiles (backward too, in train mode)
         start = time.perf_counter()
         step()
-        _sync(device)
+        env.synchronize(device)
         compile_s = time.perf_counter() - start
     gate_x = model_input(cfg, device, built.batch_first)
     forward, reference = padded_forward(built.forward, cfg), padded_forward(built.reference, cfg)

@@ -33,13 +33,13 @@ from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
-import pandas as pd
 import torch
 
-from suite.core import env
+from suite.core import env, rowfile
 from suite.core.errors import UsageError
 from suite.core.paper import FIG2_BATCH, FIG2_HIDDEN, FIG2_LAYERS, read_paper_fig2
 from suite.core.paths import profile_path
+from suite.core.rowfile import CsvAppender
 from suite.core.schema import SweepConfig, key_of
 from suite.core.store import read_results
 from suite.sweep.measure import model_step, recurrence_inputs, recurrence_phases
@@ -147,11 +147,6 @@ def build_step(cfg: SweepConfig, device: torch.device, phase: Callable[[str], ob
             calls["bwd"]()
 
     return recurrence
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # ---------------------------------------------------------------------------- the breakdown
@@ -273,14 +268,14 @@ def profile_config(
     step = build_step(cfg, device, PhaseRanges(profiled=True, nvtx=cuda))
     for _ in range(warmup):
         step()
-    _sync(device)
+    env.synchronize(device)
     activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
     wall = 0.0
     with profile(activities=activities) as prof:
         for _ in range(steps):
             start = time.perf_counter()
             step()
-            _sync(device)
+            env.synchronize(device)
             wall += time.perf_counter() - start
     if trace is not None:
         trace.parent.mkdir(parents=True, exist_ok=True)
@@ -305,12 +300,12 @@ def run_nvtx_only(cfg: SweepConfig, device: torch.device, steps: int, warmup: in
     step = build_step(cfg, device, ranges)
     for _ in range(warmup):
         step()
-    _sync(device)
+    env.synchronize(device)
     ranges.nvtx = cuda
     handle = torch.cuda.nvtx.range_start(NVTX_STEPS) if cuda else None
     for _ in range(steps):
         step()
-    _sync(device)
+    env.synchronize(device)
     if handle is not None:
         torch.cuda.nvtx.range_end(handle)
 
@@ -348,21 +343,24 @@ def profile_fig2(configs: list[SweepConfig], out_csv: str | Path, device: torch.
     breakdown to the `<stem>.profile.csv` sidecar (flushed per config). A config already there
     (a resumed run) is not profiled again; one whose profile fails is left out with a warning."""
     path = profile_path(out_csv)
-    done = set()
-    if path.is_file() and path.stat().st_size:
-        done = {key_of(r, SHAPE_AXES) for r in pd.read_csv(path).to_dict("records")}
+    done = {key_of(r, SHAPE_AXES) for r in rowfile.read_rows(path)[1]} if path.is_file() else set()
     ok = read_results(out_csv)
     ok = {key_of(r, SHAPE_AXES) for r in ok[ok["status"] == "ok"].to_dict("records")}
     todo = {key_of(_shape(c), SHAPE_AXES): c for c in configs if is_fig2_config(c)}
     todo = [c for key, c in todo.items() if key in ok and key not in done]
-    for cfg in todo:
-        try:
-            rows = breakdown_rows(profile_config(cfg, device, steps=steps))
-        except Exception as e:  # noqa: BLE001 - the timed rows are written; a profile is an extra
-            print(f"profile of {cfg.label()} failed: {type(e).__name__}: {e}", file=sys.stderr)
-            continue
-        fresh = not path.exists() or path.stat().st_size == 0
-        with open(path, "a", newline="") as f:
-            pd.DataFrame(rows, columns=list(PROFILE_COLUMNS)).to_csv(f, header=fresh, index=False)
-        gc.collect()
+    breakdown = None  # opened at the first profile that succeeds: no sidecar without a row
+    try:
+        for cfg in todo:
+            try:
+                rows = breakdown_rows(profile_config(cfg, device, steps=steps))
+            except Exception as e:  # noqa: BLE001 - the timed rows are written; a profile is an extra
+                print(f"profile of {cfg.label()} failed: {type(e).__name__}: {e}", file=sys.stderr)
+                continue
+            breakdown = breakdown or CsvAppender(path, PROFILE_COLUMNS)
+            for row in rows:
+                breakdown.append(row)
+            gc.collect()
+    finally:
+        if breakdown is not None:
+            breakdown.close()
     return path

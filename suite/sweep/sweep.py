@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from suite.core import env, machine, paths
+from suite.core import env, machine
 from suite.core.errors import UsageError
 from suite.core.progress import Progress
 from suite.core.schema import ResultRow, RunMeta, SweepConfig, expected_keys, key_of, plan_hash, timing_of
@@ -23,8 +23,6 @@ from suite.core.store import ResultsWriter, SamplesWriter, existing_keys, read_m
 from suite.sweep.measure import measure
 from suite.sweep.providers import role_of
 from suite.sweep.timing import copy_bandwidth_gbps, make_timer
-
-RESULTS_DIR = paths.RESULTS_DIR
 
 
 def _row(cfg: SweepConfig, meta: RunMeta, timing: str, **fields) -> ResultRow:
@@ -52,17 +50,13 @@ def _meta_for(out: Path, resume: bool, fresh: Callable[[], RunMeta], device: str
                 f"cannot resume {out}: it was measured on {old.device} with {old.timing}, "
                 f"this run is on {device} with {timing}; use a new --out"
             )
-        commit, dirty = env.git_state()
+        commit, _ = env.git_state()
         if old.git_commit != commit:
             raise UsageError(
                 f"cannot resume {out}: it was measured with commit {old.git_commit[:12]}, "
                 f"this is {commit[:12]}; use a new --out"
             )
-        resumed = [
-            *old.notes.get("resumed", []),
-            {"timestamp": env.utc_now().isoformat(), "git_commit": commit, "git_dirty": dirty},
-        ]
-        return replace(old, notes={**old.notes, "resumed": resumed})
+        return env.resumed(old)
     return fresh()
 
 
@@ -122,7 +116,6 @@ def run_sweep(
     meta = _meta_for(out, resume, fresh_meta, env.device_name(device), timer.method)
     # Merged: `machine` holds other records too (GPU clocks). A resumed run's
     # record says the latest session's state.
-    meta = replace(meta, machine={**meta.machine, **env.machine_load("start")})
     meta = replace(meta, machine=machine.record(meta.machine, "start", device))
     todo = [c for c in configs if not set(expected_keys(c, timer.method)) <= done]
     with ResultsWriter(out) as writer, SamplesWriter(out) as samples:
@@ -147,12 +140,12 @@ def run_sweep(
             bar.close()
             # The sweep's own seconds, summed over every session that resumed it.
             meta = replace(meta, wall_s=(meta.wall_s or 0.0) + time.perf_counter() - started)
-            # The copy again at the end: far from the start's, the machine changed meanwhile. Not
-            # after a Ctrl-C or an error, which measuring could delay or mask.
-            end = env.machine_load("end")
+            # The state at the end (read before the copy, which loads the machine itself), then
+            # the copy again: far from the start's, the machine changed meanwhile. Not after a
+            # Ctrl-C or an error, which measuring could delay or mask.
+            state = machine.record(meta.machine, "end", device)
             if finished:
-                end["copy_gbytes_per_s_end"] = copy_bandwidth_gbps(device)
-            meta = replace(meta, machine={**meta.machine, **end})
-            meta = replace(meta, machine=machine.record(meta.machine, "end", device))
+                state["copy_gbytes_per_s_end"] = copy_bandwidth_gbps(device)
+            meta = replace(meta, machine=state)
             write_meta(out, meta)
     return out
