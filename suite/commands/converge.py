@@ -13,6 +13,7 @@ import argparse
 import time
 from collections.abc import Iterable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -33,7 +34,7 @@ from suite.converge.presets import (
 )
 from suite.converge.runs import run_converge
 from suite.core import env, paths
-from suite.core.errors import PresetError, UsageError, flag_value
+from suite.core.errors import PresetError, UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,31 +69,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def overrides_from(args: argparse.Namespace) -> dict:
-    """The command line's overrides, parsed and checked (UsageError if bad)."""
-    overrides: dict = {}
-    for axis in ("models", "seq_len", "seeds"):
-        values = getattr(args, axis)
-        if values is None:
-            continue
-        overrides[axis] = flag_value(
-            f"--{axis.replace('_', '-')}",
-            values,
-            list if axis == "models" else (lambda vs: [int(v) for v in vs]),
-            lambda vs, axis=axis: check_axis(axis, vs),
-            "integers",
-        )
-    for name, kind in SETTING_TYPES.items():
-        text = getattr(args, name)
-        if text is None:
-            continue
-        overrides[name] = flag_value(
-            f"--{name.replace('_', '-')}",
-            text,
-            kind,
-            lambda value, name=name: check_setting(name, value),
-            "an integer" if kind is int else "a number",
-        )
-    return overrides
+    """The command line's overrides of the runs and settings, parsed and checked (UsageError if bad)."""
+    runs = {
+        axis: (list if axis == "models" else flags.integers, partial(check_axis, axis), "integers")
+        for axis in ("models", "seq_len", "seeds")
+    }
+    settings = {
+        name: (kind, partial(check_setting, name), "an integer" if kind is int else "a number")
+        for name, kind in SETTING_TYPES.items()
+    }
+    return flags.given(args, {**runs, **settings})
 
 
 def output_path(args: argparse.Namespace, preset: str, device: torch.device) -> Path:

@@ -14,17 +14,3 @@ class PresetError(UsageError, ValueError):
 
 class ResultsError(UsageError, ValueError):
     """A results or metadata file that cannot be read as this suite's format."""
-
-
-def flag_value(flag: str, raw, convert, check, needs: str):
-    """A command-line value converted (ValueError -> "FLAG needs NEEDS, got RAW") and then checked
-    by `check` (PresetError -> "FLAG: why"), each failure a UsageError naming the flag."""
-    try:
-        value = convert(raw)
-    except ValueError:
-        shown = " ".join(raw) if isinstance(raw, list) else repr(raw)
-        raise UsageError(f"{flag} needs {needs}, got {shown}") from None
-    try:
-        return check(value)
-    except PresetError as e:
-        raise UsageError(f"{flag}: {e}") from None
