@@ -17,9 +17,9 @@ from suite.commands import cli
 from suite.commands.cli import main
 from suite.converge import runs, training
 from suite.converge.adding import BASELINE_MSE, adding_batch
-from suite.converge.files import CURVE_COLUMNS, SUMMARY_COLUMNS, is_converge_results
+from suite.converge.files import CURVE_COLUMNS, SUMMARY_COLUMNS, RunKey, Settings, is_converge_results
 from suite.converge.models import MODELS
-from suite.converge.presets import Preset, RunKey, Settings
+from suite.converge.presets import Preset
 from suite.converge.report import build_converge_report, cells, load_converge, verdict
 from suite.converge.runs import run_converge
 from suite.converge.training import held_out_set, train_to_target

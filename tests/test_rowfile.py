@@ -6,8 +6,8 @@ import pytest
 import torch
 from harness_helpers import FAST, cfg
 
-from suite.converge.files import CURVE_COLUMNS, finished_runs
-from suite.converge.presets import Preset, RunKey, Settings
+from suite.converge.files import CURVE_COLUMNS, RunKey, Settings, finished_runs
+from suite.converge.presets import Preset
 from suite.converge.runs import run_converge
 from suite.core.errors import ResultsError
 from suite.core.paths import profile_path, samples_path, summary_path

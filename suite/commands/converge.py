@@ -20,12 +20,11 @@ import torch
 from tabulate import tabulate
 
 from suite.commands import flags
-from suite.converge.files import finished_runs
+from suite.converge.files import RunKey, finished_runs
 from suite.converge.models import MODELS
 from suite.converge.presets import (
     SETTING_TYPES,
     Preset,
-    RunKey,
     check_axis,
     check_setting,
     converge_presets,

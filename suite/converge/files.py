@@ -1,20 +1,72 @@
-"""A converge run's files: the curves CSV (one row per evaluation), `<stem>.summary.csv` (one row
-per finished model x T x seed) and `<stem>.meta.json` (as the sweep's), all appended row by row
-through suite.core.rowfile; and what a resumed run reads back from them (which runs finished, and
-dropping the curve rows of the ones that did not).
+"""A converge run's records and the files that hold them: the curves CSV (one CurvePoint per
+evaluation), `<stem>.summary.csv` (one row per finished RunKey: its Outcome and the Settings it
+ran with) and `<stem>.meta.json` (as the sweep's), all appended row by row through
+suite.core.rowfile; and what a resumed run reads back from them (which runs finished, and
+dropping the curve rows of the ones that did not). Light on purpose: the report and the figures
+read these files without importing any model.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-from suite.converge.presets import RunKey, Settings
-from suite.converge.training import Outcome
 from suite.core import paths, rowfile
 from suite.core.errors import ResultsError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How every run of a converge sweep is trained, scored and stopped."""
+
+    target: float  # test MSE that counts as solved
+    max_steps: int
+    max_seconds: float  # training seconds, evaluation excluded
+    eval_every: int  # steps between evaluations of the held-out set
+    batch: int
+    test_size: int  # held-out sequences per T
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """One model x T x seed: the unit that is trained, summarised and resumed."""
+
+    model: str
+    seq_len: int
+    seed: int
+
+    def label(self) -> str:
+        return f"{self.model} T={self.seq_len} seed={self.seed}"
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One evaluation of the held-out set during a run."""
+
+    step: int
+    train_s: float  # training seconds so far
+    train_loss: float | None  # mean training loss since the previous evaluation (None at step 0)
+    test_mse: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended: the summary row's measured fields."""
+
+    reached: bool
+    stopped_by: str  # target | max_steps | max_seconds | diverged (training.STOP_REASONS)
+    steps_to_target: int | None
+    seconds_to_target: float | None
+    best_mse: float
+    final_mse: float
+    steps: int
+    train_s: float
+    eval_s: float
+    params: int
+    details: str
+
 
 CURVE_COLUMNS = ("run_id", "model", "seq_len", "seed", "step", "train_s", "train_loss", "test_mse")
 SUMMARY_COLUMNS = (

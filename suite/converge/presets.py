@@ -8,34 +8,11 @@ import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from suite.converge.files import RunKey, Settings
 from suite.converge.models import MODELS
 from suite.core.errors import PresetError
 
 PRESET_DIR = Path(__file__).with_suffix("")  # suite/converge/presets/
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How every run of a converge sweep is trained, scored and stopped."""
-
-    target: float  # test MSE that counts as solved
-    max_steps: int
-    max_seconds: float  # training seconds, evaluation excluded
-    eval_every: int  # steps between evaluations of the held-out set
-    batch: int
-    test_size: int  # held-out sequences per T
-
-
-@dataclass(frozen=True)
-class RunKey:
-    """One model x T x seed: the unit that is trained, summarised and resumed."""
-
-    model: str
-    seq_len: int
-    seed: int
-
-    def label(self) -> str:
-        return f"{self.model} T={self.seq_len} seed={self.seed}"
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,18 @@ from pathlib import Path
 
 import torch
 
-from suite.converge.files import CURVE_COLUMNS, SUMMARY_COLUMNS, drop_unfinished_curves, finished_runs
+from suite.converge.files import (
+    CURVE_COLUMNS,
+    SUMMARY_COLUMNS,
+    CurvePoint,
+    RunKey,
+    Settings,
+    drop_unfinished_curves,
+    finished_runs,
+)
 from suite.converge.models import MODELS
-from suite.converge.presets import Preset, RunKey, Settings
-from suite.converge.training import CurvePoint, held_out_set, train_to_target
+from suite.converge.presets import Preset
+from suite.converge.training import held_out_set, train_to_target
 from suite.core import env, machine, paths
 from suite.core.errors import UsageError
 from suite.core.progress import Progress

@@ -16,47 +16,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from suite.converge.adding import adding_batch
+from suite.converge.files import CurvePoint, Outcome, RunKey, Settings
 from suite.converge.models import MODELS, AddingModel, ModelSpec
-from suite.converge.presets import RunKey, Settings
 from suite.core import env
 from suite.sweep.providers import param_count
 
 TEST_SEED = 10_000  # the held-out set's seed: apart from any training seed a preset uses
 EVAL_CHUNK = 250  # sequences scored at once: bounds the Transformer's attention memory at long T
 STOP_REASONS = ("target", "max_steps", "max_seconds", "diverged")
-
-
-@dataclass(frozen=True)
-class CurvePoint:
-    """One evaluation of the held-out set during a run."""
-
-    step: int
-    train_s: float  # training seconds so far
-    train_loss: float | None  # mean training loss since the previous evaluation (None at step 0)
-    test_mse: float
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a run ended: the summary row's measured fields."""
-
-    reached: bool
-    stopped_by: str  # one of STOP_REASONS
-    steps_to_target: int | None
-    seconds_to_target: float | None
-    best_mse: float
-    final_mse: float
-    steps: int
-    train_s: float
-    eval_s: float
-    params: int
-    details: str
 
 
 def held_out_set(seq_len: int, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

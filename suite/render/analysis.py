@@ -2,8 +2,8 @@
 measured, its speedup over every baseline, the slice of a sweep along one axis, where IndRNN
 starts to win as sequences grow, and the verdict on Fig. 2 of the Deep IndRNN paper.
 
-Every number here is derived from one results file (and the paper's figures in
-`data/paper_fig2.csv`); nothing is typed in by hand.
+Every number here is derived from one results file (and the paper's figures, suite.core.paper);
+nothing is typed in by hand.
 """
 
 from __future__ import annotations
