@@ -9,6 +9,7 @@ import pytest
 import synthetic_results as synthetic
 import torch
 import triton
+from synthetic_results import build_report
 from torch import nn
 from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -18,9 +19,8 @@ import kernels.sequential
 from kernels import IndRec, IndRNN, indrnn_recurrence, recurrence_reference
 from kernels.sequential import recurrence_bwd_kernel, recurrence_fwd_kernel
 from suite.core.schema import SweepConfig
-from suite.render.report import build_report
 from suite.sweep import measure
-from suite.sweep.providers import PROVIDERS, lineup
+from suite.sweep.providers import PROVIDERS
 from suite.sweep.timing import Timer
 
 T, B, D, H = 7, 3, 4, 5  # steps, batch, input features, hidden units
@@ -331,7 +331,7 @@ def test_report_says_what_share_of_the_padding_each_skips(tmp_path):
         synthetic.row("indrnn_triton", 2.0),
         synthetic.row("indrnn_triton", 2.0, mode="packed", phase="fwd+bwd", extra="backend=triton;valid_frac=0.6000"),
     ]
-    text = build_report(synthetic.write(tmp_path / "packed.csv", rows), lineup())
+    text = build_report(synthetic.write(tmp_path / "packed.csv", rows))
     section = text.split("## Variable-length batches (packed)")[1]
     cells = [[c.strip() for c in line.split("|")[1:-1]] for line in section.splitlines() if line.startswith("| ")]
     lines = {c[0]: c[5:] for c in cells[1:]}

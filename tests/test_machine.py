@@ -9,10 +9,9 @@ import types
 
 import pytest
 import torch
+from synthetic_results import build_report
 
 from suite.core import machine
-from suite.render.report import build_report
-from suite.sweep.providers import lineup
 from tests.synthetic_results import row, write
 
 
@@ -107,10 +106,8 @@ def test_warnings_on_throttling_and_clock_drops():
 
 def test_report_shows_the_state_and_warns_about_a_throttled_gpu(tmp_path):
     rows = [row("indrnn_triton", 1.0), row("lstm", 5.0)]
-    calm = build_report(write(tmp_path / "calm.csv", rows, machine=gpu_run(1980, 1975, [])), lineup())
+    calm = build_report(write(tmp_path / "calm.csv", rows, machine=gpu_run(1980, 1975, [])))
     assert "SM 1975/1980 MHz" in calm and "Warning: GPU" not in calm
-    hot = build_report(
-        write(tmp_path / "hot.csv", rows, machine=gpu_run(1980, 1400, ["hw_thermal_slowdown"])), lineup()
-    )
+    hot = build_report(write(tmp_path / "hot.csv", rows, machine=gpu_run(1980, 1400, ["hw_thermal_slowdown"])))
     assert "**Warning: GPU throttled at the end of the run: hw_thermal_slowdown.**" in hot
     assert "**Warning: GPU SM clock dropped during the run" in hot

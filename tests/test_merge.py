@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict
 
 import pytest
+from synthetic_results import build_report
 
 from suite.commands import cli
 from suite.core.errors import ResultsError, UsageError
@@ -17,7 +18,6 @@ from suite.core.paths import meta_path
 from suite.core.schema import PHASES_OF_MODE, key_of, plan_hash
 from suite.core.store import read_meta, read_results, read_samples
 from suite.render.plots import plot_all
-from suite.render.report import build_report
 from suite.sweep import sweep
 from suite.sweep.merge import merge
 from suite.sweep.presets import load_preset
@@ -73,7 +73,7 @@ def test_shards_merged_hold_the_unsharded_runs_rows(ci, count, tmp_path):
 def test_report_plots_and_compare_accept_a_merged_file(ci, tmp_path, capsys):
     folder, shards = ci
     out = merge(shards[3], tmp_path / "merged.csv").out
-    assert "Configs of the plan with no results" not in build_report(out, lineup())
+    assert "Configs of the plan with no results" not in build_report(out)
     assert plot_all(out, lineup(), tmp_path / "plots").written
     assert cli.main(["compare", str(folder / "whole.csv"), str(out)]) == 0
 
@@ -86,7 +86,7 @@ def test_configs_no_shard_delivered_are_listed_in_the_merge_and_the_report(ci, t
     printed = capsys.readouterr().out
     assert f"{len(lost)} configs of the plan were delivered by no shard" in printed
     assert all(c.label() in printed for c in lost)
-    report = build_report(out, lineup())
+    report = build_report(out)
     assert f"{len(lost)} of the 22 configs of the plan have no row" in report
 
 

@@ -6,12 +6,13 @@ import math
 import pandas as pd
 import pytest
 import synthetic_results as syn
+from synthetic_results import build_report
 
 from suite.commands import cli
 from suite.core.paper import CLAIM_FACTOR, read_paper_fig2
 from suite.render import analysis
 from suite.render.markdown import fmt_speedup, fmt_x
-from suite.render.report import build_report, write_report
+from suite.render.report import write_report
 from suite.sweep.providers import lineup
 
 
@@ -40,7 +41,7 @@ def test_speedup_is_ratio_of_medians_with_spread(sweep):
 
 
 def test_report_sections_and_numbers_come_from_the_file(sweep):
-    text = build_report(sweep, lineup())
+    text = build_report(sweep)
     assert text.startswith(f"# IndRNN benchmark report: {syn.DEVICE}")
     for expected in ("abc1234", "do_bench", "2000.0 GB/s", "`indrnn_triton` (the Triton recurrence kernel)"):
         assert expected in text
@@ -70,7 +71,7 @@ def test_fig2_matches_the_paper_file_and_gives_a_verdict(sweep):
     assert list(fig.table["speedup"]) == pytest.approx(expected)
     holds = [s >= CLAIM_FACTOR for s in expected]
     assert fig.verdict == ("holds" if all(holds) else "partly" if any(holds) else "not reproduced")
-    assert fig.has_sru and "ours: vs SRU" in build_report(sweep, lineup())
+    assert fig.has_sru and "ours: vs SRU" in build_report(sweep)
 
 
 def _claim(speedups):
@@ -102,7 +103,7 @@ def test_not_reproduced_when_lstm_is_barely_slower(tmp_path):
     fig = analysis.fig2(analysis.load(path, lineup()))
     assert fig.verdict == "not reproduced"
     assert "1 layer T=1024 (paper 12.9x): ours 2.0x, not reproduced" in fig.headline
-    assert "**Verdict: not reproduced.**" in build_report(path, lineup())
+    assert "**Verdict: not reproduced.**" in build_report(path)
 
 
 def test_missing_baseline_gives_no_data_with_reasons(tmp_path):
@@ -114,7 +115,7 @@ def test_missing_baseline_gives_no_data_with_reasons(tmp_path):
     notes = fig.table.set_index(["layers", "seq_len"])["note"]
     assert notes[(1, 1024)] == "lstm depth 1: oom (out of memory)"
     assert notes[(1, 256)] == "lstm depth 1: not at the Fig. 2 config"  # its one row is at T=1024
-    text = build_report(path, lineup())
+    text = build_report(path)
     assert "**Verdict: no data.**" in text
     assert analysis.load(path, lineup()).baselines == ["gru"] and "| gru " in text
 
@@ -127,13 +128,13 @@ def test_reference_indrnn_used_when_triton_did_not_run(tmp_path):
     assert res.indrnn == "indrnn_torch"
     assert (
         "`indrnn_torch` (eager torch loops with a hand-written backward): the file has no ok rows for `indrnn_triton`"
-        in build_report(path, lineup())
+        in build_report(path)
     )
 
 
 def test_single_config_and_no_metadata(tmp_path):
     path = syn.write(tmp_path / "one.csv", [syn.row("indrnn_triton", 2.0), syn.row("lstm", 9.0)], with_meta=False)
-    text = build_report(path, lineup())
+    text = build_report(path)
     assert "No metadata file beside the results" in text
     assert "No axis takes more than one value" in text
     assert "4.50x (4.07-4.97)" in text  # 9/2, spread 0.95*9/(1.05*2) .. 1.05*9/(0.95*2)
@@ -142,7 +143,7 @@ def test_single_config_and_no_metadata(tmp_path):
 
 def test_nothing_comparable(tmp_path):
     path = syn.write(tmp_path / "lstm_only.csv", [syn.row("lstm", 9.0, seq_len=t) for t in (256, 512)])
-    text = build_report(path, lineup())
+    text = build_report(path)
     assert "no speedup can be computed" in text and "**Verdict: no data.**" in text
 
 
@@ -167,7 +168,7 @@ def test_write_report_default_path_and_cli(sweep, tmp_path, own_commands, capsys
     ).read_text().startswith("# ")
     out = tmp_path / "sub" / "r.md"
     assert cli.main(["report", str(sweep), "--out", str(out)]) == 0
-    assert out.read_text() == build_report(sweep, lineup())
+    assert out.read_text() == build_report(sweep)
 
 
 def test_cli_errors_are_one_line(tmp_path, own_commands, capsys):
@@ -185,7 +186,7 @@ def test_cli_errors_are_one_line(tmp_path, own_commands, capsys):
 
 def test_header_only_file(tmp_path):
     path = syn.write(tmp_path / "empty.csv", [])
-    text = build_report(path, lineup())
+    text = build_report(path)
     assert "(0 rows: 0 ok, 0 oom, 0 failed, 0 skipped)" in text and "**Verdict: no data.**" in text
 
 
@@ -200,7 +201,7 @@ def test_variants_are_compared_with_the_indrnn_never_as_baselines(tmp_path):
     assert list(summary.pairs["baseline"]) == ["lstm"]
     assert list(summary.variant_pairs["variant"]) == ["indrnn_torch", "indrnn_compile"]
     assert list(summary.variant_pairs["speedup"]) == pytest.approx([4.0, 2.0])
-    text = build_report(tmp_path / "v.csv", lineup())
+    text = build_report(tmp_path / "v.csv")
     assert "## `indrnn_triton` against other implementations" in text
     assert "| never" not in text  # no crossover row for a variant
 
@@ -220,7 +221,7 @@ def test_cuda_graph_rows_get_their_own_fig2_beside_the_eager_one(tmp_path):
     assert summary.fig2_graph is not None and summary.fig2_graph.config["timing"] == "cuda_graph"
     eager, graph = summary.fig2.table, summary.fig2_graph.table
     assert (graph["speedup"] > eager["speedup"]).all()  # launch overhead hidden: the ratio grows
-    text = build_report(path, lineup())
+    text = build_report(path)
     assert "### The same, captured in a CUDA graph" in text and "Verdict (CUDA graph)" in text
 
 
@@ -237,18 +238,18 @@ def test_fig2_note_tells_a_provider_measured_elsewhere_from_one_never_measured(t
 
 
 def test_verdict_says_a_cpu_run_does_not_test_a_gpu_claim(tmp_path):
-    gpu = build_report(syn.write(tmp_path / "gpu.csv", syn.sweep_rows()), lineup())
-    cpu = build_report(syn.write(tmp_path / "cpu.csv", syn.sweep_rows(), device_kind="cpu"), lineup())
+    gpu = build_report(syn.write(tmp_path / "gpu.csv", syn.sweep_rows()))
+    cpu = build_report(syn.write(tmp_path / "cpu.csv", syn.sweep_rows(), device_kind="cpu"))
     claim = "the paper's claim is about GPUs (one P100)"
     assert claim in cpu and claim not in gpu
     assert cpu.index(claim) > cpu.index("**Verdict:")  # beside the verdict it qualifies
 
 
 def test_verdict_says_where_the_input_size_is_not_the_papers(tmp_path):
-    other = build_report(syn.write(tmp_path / "i128.csv", syn.sweep_rows()), lineup())  # input size = hidden
+    other = build_report(syn.write(tmp_path / "i128.csv", syn.sweep_rows()))  # input size = hidden
     assert "Our input size is I=128; the paper's adding problem has I=2" in other
     paper_rows = [dataclasses.replace(r, input_size=2) for r in syn.sweep_rows()]
-    paper = build_report(syn.write(tmp_path / "i2.csv", paper_rows), lineup())
+    paper = build_report(syn.write(tmp_path / "i2.csv", paper_rows))
     assert "Our input size" not in paper and "I=2;" in paper  # the setting line names it
 
 
@@ -257,7 +258,7 @@ def test_wide_spreads_and_a_busy_machine_are_flagged(tmp_path):
     noisy = syn.row("lstm", 100.0, seq_len=1024, p20_ms=50.0, p80_ms=150.0)  # the Fig. 2 cell, 3x spread
     rows = [r for r in rows if not (r.provider == "lstm" and r.mode == "train" and r.seq_len == 1024 and r.depth == 1)]
     machine = {"load_start": 3.5, "load_end": 1.0, "cores": 2, "copy_gbytes_per_s_end": 500.0, "gpu": {"sm_mhz": 1}}
-    text = build_report(syn.write(tmp_path / "noisy.csv", [*rows, noisy], machine=machine), lineup())
+    text = build_report(syn.write(tmp_path / "noisy.csv", [*rows, noisy], machine=machine))
     noise = text[text.index("## Noise") : text.index("## Claim")]
     assert "**The machine was busy during this run**" in noise
     assert "load average at the start of the run was 3.5 on 2 cores" in noise
@@ -269,7 +270,7 @@ def test_wide_spreads_and_a_busy_machine_are_flagged(tmp_path):
 
 def test_a_quiet_run_is_said_to_be_quiet(tmp_path):
     machine = {"load_start": 0.5, "load_end": 1.9, "cores": 2, "copy_gbytes_per_s_end": 1900.0}
-    text = build_report(syn.write(tmp_path / "quiet.csv", syn.sweep_rows(), machine=machine), lineup())
+    text = build_report(syn.write(tmp_path / "quiet.csv", syn.sweep_rows(), machine=machine))
     assert "The machine was not busy by these rules (1-minute load 0.5 / 1.9 (start / end) on 2 cores)." in text
     assert "No config's spread is wide." in text
     assert "Caution" not in text
@@ -280,9 +281,9 @@ def test_first_line_gives_the_geometric_mean_speedup_per_mode(tmp_path):
     summary = analysis.summarise(analysis.load(path, lineup()))
     train_lstm = summary.pairs[(summary.pairs["baseline"] == "lstm") & (summary.pairs["mode"] == "train")]
     geomean = math.exp(train_lstm["speedup"].map(math.log).mean())
-    line = build_report(path, lineup()).splitlines()[2]
+    line = build_report(path).splitlines()[2]
     assert line.startswith("**`indrnn_triton` speedup, geometric mean (min-max) over configs**: infer: lstm ")
     lo, hi = train_lstm["speedup"].min(), train_lstm["speedup"].max()
     expected = f"train: lstm {fmt_x(geomean)} ({fmt_x(lo)}-{fmt_x(hi)}, {len(train_lstm)} configs), gru "
     assert expected in line
-    assert "| wall time " in build_report(path, lineup()) and "123 s" in build_report(path, lineup())
+    assert "| wall time " in build_report(path) and "123 s" in build_report(path)

@@ -10,17 +10,17 @@ import pandas as pd
 import pytest
 import torch
 from harness_helpers import FAST, cfg, register, sweep_rows
+from synthetic_results import build_report
 
 from suite.commands import cli
 from suite.core.errors import UsageError
 from suite.core.paths import profile_path
 from suite.core.schema import COLUMNS, KEY_COLUMNS, PHASES_OF_MODE, STATUSES, RunMeta, SweepConfig, key_of, plan_hash
 from suite.core.store import read_meta, read_results, read_samples
-from suite.render.report import build_report
 from suite.sweep import profiling, sweep
 from suite.sweep.presets import load_preset
 from suite.sweep.profiling import CATEGORIES
-from suite.sweep.providers import PROVIDERS, lineup
+from suite.sweep.providers import PROVIDERS
 
 
 @pytest.fixture(scope="module")
@@ -297,7 +297,7 @@ def test_samples_profile_and_machine_state_are_kept_beside_the_rows(tmp_path, mo
     assert breakdown["share"].sum() == pytest.approx(1.0)
     machine = read_meta(out)["machine"]
     assert {"start", "end", "load_start", "cores"} <= set(machine) and "cpu" in machine["end"]
-    report = build_report(out, lineup())
+    report = build_report(out)
     assert "## Where the time goes" in report and "| indrnn_torch |" in report.split("Where the time goes")[1]
     # A resumed run neither measures nor profiles its configs again.
     sweep.run_sweep(configs, out, preset="test", resume=True, **FAST)
