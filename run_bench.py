@@ -3,7 +3,7 @@
 
 import sys
 
-from suite.cli import main
+from suite.commands.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

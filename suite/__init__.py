@@ -1,1 +1,2 @@
-"""The benchmark harness: providers, presets, timing, correctness gate, results, reports."""
+"""The benchmark harness, in layers that import downwards only (README "Layout"): commands ->
+converge -> render and sweep -> core, all on top of kernels/."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from suite import bench
-from suite.providers import PROVIDERS, Built, Provider
-from suite.schema import SweepConfig
-from suite.store import read_results
+from suite.core.schema import SweepConfig
+from suite.core.store import read_results
+from suite.sweep import sweep
+from suite.sweep.providers import PROVIDERS, Built, Provider
 
 FAST = dict(progress=False, warmup=0, repeats=2)  # tiny shapes; the figures are not the point here
 
@@ -38,5 +38,5 @@ def register(monkeypatch, name: str, build, unavailable=lambda c, d: None, role:
 
 def sweep_rows(tmp_path, configs) -> pd.DataFrame:
     out = tmp_path / "run.csv"
-    bench.run_sweep(configs, out, preset="test", **FAST)
+    sweep.run_sweep(configs, out, preset="test", **FAST)
     return read_results(out)

@@ -1,14 +1,16 @@
 """Small synthetic results files for the report and plot tests, written through the suite's own
-store so they have exactly the format a real run produces. Times follow simple made-up cost
-models (not measurements) chosen so that each test knows which side should win where."""
+store so they have exactly the format a real run produces, and read back as the `report` command
+reads them. Times follow simple made-up cost models (not measurements) chosen so that each test
+knows which side should win where."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from suite.providers import role_of
-from suite.schema import ResultRow, RunMeta
-from suite.store import ResultsWriter, write_meta
+from suite.core.schema import ResultRow, RunMeta
+from suite.core.store import ResultsWriter, write_meta
+from suite.render import report
+from suite.sweep.providers import lineup, role_of
 
 DEVICE = "Synthetic GPU 80GB"
 PHASE = {"train": "fwd+bwd", "infer": "fwd"}
@@ -152,3 +154,8 @@ def sweep_rows(
     rows.append(row("hgrn", None, status="skipped", reason="fla not installed"))
     rows.append(row("indrnn_compile", None, status="failed", reason="correctness gate: max abs err 0.3 > 1e-3"))
     return rows
+
+
+def build_report(csv_path: Path) -> str:
+    """The sweep report of a results file as the `report` command builds it: with the registry's lineup."""
+    return report.build_report(csv_path, lineup())

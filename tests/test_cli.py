@@ -13,7 +13,8 @@ import synthetic_results as syn
 import torch
 from harness_helpers import cfg
 
-from suite import run_command
+from suite.commands import run as run_command
+from suite.core import paths
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,7 +98,7 @@ def test_dry_run_says_the_preset_device_and_an_estimated_duration():
 
 
 def test_the_estimate_comes_from_earlier_rows_of_this_device_kind(tmp_path, monkeypatch):
-    monkeypatch.setattr(run_command, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path)
     device = torch.device("cpu")
     configs = [cfg("lstm", "infer", input_size=8), cfg("gru", "infer")]
     assert "flat guess of 2 s per config" in run_command.estimate_duration(configs, device)

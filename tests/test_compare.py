@@ -8,10 +8,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from suite.cli import main
-from suite.compare import compare_runs, judge
-from suite.errors import UsageError
-from suite.store import SamplesWriter, samples_path
+from suite.commands.cli import main
+from suite.core.errors import UsageError
+from suite.core.paths import samples_path
+from suite.core.store import SamplesWriter
+from suite.render.compare import compare_runs, judge
+from suite.sweep.providers import lineup
 from tests.synthetic_results import indrnn_ms, lstm_ms, row, write
 
 TS = (64, 256, 1024)
@@ -38,7 +40,7 @@ def test_identical_runs_pass(tmp_path, capsys):
     code, out, _ = cli(capsys, base, new)
     assert code == 0
     assert "**PASS**" in out
-    cmp = compare_runs(base, new)
+    cmp = compare_runs(base, new, lineup())
     assert len(cmp.rows) == 2 * len(TS)
     assert {r.verdict for r in cmp.rows} == {"unchanged"}
     assert all(r.ratio == pytest.approx(1.0) for r in cmp.rows)
@@ -49,7 +51,7 @@ def test_slowdown_beyond_noise_fails_and_is_listed_first(tmp_path, capsys):
     new = write(tmp_path / "new.csv", rows(indrnn_scale=1.5))
     code, out, _ = cli(capsys, base, new)
     assert code == 1
-    cmp = compare_runs(base, new)
+    cmp = compare_runs(base, new, lineup())
     assert [r.verdict for r in cmp.rows[: len(TS)]] == ["regression"] * len(TS)
     assert all(r.name.startswith("indrnn_triton") and r.ratio == pytest.approx(1.5) for r in cmp.regressions)
     assert {r.verdict for r in cmp.rows[len(TS) :]} == {"unchanged"}
@@ -63,7 +65,7 @@ def test_same_change_inside_wide_noise_passes(tmp_path, capsys):
     new = write(tmp_path / "new.csv", rows(indrnn_scale=1.5, spread=0.6))
     code, _, _ = cli(capsys, base, new)
     assert code == 0
-    assert {r.verdict for r in compare_runs(base, new).rows if r.name.startswith("indrnn")} == {"noise"}
+    assert {r.verdict for r in compare_runs(base, new, lineup()).rows if r.name.startswith("indrnn")} == {"noise"}
 
 
 def test_improvement_and_threshold():
@@ -80,7 +82,7 @@ def test_missing_configs_are_listed_not_fatal(tmp_path, capsys):
     new = write(tmp_path / "new.csv", rows(seq_lens=(256, 1024)))
     code, out, _ = cli(capsys, base, new)
     assert code == 0
-    cmp = compare_runs(base, new)
+    cmp = compare_runs(base, new, lineup())
     assert len(cmp.rows) == 2
     assert len(cmp.only_in_base) == 2 and all("T=64 " in n for n in cmp.only_in_base)
     assert len(cmp.only_in_new) == 2 and all("T=1024 " in n for n in cmp.only_in_new)
@@ -94,10 +96,10 @@ def test_config_that_broke_is_a_regression(tmp_path, capsys):
     new = write(tmp_path / "new.csv", broken)
     code, out, _ = cli(capsys, base, new)
     assert code == 1
-    (change,) = compare_runs(base, new).broken
+    (change,) = compare_runs(base, new, lineup()).broken
     assert (change.base_status, change.new_status) == ("ok", "failed")
     assert "correctness gate" in out
-    assert not compare_runs(new, base).has_regression  # failed -> ok is a fix
+    assert not compare_runs(new, base, lineup()).has_regression  # failed -> ok is a fix
 
 
 def test_different_devices_refused_unless_allowed(tmp_path, capsys):
@@ -107,7 +109,7 @@ def test_different_devices_refused_unless_allowed(tmp_path, capsys):
     assert code == 2
     assert "GPU A" in err and "GPU B" in err and "--allow-device-mismatch" in err
     with pytest.raises(UsageError):
-        compare_runs(base, new, metric="speedup")
+        compare_runs(base, new, lineup(), metric="speedup")
     code, out, _ = cli(capsys, base, new, "--allow-device-mismatch")
     assert code == 0
     assert "compared anyway" in out
@@ -121,7 +123,7 @@ def test_speedup_survives_a_slower_machine_and_catches_a_slower_indrnn(tmp_path,
     assert cli(capsys, base, slower_machine, "--metric", "speedup")[0] == 0
     code, out, _ = cli(capsys, base, slower_indrnn, "--metric", "speedup", "--threshold", "0.35")
     assert code == 1
-    cmp = compare_runs(base, slower_indrnn, metric="speedup")
+    cmp = compare_runs(base, slower_indrnn, lineup(), metric="speedup")
     assert len(cmp.rows) == len(TS)
     for r in cmp.rows:
         assert r.name.startswith("indrnn_triton vs lstm train")
@@ -133,7 +135,7 @@ def test_speedup_survives_a_slower_machine_and_catches_a_slower_indrnn(tmp_path,
 def test_speedup_uses_the_torch_indrnn_when_triton_did_not_run(tmp_path):
     base = write(tmp_path / "base.csv", rows(indrnn="indrnn_torch"))
     new = write(tmp_path / "new.csv", rows(indrnn="indrnn_torch", indrnn_scale=0.5))
-    cmp = compare_runs(base, new, metric="speedup")
+    cmp = compare_runs(base, new, lineup(), metric="speedup")
     assert {r.verdict for r in cmp.rows} == {"improvement"}
     assert all(r.name.startswith("indrnn_torch vs lstm") for r in cmp.rows)
 
@@ -176,7 +178,7 @@ def test_overall_gate_tolerates_one_shifted_config_but_not_a_slower_kernel(tmp_p
     code, out, _ = cli(capsys, base, fluke, *gate, "--fail-on", "overall")
     assert code == 0
     assert "16 threads, NEW with 8" in out  # a different thread count is worth saying
-    cmp = compare_runs(base, fluke, metric="speedup", threshold=0.35)
+    cmp = compare_runs(base, fluke, lineup(), metric="speedup", threshold=0.35)
     assert cmp.overall.ratio == pytest.approx(0.5 ** (1 / 5))
     assert cmp.overall.verdict != "regression" and len(cmp.regressions) == 1
     code, out, _ = cli(capsys, base, slower, *gate, "--fail-on", "overall")
@@ -189,7 +191,7 @@ def test_no_config_in_common_is_an_error_not_a_pass(tmp_path, capsys, metric):
     base = write(tmp_path / "base.csv", rows(seq_lens=(64,)))
     new = write(tmp_path / "new.csv", rows(seq_lens=(1024,)))
     with pytest.raises(UsageError, match="nothing to compare") as e:
-        compare_runs(base, new, metric=metric)
+        compare_runs(base, new, lineup(), metric=metric)
     assert str(base) in str(e.value) and str(new) in str(e.value)
     code, out, err = cli(capsys, base, new, "--metric", metric)
     assert code == 2 and "PASS" not in out and len(err.strip().splitlines()) == 1
@@ -221,11 +223,11 @@ def test_samples_decide_whether_a_change_is_real(tmp_path, capsys):
     keep_samples(new, rows(), rng)
     code, out, _ = cli(capsys, base, new)
     assert code == 0 and "samples: p (rank test)" in out
-    assert {r.verdict for r in compare_runs(base, new).rows} == {"noise", "unchanged"}
+    assert {r.verdict for r in compare_runs(base, new, lineup()).rows} == {"noise", "unchanged"}
     # Samples that agree with the 1.5x: a regression again.
     samples_path(new).unlink()
     keep_samples(new, rows(indrnn_scale=1.5), rng)
-    cmp = compare_runs(base, new)
+    cmp = compare_runs(base, new, lineup())
     assert len(cmp.regressions) == len(TS) and all(r.test.supports(up=True) for r in cmp.regressions)
     assert cli(capsys, base, new)[0] == 1
 
@@ -233,6 +235,6 @@ def test_samples_decide_whether_a_change_is_real(tmp_path, capsys):
 def test_without_samples_in_both_runs_compare_is_unchanged(tmp_path, capsys):
     base, new = write(tmp_path / "base.csv", rows()), write(tmp_path / "new.csv", rows(indrnn_scale=1.5))
     keep_samples(base, rows(), np.random.default_rng(0))  # BASE only
-    cmp = compare_runs(base, new)
+    cmp = compare_runs(base, new, lineup())
     assert len(cmp.regressions) == len(TS) and all(r.test is None for r in cmp.rows)
     assert "samples: p" not in cli(capsys, base, new)[1]

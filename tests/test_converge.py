@@ -13,22 +13,18 @@ import pytest
 import torch
 
 from kernels import IndRNN
-from suite import cli, converge
-from suite.adding import BASELINE_MSE, adding_batch
-from suite.cli import main
-from suite.converge import (
-    CURVE_COLUMNS,
-    SUMMARY_COLUMNS,
-    Preset,
-    RunKey,
-    Settings,
-    held_out_set,
-    run_converge,
-    summary_path,
-    train_to_target,
-)
-from suite.converge_models import MODELS
-from suite.converge_report import build_converge_report, cells, is_converge_results, load_converge, verdict
+from suite.commands import cli
+from suite.commands.cli import main
+from suite.converge import runs, training
+from suite.converge.adding import BASELINE_MSE, adding_batch
+from suite.converge.files import CURVE_COLUMNS, SUMMARY_COLUMNS, RunKey, Settings, is_converge_results
+from suite.converge.models import MODELS
+from suite.converge.presets import Preset
+from suite.converge.report import build_converge_report, cells, load_converge, verdict
+from suite.converge.runs import run_converge
+from suite.converge.training import held_out_set, train_to_target
+from suite.core.errors import UsageError
+from suite.core.paths import summary_path
 
 CPU = torch.device("cpu")
 
@@ -159,7 +155,7 @@ def tiny_preset(*keys: RunKey, **changes) -> Preset:
 def test_interrupted_run_resumes_without_redoing_or_losing_anything(tmp_path, monkeypatch):
     out = tmp_path / "run.csv"
     preset = tiny_preset(RunKey("indrnn", 10, 0), RunKey("gru", 10, 0))
-    real_held_out_mse = converge.held_out_mse
+    real_held_out_mse = training.held_out_mse
     evaluations = {"n": 0}
 
     def interrupted(model, test_set):
@@ -168,7 +164,7 @@ def test_interrupted_run_resumes_without_redoing_or_losing_anything(tmp_path, mo
             raise KeyboardInterrupt
         return real_held_out_mse(model, test_set)
 
-    monkeypatch.setattr(converge, "held_out_mse", interrupted)
+    monkeypatch.setattr(training, "held_out_mse", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_converge(preset, out, device=CPU, progress=False)
     first_summary, first_curves = read(summary_path(out)), read(out)
@@ -177,10 +173,10 @@ def test_interrupted_run_resumes_without_redoing_or_losing_anything(tmp_path, mo
         ("gru", "0")
     ]
 
-    monkeypatch.setattr(converge, "held_out_mse", real_held_out_mse)
+    monkeypatch.setattr(training, "held_out_mse", real_held_out_mse)
     trained = []
-    real_train = converge.train_to_target
-    monkeypatch.setattr(converge, "train_to_target", lambda key, *a: trained.append(key) or real_train(key, *a))
+    real_train = runs.train_to_target
+    monkeypatch.setattr(runs, "train_to_target", lambda key, *a: trained.append(key) or real_train(key, *a))
     run_converge(preset, out, device=CPU, resume=True, progress=False)
     assert trained == [RunKey("gru", 10, 0)]  # the finished run is not redone
     summary, curves = read(summary_path(out)), read(out)
@@ -191,7 +187,7 @@ def test_interrupted_run_resumes_without_redoing_or_losing_anything(tmp_path, mo
     assert len({r["run_id"] for r in summary + curves}) == 1 == len(meta["notes"]["resumed"])
     assert meta["run_id"] == summary[0]["run_id"]
 
-    with pytest.raises(converge.UsageError, match="other settings"):
+    with pytest.raises(UsageError, match="other settings"):
         run_converge(tiny_preset(RunKey("gru", 10, 1), max_steps=30), out, device=CPU, resume=True, progress=False)
 
 

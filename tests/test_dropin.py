@@ -11,6 +11,7 @@ import pytest
 import synthetic_results as synthetic
 import torch
 import triton
+from synthetic_results import build_report
 from torch import nn
 from torch._dynamo.testing import CompileCounterWithBackend
 from torch.nn.utils.rnn import pack_padded_sequence, pack_sequence, pad_packed_sequence
@@ -20,11 +21,10 @@ import kernels.op
 import kernels.sequential
 from kernels import IndRec, IndRNN, indrnn_recurrence, recurrence_reference
 from kernels.sequential import recurrence_bwd_kernel, recurrence_fwd_kernel
-from suite import measure
-from suite.providers import PROVIDERS
-from suite.report import build_report
-from suite.schema import SweepConfig
-from suite.timing import Timer
+from suite.core.schema import SweepConfig
+from suite.sweep import measure
+from suite.sweep.providers import PROVIDERS
+from suite.sweep.timing import Timer
 
 T, B, D, H = 7, 3, 4, 5  # steps, batch, input features, hidden units
 LENGTHS = (4, 7, 2)  # unsorted, one of them the full T

@@ -8,9 +8,9 @@ import torch
 from harness_helpers import cfg, indrnn_build, register, sweep_rows
 from torch import nn
 
-from suite import measure
-from suite.gate import GateError, check_recurrence
-from suite.providers import Built
+from suite.sweep import measure
+from suite.sweep.gate import GateError, check_recurrence
+from suite.sweep.providers import Built
 
 
 def test_gate_rejects_wrong_output_and_wrong_gradient(tmp_path, monkeypatch):
@@ -44,7 +44,7 @@ def test_gate_rejects_non_finite_baseline(tmp_path, monkeypatch):
 def test_gate_accepts_the_reference_recurrence_and_rejects_a_wrong_one(monkeypatch):
     x, u, bias = torch.randn(6, 2, 5), torch.rand(5), torch.randn(5)
     check_recurrence("torch", x, u, bias, "float32")
-    import suite.gate as gate
+    import suite.sweep.gate as gate
 
     real = gate.indrnn_recurrence
 
@@ -77,8 +77,8 @@ def test_gate_passes_the_triton_backend(architecture, mode, dtype, depth, device
     the torch loop, so a failed row means a real difference. bf16 gradients are checked on one
     layer only: at these tiny shapes a ReLU flipped by rounding in a deeper bf16 net can
     dominate a gradient (a few percent of runs), which this test must not turn into flakes."""
-    from suite.gate import check_model
-    from suite.providers import _indrnn_builder
+    from suite.sweep.gate import check_model
+    from suite.sweep.providers import _indrnn_builder
 
     c = cfg(mode=mode, dtype=dtype, seq_len=7, batch=3, hidden=12, input_size=5, depth=depth)
     built = _indrnn_builder(architecture, "triton")(c, torch.device(device))

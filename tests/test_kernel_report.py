@@ -9,9 +9,9 @@ import textwrap
 import pytest
 
 from kernels.aot import KernelFacts, compile_facts
-from suite import kernel_report
-from suite.cli import main
-from suite.kernel_report import check, make_report, report_jobs
+from suite.commands import kernel_report
+from suite.commands.cli import main
+from suite.commands.kernel_report import check, make_report, report_jobs
 
 # A copy of the forward recurrence reduced to one step per iteration: at BLOCK=128 with 4 warps
 # each thread holds one element, so its global loads and stores are scalar.

@@ -9,9 +9,9 @@ import types
 
 import pytest
 import torch
+from synthetic_results import build_report
 
-from suite import machine
-from suite.report import build_report
+from suite.core import machine
 from tests.synthetic_results import row, write
 
 
@@ -24,7 +24,7 @@ def test_cpu_state_has_load_against_cores():
 
 
 def fake_nvml(sm: int = 1980, reasons: int = 0, fail: bool = False) -> types.ModuleType:
-    """Just the NVML calls suite.machine makes, answering fixed values."""
+    """Just the NVML calls suite.core.machine makes, answering fixed values."""
     nvml = types.ModuleType("pynvml")
     nvml.NVML_CLOCK_SM, nvml.NVML_CLOCK_MEM, nvml.NVML_TEMPERATURE_GPU = 1, 2, 0
 
@@ -66,14 +66,19 @@ def test_gpu_state_says_why_it_is_missing(monkeypatch, cuda_props):
     assert "Driver Not Loaded" in machine.gpu_state(torch.device("cuda"))["unavailable"]
 
 
-def test_record_merges_and_reuses_a_recorded_load():
-    recorded = {"load_start": 3.5, "cores": 7, "other": 1}
+def test_record_reads_the_load_afresh_and_keeps_other_keys(monkeypatch):
+    # A resumed run's record holds the load of its earlier session: never reused.
+    recorded = {"load_start": 99.0, "cores": 7, "other": 1}
+    monkeypatch.setattr(machine.os, "getloadavg", lambda: (3.5, 0.0, 0.0))
+    monkeypatch.setattr(machine.os, "cpu_count", lambda: 7)
     merged = machine.record(recorded, "start", torch.device("cpu"))
-    assert merged["other"] == 1 and merged["load_start"] == 3.5  # nothing clobbered
-    assert merged["start"]["cpu"]["load_1min"] == 3.5 and merged["start"]["cpu"]["cores"] == 7
-    assert merged["start"]["cpu"]["load_per_core"] == pytest.approx(0.5)
+    assert merged["other"] == 1 and merged["load_start"] == 3.5 and merged["cores"] == 7
+    assert merged["start"]["cpu"]["load_1min"] == 3.5 and merged["start"]["cpu"]["load_per_core"] == 0.5
     merged = machine.record(merged, "end", torch.device("cpu"))
-    assert {"start", "end", "other"} <= set(merged) and "gpu" not in merged["end"]
+    assert {"start", "end", "other", "load_end"} <= set(merged) and "gpu" not in merged["end"]
+    monkeypatch.setattr(machine.os, "getloadavg", lambda: (_ for _ in ()).throw(OSError("no load average")))
+    bare = machine.record({}, "start", torch.device("cpu"))
+    assert "load_start" not in bare and bare["start"]["cpu"]["load_1min"] is None
 
 
 def gpu_run(start_sm: int, end_sm: int, end_reasons: list[str]) -> dict:

@@ -1,7 +1,7 @@
 """`merge`: shards of the ci sweep joined back into the unsharded run's rows, refusals of shards
 that are not parts of one sweep, duplicates, and the configs no shard delivered.
 
-The sweeps here measure instantly (a stub in place of suite.measure): what is tested is which rows
+The sweeps here measure instantly (a stub in place of suite.sweep.measure): what is tested is which rows
 land where, not their times; test_submit runs the real ci sweep through shards end to end."""
 
 from __future__ import annotations
@@ -10,16 +10,19 @@ import json
 from dataclasses import asdict
 
 import pytest
+from synthetic_results import build_report
 
-from suite import bench, cli
-from suite.errors import ResultsError, UsageError
-from suite.merge import merge
-from suite.plots import plot_all
-from suite.presets import load_preset
-from suite.report import build_report
-from suite.schema import PHASES_OF_MODE, key_of, plan_hash
-from suite.shard import Shard, shard_of
-from suite.store import meta_path, read_meta, read_results, read_samples
+from suite.commands import cli
+from suite.core.errors import ResultsError, UsageError
+from suite.core.paths import meta_path
+from suite.core.schema import PHASES_OF_MODE, key_of, plan_hash
+from suite.core.store import read_meta, read_results, read_samples
+from suite.render.plots import plot_all
+from suite.sweep import sweep
+from suite.sweep.merge import merge
+from suite.sweep.presets import load_preset
+from suite.sweep.providers import lineup
+from suite.sweep.shards import Shard, shard_of
 
 FAST = ["--warmup", "0", "--repeats", "2", "--device", "cpu", "--no-progress"]
 
@@ -38,7 +41,7 @@ def ci(tmp_path_factory):
     """The ci sweep unsharded, and split in 2 and 3 shards, through `run --shard K/N`."""
     folder = tmp_path_factory.mktemp("ci")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(bench, "measure", instant("ok"))
+        mp.setattr(sweep, "measure", instant("ok"))
         assert cli.main(["run", "--preset", "ci", "--out", str(folder / "whole.csv"), *FAST]) == 0
         shards = {}
         for count in (2, 3):
@@ -71,7 +74,7 @@ def test_report_plots_and_compare_accept_a_merged_file(ci, tmp_path, capsys):
     folder, shards = ci
     out = merge(shards[3], tmp_path / "merged.csv").out
     assert "Configs of the plan with no results" not in build_report(out)
-    assert plot_all(out, tmp_path / "plots").written
+    assert plot_all(out, lineup(), tmp_path / "plots").written
     assert cli.main(["compare", str(folder / "whole.csv"), str(out)]) == 0
 
 
@@ -91,7 +94,7 @@ def test_duplicates_are_dropped_keeping_an_ok_row_over_a_failed_one(ci, tmp_path
     _, shards = ci
     first = shards[2][0]
     failed = tmp_path / "failed.csv"
-    monkeypatch.setattr(bench, "measure", instant("failed"))
+    monkeypatch.setattr(sweep, "measure", instant("failed"))
     assert cli.main(["run", "--preset", "ci", "--shard", "1/2", "--out", str(failed), *FAST]) == 0
     n = len(read_results(first))
     for order in ([first, failed], [failed, first]):

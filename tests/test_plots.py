@@ -5,8 +5,11 @@ import dataclasses
 import pytest
 import synthetic_results as syn
 
-from suite import analysis, cli, plots
-from suite.errors import ResultsError
+from suite.commands import cli
+from suite.core import paths
+from suite.core.errors import ResultsError
+from suite.render import analysis, plots
+from suite.sweep.providers import lineup
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FULL_SET = {
@@ -35,7 +38,7 @@ def _assert_pngs(paths):
 
 def test_every_figure_of_a_full_sweep(tmp_path):
     path = syn.write(tmp_path / "sweep.csv", syn.sweep_rows())
-    result = plots.plot_all(path, tmp_path / "out")
+    result = plots.plot_all(path, lineup(), tmp_path / "out")
     assert _names(result.written) == FULL_SET and result.skipped == []
     assert all(p.parent == tmp_path / "out" for p in result.written)
     _assert_pngs(result.written)
@@ -43,7 +46,7 @@ def test_every_figure_of_a_full_sweep(tmp_path):
 
 def test_titles_carry_the_device(tmp_path):
     path = syn.write(tmp_path / "sweep.csv", syn.sweep_rows(), device="Device Under Test")
-    res = analysis.load(path)
+    res = analysis.load(path, lineup())
     figures = [make() for _, make, _ in plots._figures(analysis.summarise(res)) if make is not None]
     assert len(figures) == len(FULL_SET)
     assert all("Device Under Test" in fig.get_suptitle() for fig in figures)
@@ -60,7 +63,7 @@ def test_absent_data_is_skipped_not_crashed(tmp_path):
     ]
     rows = [dataclasses.replace(r, peak_mem_mb=None) for r in rows]
     path = syn.write(tmp_path / "cpu.csv", rows, device="Some CPU", device_kind="cpu")
-    result = plots.plot_all(path, tmp_path / "out")
+    result = plots.plot_all(path, lineup(), tmp_path / "out")
     assert _names(result.written) == {"speedup_vs_seq_len_train", "speedup_vs_batch_train", "latency_vs_seq_len_train"}
     skipped = {line.split(":")[0] for line in result.skipped}
     assert skipped == {"speedup_vs_depth", "peak_memory_train", "recurrence_bandwidth", "fig2"}
@@ -69,7 +72,7 @@ def test_absent_data_is_skipped_not_crashed(tmp_path):
 
 def test_single_config_draws_nothing(tmp_path):
     path = syn.write(tmp_path / "one.csv", [syn.row("indrnn_triton", 2.0), syn.row("lstm", 9.0)], with_meta=False)
-    result = plots.plot_all(path, tmp_path / "out")
+    result = plots.plot_all(path, lineup(), tmp_path / "out")
     # One Fig. 2 cell (T=256) is enough for the bar chart; no sweep means no line plots.
     assert _names(result.written) == {"fig2"}
     assert {line.split(":")[0] for line in result.skipped} == {
@@ -84,14 +87,15 @@ def test_single_config_draws_nothing(tmp_path):
 
 
 def test_default_out_dir_and_cli(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(plots, "PLOTS_ROOT", tmp_path / "plots")
+    monkeypatch.setattr(paths, "PLOTS_DIR", tmp_path / "plots")
+    monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path / "results")
     monkeypatch.setattr(cli, "COMMANDS", {k: v for k, v in cli.COMMANDS.items() if k in ("report", "plot")})
     (tmp_path / "results").mkdir()
     path = syn.write(tmp_path / "results" / "sweep.csv", syn.sweep_rows())
-    written = plots.plot_all(path).written  # a run in results/: plots/<stem>/
+    written = plots.plot_all(path, lineup()).written  # a run in results/: plots/<stem>/
     assert _names(written) == FULL_SET and all(p.parent == tmp_path / "plots" / "sweep" for p in written)
     elsewhere = syn.write(tmp_path / "scratch.csv", syn.sweep_rows())
-    assert all(p.parent == tmp_path / "scratch-plots" for p in plots.plot_all(elsewhere).written)
+    assert all(p.parent == tmp_path / "scratch-plots" for p in plots.plot_all(elsewhere, lineup()).written)
     out = tmp_path / "cli"
     assert cli.main(["plot", str(path), "--out-dir", str(out)]) == 0
     assert {p.stem for p in out.iterdir()} == FULL_SET
@@ -104,7 +108,7 @@ def test_unreadable_file_is_a_results_error(tmp_path, content):
     bad = tmp_path / "bad.csv"
     bad.write_text(content)
     with pytest.raises(ResultsError):
-        plots.plot_all(bad, tmp_path / "out")
+        plots.plot_all(bad, lineup(), tmp_path / "out")
 
 
 def test_out_dir_that_is_a_file_is_one_line_error(tmp_path, capsys):
@@ -139,7 +143,7 @@ def _drawn_colours(fig) -> dict[str, str]:
 
 
 def test_a_provider_has_one_colour_in_every_figure(tmp_path):
-    summary = analysis.summarise(syn.write(tmp_path / "sweep.csv", syn.sweep_rows()))
+    summary = analysis.summarise(analysis.load(syn.write(tmp_path / "sweep.csv", syn.sweep_rows()), lineup()))
     seen: dict[str, set[str]] = {}
     for _, make, _ in plots._figures(summary):
         if make is None:
@@ -164,7 +168,7 @@ def test_a_provider_has_one_colour_in_every_figure(tmp_path):
 
 
 def test_fig2_has_p20_p80_error_bars_on_ours_only(tmp_path):
-    summary = analysis.summarise(syn.write(tmp_path / "sweep.csv", syn.sweep_rows()))
+    summary = analysis.summarise(analysis.load(syn.write(tmp_path / "sweep.csv", syn.sweep_rows()), lineup()))
     fig = plots._fig2_figure(summary.res, summary.fig2)
     left, right = fig.axes
     with_bars = {ax: {c.get_label() for c in ax.containers if getattr(c, "errorbar", None)} for ax in (left, right)}
@@ -179,6 +183,6 @@ def test_fig2_has_p20_p80_error_bars_on_ours_only(tmp_path):
 
 def test_bandwidth_at_one_size_is_not_drawn(tmp_path):
     rows = [r for r in syn.sweep_rows() if not (r.mode == "recurrence" and r.seq_len == 1024)]
-    result = plots.plot_all(syn.write(tmp_path / "one_size.csv", rows), tmp_path / "out")
+    result = plots.plot_all(syn.write(tmp_path / "one_size.csv", rows), lineup(), tmp_path / "out")
     assert "recurrence_bandwidth" not in _names(result.written)
     assert any(line.startswith("recurrence_bandwidth: recurrence rows at one size only") for line in result.skipped)

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from suite import presets
-from suite.errors import PresetError
-from suite.presets import load_preset
-from suite.providers import PROVIDERS
+from suite.core.errors import PresetError
+from suite.sweep import presets
+from suite.sweep.presets import load_preset
+from suite.sweep.providers import PROVIDERS
 
 # ---------------------------------------------------------------------------- presets
 

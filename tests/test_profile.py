@@ -9,9 +9,9 @@ import pytest
 import torch
 from harness_helpers import cfg
 
-from suite import profile
-from suite.cli import main
-from suite.profile import CATEGORIES, categorise, is_fig2_config, profile_config
+from suite.commands.cli import main
+from suite.sweep import profiling
+from suite.sweep.profiling import CATEGORIES, categorise, is_fig2_config, profile_config
 
 TINY = ["--seq-len", "8", "--batch", "2", "--hidden", "8", "--depth", "2", "--steps", "2", "--warmup", "1"]
 
@@ -42,8 +42,8 @@ def test_categorise(chain, phase, expected):
 
 
 def test_union_of_device_intervals():
-    assert profile._union_us([(0, 10), (5, 12), (20, 25), (21, 22)]) == 17
-    assert profile._union_us([]) == 0
+    assert profiling._union_us([(0, 10), (5, 12), (20, 25), (21, 22)]) == 17
+    assert profiling._union_us([]) == 0
 
 
 @pytest.mark.parametrize(("provider", "depth"), [("indrnn_torch", 2), ("lstm", 1)])

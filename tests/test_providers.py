@@ -6,9 +6,9 @@ import pytest
 import torch
 from harness_helpers import cfg
 
-from suite import measure
-from suite.providers import PROVIDERS, Provider, attention_heads, param_count, role_of
-from suite.schema import ROLES
+from suite.core.schema import ROLES
+from suite.sweep import measure
+from suite.sweep.providers import PROVIDERS, Provider, attention_heads, param_count, role_of
 
 # ---------------------------------------------------------------------------- providers and steps
 

@@ -6,9 +6,14 @@ import math
 import pandas as pd
 import pytest
 import synthetic_results as syn
+from synthetic_results import build_report
 
-from suite import analysis, cli
-from suite.report import build_report, fmt_speedup, fmt_x, write_report
+from suite.commands import cli
+from suite.core.paper import CLAIM_FACTOR, read_paper_fig2
+from suite.render import analysis
+from suite.render.markdown import fmt_speedup, fmt_x
+from suite.render.report import write_report
+from suite.sweep.providers import lineup
 
 
 @pytest.fixture
@@ -23,7 +28,7 @@ def own_commands(monkeypatch):
 
 
 def test_speedup_is_ratio_of_medians_with_spread(sweep):
-    res = analysis.load(sweep)
+    res = analysis.load(sweep, lineup())
     pairs = analysis.speedups(res)
     row = pairs[(pairs["baseline"] == "lstm") & (pairs["seq_len"] == 1024) & (pairs["depth"] == 2)].iloc[0]
     ours, theirs = syn.indrnn_ms(1024, 2), syn.lstm_ms(1024, 2)
@@ -56,15 +61,15 @@ def test_report_sections_and_numbers_come_from_the_file(sweep):
 
 
 def test_fig2_matches_the_paper_file_and_gives_a_verdict(sweep):
-    fig = analysis.fig2(analysis.load(sweep))
-    paper, source = analysis.read_paper_fig2()
+    fig = analysis.fig2(analysis.load(sweep, lineup()))
+    paper, source = read_paper_fig2()
     assert any("1910.06251" in line for line in source)
     assert fig.config == {"batch": 32, "dtype": "float32", "timing": "do_bench", "input_size": 128}
     claimed = paper.dropna(subset=["ratio_vs_lstm"]).sort_values(["layers", "seq_len"])
     assert list(fig.table["paper_ratio"]) == list(claimed["ratio_vs_lstm"])
     expected = [syn.lstm_ms(t) / syn.indrnn_ms(t, n) for n in (1, 2) for t in (256, 512, 1024)]
     assert list(fig.table["speedup"]) == pytest.approx(expected)
-    holds = [s >= analysis.CLAIM_FACTOR for s in expected]
+    holds = [s >= CLAIM_FACTOR for s in expected]
     assert fig.verdict == ("holds" if all(holds) else "partly" if any(holds) else "not reproduced")
     assert fig.has_sru and "ours: vs SRU" in build_report(sweep)
 
@@ -95,7 +100,7 @@ def test_claim_verdict(speedups, verdict):
 
 def test_not_reproduced_when_lstm_is_barely_slower(tmp_path):
     path = syn.write(tmp_path / "slow.csv", syn.sweep_rows(lstm=lambda t, d=1, b=32: 2 * syn.indrnn_ms(t, d, b)))
-    fig = analysis.fig2(analysis.load(path))
+    fig = analysis.fig2(analysis.load(path, lineup()))
     assert fig.verdict == "not reproduced"
     assert "1 layer T=1024 (paper 12.9x): ours 2.0x, not reproduced" in fig.headline
     assert "**Verdict: not reproduced.**" in build_report(path)
@@ -105,21 +110,21 @@ def test_missing_baseline_gives_no_data_with_reasons(tmp_path):
     rows = [r for r in syn.sweep_rows(baselines=("gru",)) if r.provider != "lstm"]
     rows.append(syn.row("lstm", None, seq_len=1024, status="oom", reason="out of memory"))
     path = syn.write(tmp_path / "nolstm.csv", rows)
-    fig = analysis.fig2(analysis.load(path))
+    fig = analysis.fig2(analysis.load(path, lineup()))
     assert fig.verdict == "no data" and not fig.has_sru
     notes = fig.table.set_index(["layers", "seq_len"])["note"]
     assert notes[(1, 1024)] == "lstm depth 1: oom (out of memory)"
     assert notes[(1, 256)] == "lstm depth 1: not at the Fig. 2 config"  # its one row is at T=1024
     text = build_report(path)
     assert "**Verdict: no data.**" in text
-    assert analysis.load(path).baselines == ["gru"] and "| gru " in text
+    assert analysis.load(path, lineup()).baselines == ["gru"] and "| gru " in text
 
 
 def test_reference_indrnn_used_when_triton_did_not_run(tmp_path):
     rows = [r for r in syn.sweep_rows(indrnn="indrnn_torch")]
     rows.append(syn.row("indrnn_triton", None, status="failed", reason="no CUDA"))
     path = syn.write(tmp_path / "cpu.csv", rows, device="Some CPU", device_kind="cpu", copy_gbytes_per_s=None)
-    res = analysis.load(path)
+    res = analysis.load(path, lineup())
     assert res.indrnn == "indrnn_torch"
     assert (
         "`indrnn_torch` (eager torch loops with a hand-written backward): the file has no ok rows for `indrnn_triton`"
@@ -158,7 +163,9 @@ def test_crossover_and_transformer_overtaking():
 
 
 def test_write_report_default_path_and_cli(sweep, tmp_path, own_commands, capsys):
-    assert write_report(sweep) == sweep.with_suffix(".md") and sweep.with_suffix(".md").read_text().startswith("# ")
+    assert write_report(sweep, lineup()) == sweep.with_suffix(".md") and sweep.with_suffix(
+        ".md"
+    ).read_text().startswith("# ")
     out = tmp_path / "sub" / "r.md"
     assert cli.main(["report", str(sweep), "--out", str(out)]) == 0
     assert out.read_text() == build_report(sweep)
@@ -190,7 +197,7 @@ def test_variants_are_compared_with_the_indrnn_never_as_baselines(tmp_path):
         syn.row("indrnn_compile", 2.0, compile_s=30.0),
         syn.row("lstm", 10.0),
     ]
-    summary = analysis.summarise(syn.write(tmp_path / "v.csv", rows))
+    summary = analysis.summarise(analysis.load(syn.write(tmp_path / "v.csv", rows), lineup()))
     assert list(summary.pairs["baseline"]) == ["lstm"]
     assert list(summary.variant_pairs["variant"]) == ["indrnn_torch", "indrnn_compile"]
     assert list(summary.variant_pairs["speedup"]) == pytest.approx([4.0, 2.0])
@@ -209,7 +216,7 @@ def test_cuda_graph_rows_get_their_own_fig2_beside_the_eager_one(tmp_path):
                 syn.row("lstm", launch_ms + syn.lstm_ms(t), seq_len=t, timing=timing),
             ]
     path = syn.write(tmp_path / "graph.csv", rows)
-    summary = analysis.summarise(path)
+    summary = analysis.summarise(analysis.load(path, lineup()))
     assert summary.fig2.config["timing"] == "do_bench"
     assert summary.fig2_graph is not None and summary.fig2_graph.config["timing"] == "cuda_graph"
     eager, graph = summary.fig2.table, summary.fig2_graph.table
@@ -223,10 +230,10 @@ def test_cuda_graph_rows_get_their_own_fig2_beside_the_eager_one(tmp_path):
 
 def test_fig2_note_tells_a_provider_measured_elsewhere_from_one_never_measured(tmp_path):
     rows = [r for r in syn.sweep_rows(baselines=("gru",)) if r.provider != "lstm"]
-    never = analysis.fig2(analysis.load(syn.write(tmp_path / "never.csv", rows)))
+    never = analysis.fig2(analysis.load(syn.write(tmp_path / "never.csv", rows), lineup()))
     assert never.table.set_index(["layers", "seq_len"])["note"][(1, 256)] == "lstm depth 1: not in file"
     rows.append(syn.row("lstm", 1.0, hidden=64))  # measured, only not at H=128
-    fig = analysis.fig2(analysis.load(syn.write(tmp_path / "elsewhere.csv", rows)))
+    fig = analysis.fig2(analysis.load(syn.write(tmp_path / "elsewhere.csv", rows), lineup()))
     assert fig.table.set_index(["layers", "seq_len"])["note"][(1, 256)] == "lstm depth 1: not at the Fig. 2 config"
 
 
@@ -271,7 +278,7 @@ def test_a_quiet_run_is_said_to_be_quiet(tmp_path):
 
 def test_first_line_gives_the_geometric_mean_speedup_per_mode(tmp_path):
     path = syn.write(tmp_path / "sweep.csv", syn.sweep_rows(), wall_s=123.4)
-    summary = analysis.summarise(path)
+    summary = analysis.summarise(analysis.load(path, lineup()))
     train_lstm = summary.pairs[(summary.pairs["baseline"] == "lstm") & (summary.pairs["mode"] == "train")]
     geomean = math.exp(train_lstm["speedup"].map(math.log).mean())
     line = build_report(path).splitlines()[2]

@@ -1,4 +1,4 @@
-"""Sharding a plan (suite.shard): every config in exactly one part, comparisons never split, the
+"""Sharding a plan (suite.sweep.shards): every config in exactly one part, comparisons never split, the
 same parts every time, and `run --shard K/N` recording its part and the whole plan."""
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ from dataclasses import asdict
 import pytest
 from harness_helpers import cfg
 
-from suite import cli
-from suite.errors import UsageError
-from suite.presets import PRESETS, load_preset
-from suite.schema import AXES, plan_hash
-from suite.shard import Shard, comparison_of, missing_configs, partition, shard_of
-from suite.store import read_meta
-from suite.validate import estimate_config_s
+from suite.commands import cli
+from suite.core.errors import UsageError
+from suite.core.schema import AXES, missing_configs, plan_hash
+from suite.core.store import read_meta
+from suite.sweep.cost import prior_s
+from suite.sweep.presets import PRESETS, load_preset
+from suite.sweep.shards import Shard, comparison_of, partition, shard_of
 
 COUNTS = (1, 2, 3, 4, 5, 6, 7, 500)  # 500: more parts than any preset has comparisons
 
@@ -53,11 +53,11 @@ def test_configs_the_analysis_compares_share_a_part(preset, count):
 
 def test_parts_are_balanced_by_estimated_time_and_the_same_every_time():
     plan = load_preset("full")
-    costliest = max(sum(estimate_config_s(d) for d in plan if comparison_of(d) == comparison_of(c)) for c in plan)
+    costliest = max(sum(prior_s(d, "cuda") for d in plan if comparison_of(d) == comparison_of(c)) for c in plan)
     for count in range(1, 8):
         parts = partition(plan, count)
         assert parts == partition(list(plan), count)
-        loads = [sum(map(estimate_config_s, p)) for p in parts]
+        loads = [sum(prior_s(c, "cuda") for c in p) for p in parts]
         assert max(loads) - min(loads) <= costliest
     assert all(partition(plan, 7))  # enough comparisons: no part is left empty
 

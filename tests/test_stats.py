@@ -1,4 +1,4 @@
-"""suite.stats on synthetic samples: ranks and the rank test against known values, a known shift
+"""suite.render.stats on synthetic samples: ranks and the rank test against known values, a known shift
 is detected, and identical distributions raise a false alarm in under 5% of many seeds."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import itertools
 import numpy as np
 import pytest
 
-from suite.compare import judge, with_statistics
-from suite.stats import ALPHA, assess_change, average_ranks, mann_whitney, median_ratio_ci, smallest_p
+from suite.render.compare import judge, with_statistics
+from suite.render.stats import ALPHA, assess_change, average_ranks, mann_whitney, median_ratio_ci, smallest_p
 
 SEEDS = 200
 

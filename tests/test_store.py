@@ -9,9 +9,10 @@ import os
 import pytest
 import synthetic_results as syn
 
-from suite import cli
-from suite.errors import ResultsError
-from suite.store import ResultsWriter, read_results, results_in
+from suite.commands import cli
+from suite.core.errors import ResultsError
+from suite.core.paths import results_in
+from suite.core.store import ResultsWriter, read_results
 
 
 def cut_off(path, keep: float = 0.5):

@@ -10,12 +10,12 @@ import sys
 
 import pytest
 
-from suite import cli
-from suite.presets import load_preset
-from suite.schema import key_of
-from suite.shard import Shard, missing_configs, shard_of
-from suite.store import read_meta, read_results
-from suite.submit import executor_parameters
+from suite.commands import cli
+from suite.commands.submit import executor_parameters
+from suite.core.schema import key_of, missing_configs
+from suite.core.store import read_meta, read_results
+from suite.sweep.presets import load_preset
+from suite.sweep.shards import Shard, shard_of
 
 
 def test_submit_local_runs_the_shards_reports_a_failure_and_resumes_only_it(tmp_path, capsys):

@@ -10,22 +10,24 @@ import pandas as pd
 import pytest
 import torch
 from harness_helpers import FAST, cfg, register, sweep_rows
+from synthetic_results import build_report
 
-from suite import bench, profile
-from suite.errors import UsageError
-from suite.presets import load_preset
-from suite.profile import CATEGORIES
-from suite.providers import PROVIDERS
-from suite.report import build_report
-from suite.schema import COLUMNS, KEY_COLUMNS, PHASES_OF_MODE, STATUSES, RunMeta, SweepConfig, key_of, plan_hash
-from suite.store import profile_path, read_meta, read_results, read_samples
+from suite.commands import cli
+from suite.core.errors import UsageError
+from suite.core.paths import profile_path
+from suite.core.schema import COLUMNS, KEY_COLUMNS, PHASES_OF_MODE, STATUSES, RunMeta, SweepConfig, key_of, plan_hash
+from suite.core.store import read_meta, read_results, read_samples
+from suite.sweep import profiling, sweep
+from suite.sweep.presets import load_preset
+from suite.sweep.profiling import CATEGORIES
+from suite.sweep.providers import PROVIDERS
 
 
 @pytest.fixture(scope="module")
 def ci_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ci") / "ci.csv"
     configs = load_preset("ci")
-    bench.run_sweep(configs, out, preset="ci", **FAST)
+    sweep.run_sweep(configs, out, preset="ci", **FAST)
     return configs, out, read_results(out), read_meta(out)
 
 
@@ -91,7 +93,7 @@ def test_resume_after_interrupt_loses_and_repeats_nothing(tmp_path, monkeypatch)
     configs = [cfg(p, m) for p in ("indrnn_torch", "lstm") for m in ("train", "infer")]
     configs.append(cfg("indrnn_torch", "recurrence"))
     out = tmp_path / "run.csv"
-    real_measure = bench.measure
+    real_measure = sweep.measure
     calls = []
 
     def interrupted(c, *args):
@@ -100,15 +102,15 @@ def test_resume_after_interrupt_loses_and_repeats_nothing(tmp_path, monkeypatch)
         calls.append(c)
         return real_measure(c, *args)
 
-    monkeypatch.setattr(bench, "measure", interrupted)
+    monkeypatch.setattr(sweep, "measure", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        bench.run_sweep(configs, out, preset="test", **FAST)
+        sweep.run_sweep(configs, out, preset="test", **FAST)
     first = read_results(out)
     assert len(first) == 3  # every finished config is on disk
 
     calls.clear()
-    monkeypatch.setattr(bench, "measure", lambda c, *args: calls.append(c) or real_measure(c, *args))
-    bench.run_sweep(configs, out, preset="test", resume=True, **FAST)
+    monkeypatch.setattr(sweep, "measure", lambda c, *args: calls.append(c) or real_measure(c, *args))
+    sweep.run_sweep(configs, out, preset="test", resume=True, **FAST)
     assert calls == configs[3:]  # only what was missing is measured
     df = read_results(out)
     assert len(df) == 4 + 2 and not df.duplicated(list(KEY_COLUMNS)).any()
@@ -120,10 +122,10 @@ def test_resume_after_interrupt_loses_and_repeats_nothing(tmp_path, monkeypatch)
 def test_resume_completes_a_partly_written_config(tmp_path):
     out = tmp_path / "run.csv"
     rec = cfg("indrnn_torch", "recurrence")
-    bench.run_sweep([rec], out, preset="test", **FAST)
+    sweep.run_sweep([rec], out, preset="test", **FAST)
     lines = out.read_text().splitlines(keepends=True)
     out.write_text("".join(lines[:-1]))  # the bwd row was never written
-    bench.run_sweep([rec], out, preset="test", resume=True, **FAST)
+    sweep.run_sweep([rec], out, preset="test", resume=True, **FAST)
     df = read_results(out)
     assert sorted(df["phase"]) == ["bwd", "fwd"]
 
@@ -157,7 +159,7 @@ def test_unavailable_providers_are_skipped_rows_with_reason(tmp_path):
 @pytest.mark.gpu
 def test_ci_preset_on_gpu_times_every_provider(tmp_path):
     out = tmp_path / "ci.csv"
-    bench.run_sweep(load_preset("ci"), out, preset="ci", progress=False)
+    sweep.run_sweep(load_preset("ci"), out, preset="ci", progress=False)
     df = read_results(out)
     assert (df["status"] == "ok").all(), df[df["status"] != "ok"]["reason"].tolist()
     assert (df["timing"] == "do_bench").all() and (df["peak_mem_mb"] > 0).all()
@@ -168,7 +170,7 @@ def test_ci_preset_on_gpu_times_every_provider(tmp_path):
 def test_cuda_graph_timing_is_labelled(tmp_path):
     out = tmp_path / "graph.csv"
     configs = [cfg("lstm", "infer"), cfg("indrnn_triton"), cfg("indrnn_triton", "recurrence")]
-    bench.run_sweep(configs, out, preset="t", timing="cuda_graph", progress=False)
+    sweep.run_sweep(configs, out, preset="t", timing="cuda_graph", progress=False)
     df = read_results(out)
     assert (df["timing"] == "cuda_graph").all() and read_meta(out)["timing"] == "cuda_graph"
     bwd = (df["mode"] == "recurrence") & (df["phase"] == "bwd")
@@ -178,17 +180,17 @@ def test_cuda_graph_timing_is_labelled(tmp_path):
 
 def test_configs_differing_only_in_input_size_are_twosweep_rows(tmp_path):
     configs = [SweepConfig("lstm", "infer", 8, 1, 2, 8, "float32", i) for i in (2, 8)]
-    out = bench.run_sweep(configs, tmp_path / "inputs.csv", preset="test", progress=False, repeats=2, warmup=0)
+    out = sweep.run_sweep(configs, tmp_path / "inputs.csv", preset="test", progress=False, repeats=2, warmup=0)
     df = read_results(out)
     assert sorted(df["input_size"]) == [2, 8] and (df["status"] == "ok").all()
 
 
 def test_resume_refuses_a_file_from_another_device(tmp_path):
-    out = bench.run_sweep([cfg("lstm", "infer")], tmp_path / "r.csv", preset="t", progress=False, repeats=2, warmup=0)
+    out = sweep.run_sweep([cfg("lstm", "infer")], tmp_path / "r.csv", preset="t", progress=False, repeats=2, warmup=0)
     meta = json.loads((tmp_path / "r.meta.json").read_text())
     (tmp_path / "r.meta.json").write_text(json.dumps({**meta, "device": "Another CPU"}))
     with pytest.raises(UsageError, match="measured on Another CPU"):
-        bench.run_sweep([cfg("gru", "infer")], out, preset="t", resume=True, progress=False, repeats=2, warmup=0)
+        sweep.run_sweep([cfg("gru", "infer")], out, preset="t", resume=True, progress=False, repeats=2, warmup=0)
     assert len(read_results(out)) == 1
 
 
@@ -202,26 +204,26 @@ def test_resume_measures_failed_rows_again_only_when_asked(tmp_path, monkeypatch
 
     register(monkeypatch, "flaky", build)
     out = tmp_path / "r.csv"
-    bench.run_sweep([cfg("flaky", "infer")], out, preset="t", **FAST)
+    sweep.run_sweep([cfg("flaky", "infer")], out, preset="t", **FAST)
     flaky["fail"] = False
-    bench.run_sweep([cfg("flaky", "infer")], out, preset="t", resume=True, **FAST)
+    sweep.run_sweep([cfg("flaky", "infer")], out, preset="t", resume=True, **FAST)
     assert list(read_results(out)["status"]) == ["failed"]  # a failed row counts as done
-    bench.run_sweep([cfg("flaky", "infer")], out, preset="t", resume=True, retry_failed=True, **FAST)
+    sweep.run_sweep([cfg("flaky", "infer")], out, preset="t", resume=True, retry_failed=True, **FAST)
     assert list(read_results(out)["status"]) == ["ok"]  # the newer row wins
     assert len(out.read_text().splitlines()) == 3  # header, the failed row kept on disk, the new one
 
 
 def test_resume_refuses_a_file_made_by_another_commit(tmp_path):
-    out = bench.run_sweep([cfg("lstm", "infer")], tmp_path / "r.csv", preset="t", **FAST)
+    out = sweep.run_sweep([cfg("lstm", "infer")], tmp_path / "r.csv", preset="t", **FAST)
     meta = json.loads((tmp_path / "r.meta.json").read_text())
     (tmp_path / "r.meta.json").write_text(json.dumps({**meta, "git_commit": "0" * 40}))
     with pytest.raises(UsageError, match="measured with commit 000000000000"):
-        bench.run_sweep([cfg("gru", "infer")], out, preset="t", resume=True, **FAST)
+        sweep.run_sweep([cfg("gru", "infer")], out, preset="t", resume=True, **FAST)
 
 
 def test_metadata_records_the_grid_its_hash_and_the_wall_time(tmp_path):
     configs = [cfg("lstm", "infer"), cfg("gru", "infer")]
-    out = bench.run_sweep(configs, tmp_path / "r.csv", preset="t", **FAST)
+    out = sweep.run_sweep(configs, tmp_path / "r.csv", preset="t", **FAST)
     meta = read_meta(out)
     assert [SweepConfig(**c) for c in meta["configs"]] == configs
     assert meta["plan_hash"] == plan_hash(configs) != plan_hash(configs[::-1])
@@ -239,11 +241,11 @@ def test_a_config_asking_for_cuda_graph_timing_is_a_labelled_row(tmp_path):
 def test_resume_after_a_row_cut_off_mid_write_measures_it_again_on_its_own_line(tmp_path):
     out = tmp_path / "run.csv"
     configs = [cfg("lstm", "infer"), cfg("gru", "infer")]
-    bench.run_sweep(configs, out, preset="t", **FAST)
+    sweep.run_sweep(configs, out, preset="t", **FAST)
     data = out.read_bytes()
     out.write_bytes(data[: len(data) - 20])  # the gru row cut off: a crash mid-write
     assert list(read_results(out)["provider"]) == ["lstm"]
-    bench.run_sweep(configs, out, preset="t", resume=True, **FAST)
+    sweep.run_sweep(configs, out, preset="t", resume=True, **FAST)
     df = read_results(out)
     assert list(df["provider"]) == ["lstm", "gru"] and (df["status"] == "ok").all()
     assert len(out.read_text().splitlines()) == 3  # header and two whole rows: nothing glued
@@ -251,22 +253,41 @@ def test_resume_after_a_row_cut_off_mid_write_measures_it_again_on_its_own_line(
 
 def test_metadata_records_the_machine_load_and_copy_at_start_and_end(tmp_path, monkeypatch):
     out = tmp_path / "r.csv"
-    bench.run_sweep([cfg("lstm", "infer")], out, preset="t", **FAST)
+    sweep.run_sweep([cfg("lstm", "infer")], out, preset="t", **FAST)
     machine = read_meta(out)["machine"]
     assert machine["cores"] >= 1 and machine["load_start"] >= 0 and machine["load_end"] >= 0
     assert machine["copy_gbytes_per_s_end"] > 0
     # Other keys of the record (GPU clocks) are merged with, never replaced.
     meta = read_meta(out)
     (tmp_path / "r.meta.json").write_text(json.dumps({**meta, "machine": {**machine, "gpu": {"sm_mhz": 1980}}}))
-    bench.run_sweep([cfg("lstm", "infer"), cfg("gru", "infer")], out, preset="t", resume=True, **FAST)
+    sweep.run_sweep([cfg("lstm", "infer"), cfg("gru", "infer")], out, preset="t", resume=True, **FAST)
     assert read_meta(out)["machine"]["gpu"] == {"sm_mhz": 1980}
 
 
+def test_run_profiles_after_the_sweep_so_its_wall_time_is_the_sweeps_alone(tmp_path, monkeypatch):
+    out = tmp_path / "run.csv"
+    monkeypatch.setattr(profiling, "is_fig2_config", lambda c: c.provider == "indrnn_torch")
+    seen = []
+
+    def profile_config(cfg, device, steps):
+        seen.append(read_meta(out))  # what the sweep had recorded when the profile began
+        raise RuntimeError("not profiled here")
+
+    monkeypatch.setattr(profiling, "profile_config", profile_config)
+    tiny = ["--seq-len", "8", "--batch", "2", "--hidden", "8", "--depth", "1", "--warmup", "0", "--repeats", "2"]
+    flags = ["--preset", "ci", "--provider", "indrnn_torch", "--mode", "train", *tiny, "--no-progress"]
+    assert cli.main(["run", *flags, "--profile", "--out", str(out)]) == 0
+    (before,) = seen
+    assert before["wall_s"] is not None and "copy_gbytes_per_s_end" in before["machine"]
+    assert read_meta(out)["wall_s"] == before["wall_s"]  # the profile added nothing to it
+
+
 def test_samples_profile_and_machine_state_are_kept_beside_the_rows(tmp_path, monkeypatch):
-    monkeypatch.setattr(profile, "is_fig2_config", lambda c: c.provider == "indrnn_torch" and c.mode == "train")
+    monkeypatch.setattr(profiling, "is_fig2_config", lambda c: c.provider == "indrnn_torch" and c.mode == "train")
     out = tmp_path / "run.csv"
     configs = [cfg("indrnn_torch", "train"), cfg("lstm", "train"), cfg("indrnn_torch", "recurrence")]
-    bench.run_sweep(configs, out, preset="test", profile=True, **FAST)
+    sweep.run_sweep(configs, out, preset="test", **FAST)
+    profiling.profile_fig2(configs, out, torch.device("cpu"))
     rows = read_results(out).to_dict("records")
     samples = read_samples(out)
     assert set(samples) == {key_of(r) for r in rows}
@@ -279,5 +300,6 @@ def test_samples_profile_and_machine_state_are_kept_beside_the_rows(tmp_path, mo
     report = build_report(out)
     assert "## Where the time goes" in report and "| indrnn_torch |" in report.split("Where the time goes")[1]
     # A resumed run neither measures nor profiles its configs again.
-    bench.run_sweep(configs, out, preset="test", profile=True, resume=True, **FAST)
+    sweep.run_sweep(configs, out, preset="test", resume=True, **FAST)
+    profiling.profile_fig2(configs, out, torch.device("cpu"))
     assert len(pd.read_csv(profile_path(out))) == len(CATEGORIES) and len(read_results(out)) == len(rows)

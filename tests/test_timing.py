@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from suite.timing import copy_bandwidth_gbps, time_cpu
+from suite.sweep.timing import copy_bandwidth_gbps, time_cpu
 
 # ---------------------------------------------------------------------------- timers
 

@@ -9,8 +9,8 @@ import sys
 import pytest
 import synthetic_results as syn
 
-from suite import cli, validate
-from suite.validate import Check, PlanItem, build_plan, fit_to_budget, plan_for
+from suite.commands import cli, validate
+from suite.commands.validate import Check, PlanItem, build_plan, fit_to_budget, plan_for
 
 STEPS_OK = dict(passed=5, failed=0, skipped=1, error=0, exit=0)
 
@@ -90,7 +90,7 @@ def _stand_in_gpu(monkeypatch, sweep=None):
             syn.write(csv_path, syn.sweep_rows())
         return csv_path
 
-    monkeypatch.setattr("suite.bench.run_sweep", sweep or fake_sweep)
+    monkeypatch.setattr("suite.sweep.sweep.run_sweep", sweep or fake_sweep)
     monkeypatch.setattr(validate.torch.cuda, "get_device_name", lambda i=0: syn.DEVICE)
     monkeypatch.setattr(validate, "run_tests", lambda folder, files=None: dict(STEPS_OK))
 
@@ -136,7 +136,7 @@ def test_a_cut_in_the_middle_of_any_step_leaves_a_readable_summary(step, tmp_pat
     if step == "GPU tests":
         monkeypatch.setattr(validate, "run_tests", lambda folder, files=None: cut_here())
     if step == "report and plots":
-        monkeypatch.setattr("suite.plots.plot_all", lambda *a, **k: cut_here())
+        monkeypatch.setattr("suite.render.plots.plot_all", lambda *a, **k: cut_here())
     folder = tmp_path / "f"
     with pytest.raises(Cut):
         validate.execute(build_plan(), [], 10_000, folder)
@@ -187,7 +187,7 @@ def test_a_failing_step_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
         raise RuntimeError("driver hiccup")
 
     _stand_in_gpu(monkeypatch, fake_sweep)
-    monkeypatch.setattr("suite.plots.plot_all", lambda *a, **k: None)  # drawn in the test above
+    monkeypatch.setattr("suite.render.plots.plot_all", lambda *a, **k: None)  # drawn in the test above
     kept, dropped = fit_to_budget(build_plan(), 10_000)
     folder = tmp_path / "f"
     assert validate.execute(kept, dropped, 10_000, folder) == 1

@@ -1,0 +1,28 @@
+"""The `report` command: the markdown report of a results file, written by the renderer its files
+need: a converge run's (suite.converge.report) or a sweep's (suite.render.report)."""
+
+from __future__ import annotations
+
+import argparse
+
+from suite.converge.files import is_converge_results
+from suite.converge.report import write_converge_report
+from suite.core.paths import results_in
+from suite.render.report import write_report
+from suite.sweep.providers import lineup
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "results", help="results CSV written by `run` (its .meta.json beside it), or a folder: its newest one"
+    )
+    parser.add_argument("--out", metavar="PATH", help="markdown file to write (default: beside the results, .md)")
+
+
+def run(args: argparse.Namespace) -> int:
+    path = results_in(args.results)
+    # A converge run (curves + summary) has its own report; a sweep's results have this one.
+    print(
+        write_converge_report(path, args.out) if is_converge_results(path) else write_report(path, lineup(), args.out)
+    )
+    return 0
