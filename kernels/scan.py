@@ -96,8 +96,8 @@ def _load_steps(
 ):
     """The planes of walk steps s_first .. s_first + N - 1 and whether each step is one the walk
     takes (0 <= s < T and, with HAS_LENGTHS, t below the row's length), as two tuples; a step not
-    taken reads 0 and touches no memory. The N loads are issued back to back, and _u_after_loads
-    keeps them so."""
+    taken reads 0 and touches no memory. The N loads are issued back to back, and
+    _weights_after_loads keeps them so."""
     b_xs = ()
     m_steps = ()
     for i in tl.static_range(N):
@@ -112,14 +112,18 @@ def _load_steps(
 
 
 @triton.jit
-def _u_after_loads(p_u, o_col, m_col, H):
-    """u, read again below a barrier once a sub-chunk's loads are issued. Every step of a chain
-    needs u and ptxas moves no memory access across a barrier, so no step can be placed between
-    the loads. Left free, ptxas starts the chain right after the first load: where nothing stores
-    in the loop (both maps passes) the sm_90 code then waited on every load in turn. One warp per
-    program makes the barrier nearly free."""
+def _weights_after_loads(p_u, p_bias, o_col, m_col, H, HAS_BIAS: tl.constexpr):
+    """u and bias (0 without HAS_BIAS), read again below a barrier once a sub-chunk's loads are
+    issued. Each step needs one of them before it can use its load, and ptxas moves no memory
+    access across a barrier, so no step can be placed between the loads. Left free, ptxas starts
+    the chain right after the first load: in the passes that store nothing in the loop the sm_90
+    code then waited on every load in turn. One warp per program makes the barrier nearly free."""
     tl.debug_barrier()
-    return tl.load(p_u + o_col % H, mask=m_col, other=0.0)
+    b_u = tl.load(p_u + o_col % H, mask=m_col, other=0.0)
+    b_bias = tl.zeros_like(b_u)
+    if HAS_BIAS:
+        b_bias = tl.load(p_bias + o_col % H, mask=m_col, other=0.0)
+    return b_u, b_bias
 
 
 @triton.jit
@@ -165,9 +169,6 @@ def scan_fwd_maps_kernel(
     o_col, k = _block_and_chunk(n_cols, T, BLOCK, CHUNK, False)
     m_col = o_col < n_cols
     o_x = plane_offsets(o_col, H, stride_b)
-    b_bias = tl.zeros([BLOCK], dtype=tl.float32)
-    if HAS_BIAS:
-        b_bias = tl.load(p_bias + o_col % H, mask=m_col, other=0.0)
     b_len = T
     if HAS_LENGTHS:
         b_len = tl.load(p_lengths + o_col // H, mask=m_col, other=0)
@@ -180,7 +181,7 @@ def scan_fwd_maps_kernel(
     b_hi = tl.full([BLOCK], BIG, tl.float32)
     for s0 in range(k * CHUNK, k * CHUNK + CHUNK, SUB):
         b_xs, m_steps = _load_steps(p_x, o_x, s0, stride_x, T, m_col, b_len, SUB, REVERSE, HAS_LENGTHS)
-        b_u = _u_after_loads(p_u, o_col, m_col, H)
+        b_u, b_bias = _weights_after_loads(p_u, p_bias, o_col, m_col, H, HAS_BIAS)
         for i in tl.static_range(SUB):
             b_a = b_xs[i].to(tl.float32)
             if HAS_BIAS:
@@ -278,9 +279,6 @@ def scan_fwd_kernel(
     m_col = o_col < n_cols
     o_x = plane_offsets(o_col, H, stride_b)
     o_h = plane_offsets(o_col, H, stride_hb)
-    b_bias = tl.zeros([BLOCK], dtype=tl.float32)
-    if HAS_BIAS:
-        b_bias = tl.load(p_bias + o_col % H, mask=m_col, other=0.0)
     b_len = T
     if HAS_LENGTHS:
         b_len = tl.load(p_lengths + o_col // H, mask=m_col, other=0)
@@ -289,7 +287,7 @@ def scan_fwd_kernel(
     stride_h = tl.cast(stride_ht, tl.int64)
     for s0 in range(k * CHUNK, k * CHUNK + CHUNK, SUB):
         b_xs, m_steps = _load_steps(p_x, o_x, s0, stride_x, T, m_col, b_len, SUB, REVERSE, HAS_LENGTHS)
-        b_u = _u_after_loads(p_u, o_col, m_col, H)
+        b_u, b_bias = _weights_after_loads(p_u, p_bias, o_col, m_col, H, HAS_BIAS)
         for i in tl.static_range(SUB):
             t = _walk_time(s0 + i, T, REVERSE)
             b_a = b_xs[i].to(tl.float32)
@@ -341,7 +339,7 @@ def scan_bwd_maps_kernel(
     for s0 in range(k * CHUNK + CHUNK - SUB, k * CHUNK - 1, -SUB):
         b_hs, m_steps = _load_steps(p_h, o_h, s0, stride_h, T, m_col, b_len, SUB, REVERSE, HAS_LENGTHS)
         b_dhs, _ = _load_steps(p_dh, o_dh, s0, stride_d, T, m_col, b_len, SUB, REVERSE, HAS_LENGTHS)
-        b_u = _u_after_loads(p_u, o_col, m_col, H)
+        b_u, _ = _weights_after_loads(p_u, p_u, o_col, m_col, H, False)
         for i in tl.static_range(SUB - 1, -1, -1):
             b_gu, b_gdh = _back_coefficients(b_hs[i], b_dhs[i], b_u, m_steps[i])
             b_cc = tl.fma(b_gu, b_cc, b_gdh)
@@ -400,7 +398,7 @@ def scan_bwd_kernel(
         # h of steps s0 - 1 .. s0 + SUB - 1: each step's own and the one before it
         b_hs, m_steps = _load_steps(p_h, o_h, s0 - 1, stride_h, T, m_col, b_len, SUB + 1, REVERSE, HAS_LENGTHS)
         b_dhs, _ = _load_steps(p_dh, o_dh, s0, stride_d, T, m_col, b_len, SUB, REVERSE, HAS_LENGTHS)
-        b_u = _u_after_loads(p_u, o_col, m_col, H)
+        b_u, _ = _weights_after_loads(p_u, p_u, o_col, m_col, H, False)
         for i in tl.static_range(SUB - 1, -1, -1):
             t = _walk_time(s0 + i, T, REVERSE)
             b_gu, b_gdh = _back_coefficients(b_hs[i + 1], b_dhs[i], b_u, m_steps[i + 1])
@@ -563,8 +561,8 @@ def scan_bwd(
         h, dh, u, u if h0 is None else h0, states, dx, parts[0], parts[1], dh0, lengths_arg,
         T, n_cols, H, *strides, HAS_H0=h0 is not None, **flags, **meta,
     )  # fmt: skip
-    du, dbias = parts.sum((1, 2))  # a plain sum over chunks and batch rows: the same order every time
-    return dx, du, dbias, dh0
+    # A plain sum over chunks and batch rows: the same order every time.
+    return dx, parts[0].sum((0, 1)), parts[1].sum((0, 1)), dh0
 
 
 # ---------------------------------------------------------------------------- the torch form
