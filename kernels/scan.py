@@ -586,7 +586,7 @@ def _relu_scan(a: torch.Tensor, u: torch.Tensor, state: torch.Tensor) -> torch.T
         a_c, h_c = a[: n * C].unflatten(0, (n, C)), h[: n * C].unflatten(0, (n, C))
         # Pass 1, every chunk at once: its affine part from 0, and its steps applied to -BIG and +BIG.
         c = torch.zeros_like(a_c[:, 0])
-        lo, hi = torch.full_like(c, -3.0e38), torch.full_like(c, 3.0e38)
+        lo, hi = torch.full_like(c, -BIG.value), torch.full_like(c, BIG.value)
         for i in range(C):
             torch.addcmul(a_c[:, i], u, c, out=c)
             torch.addcmul(a_c[:, i], u, lo, out=lo).relu_()
@@ -682,9 +682,7 @@ class _ChunkedFunction(torch.autograd.Function):
         T = h.shape[0]
         order = _walk_order(T, lengths, ctx.reverse, h.device)
         h_walk = _along_walk(h.to(acc), order, ctx.reverse)
-        g = (h_walk > 0).to(acc)
-        if lengths is not None:  # along the walk a row's valid steps come first, as in time
-            g = g * valid_steps(lengths, T)
+        g = (h_walk > 0).to(acc)  # 0 at padded steps, whose h is 0: they get no gradient
         # da_t = g_t dh_t + (g_t u) da_{t+1} along the walk.
         da = _affine_scan_down(g * _along_walk(dh.to(acc), order, ctx.reverse), g * u.to(acc))
         start = (torch.zeros_like(h_walk[0]) if h0 is None else h0.to(acc))[None]

@@ -143,6 +143,7 @@ CUTS = [
     INTERPRETER_CONFIG,
     ScanConfig(chunk=4, sub=4, block=32, warps=1, carry_block=32, carry_warps=1, group=3),  # one sub-chunk a chunk
     ScanConfig(chunk=16, sub=4, block=32, warps=1, carry_block=16, carry_warps=1, group=1),  # four sub-chunks
+    ScanConfig(chunk=1, sub=1, block=32, warps=1, carry_block=64, carry_warps=1, group=4),  # every step's map used
 ]
 
 
@@ -281,12 +282,19 @@ def test_each_backend_runs_the_schedule_it_resolves(monkeypatch, device):
     assert calls == ["recurrence_chunked", "scan_fwd"]
 
 
-def test_layers_take_a_schedule(device):
+def test_layers_take_a_schedule(monkeypatch, device):
+    """Every recurrence of a stack runs the layer's schedule (two layers, both directions: four
+    scan launches), and the outputs equal the walk's."""
+    launches = []
+    launch = kernels.op.scan_fwd
+    monkeypatch.setattr(kernels.op, "scan_fwd", lambda *a, **k: launches.append(1) or launch(*a, **k))
     rnn = IndRNN(3, 5, 2, bidirectional=True, backend="triton", schedule="scan").to(device)
     x = torch.randn(11, 2, 3, device=device)
     out, h_n = rnn(x)
+    assert len(launches) == 4
     rnn.schedule = "sequential"
     out_walk, h_n_walk = rnn(x)
+    assert len(launches) == 4
     assert rel_error(out, out_walk) < 1e-6 and rel_error(h_n, h_n_walk) < 1e-6
 
 
