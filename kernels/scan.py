@@ -23,8 +23,10 @@ smaller and the larger of the chunk's own steps applied to -BIG and to +BIG, two
 of the walk's fma and max. BIG is the finite 3e38, not inf: where u = 0 the product u * BIG is
 0, where u * inf would be NaN. For |h| <= BIG the clamp with these bounds is the map itself
 even when |m| is so small that m * BIG does not reach a bound. The slope m is the product of u
-over the chunk's valid steps, so the chunk must be short enough that |u|^C stays finite in
-fp32 (|u| < 16 for C = 32); the constraint |u| <= gamma^(1/T) keeps u near 1.
+over the chunk's valid steps: the scan is exact while |u|^C stays finite in fp32, |u| < 16 for
+32-step chunks and |u| < 1.41 for the longest (256 steps). The constraint |u| <= gamma^(1/T)
+keeps u near 1; a |u| above those bounds makes the walk itself overflow within C steps wherever
+the relu stays open.
 
 The backward is linear. With g_t = relu'(a_t) read from the stored h_t (h_t > 0), the gradient
 of the loss with respect to a_t is da_t = g_t dh_t + (g_t u) da_{t+1}: affine in da_{t+1}, so a
@@ -45,8 +47,10 @@ Pass 3 walks exactly as the sequential kernel does (the same fma and max from th
 so the scan differs from the walk only by the rounding of the entering states. Reading and
 writing: pass 1 reads x once, pass 3 reads it again and writes h, and the maps and states add
 (16 + 16 + 4 + 4) / C bytes per element: at C = 32 about 13.3 bytes per fp32 element against
-the walk's 8. Pass 3 runs its chunks in the opposite order to pass 1, so it starts on the chunks
-pass 1 read last, which are the likeliest still in L2.
+the walk's 8 (the backward: 20 + 32 / C against 12). Pass 3 runs its chunks in the opposite
+order to pass 1, so it starts on the chunks pass 1 read last, which are the likeliest still in
+L2. A column's maps and entering states lie chunk after chunk, so that pass 2 reaches them all
+from one address.
 
 In the kernels a chunk is walked in sub-chunks of SUB steps whose loads are all issued before
 the first of them is needed (a static unroll), so a warp has SUB loads in flight per column it
@@ -57,13 +61,14 @@ t = T-1-s with REVERSE, as in the sequential kernels, and x, h and dh are read t
 time and batch strides.
 
 The torch form at the end of this file runs the same three passes with PyTorch ops, for the
-`torch` backend: about 7 sqrt(T) ops on (T/C, B, H) slices instead of 2 T ops on (B, H) ones.
+`torch` backend: with C = sqrt(T), about 9 sqrt(T) ops on (T/C, B, H) slices forwards and 4 sqrt(T)
+backwards, where the loop spends 2 T ops on (B, H) ones each way.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import triton
@@ -140,10 +145,13 @@ def _block_and_chunk(n_cols, T, BLOCK: tl.constexpr, CHUNK: tl.constexpr, LAST_F
 
 
 @triton.jit
-def _back_coefficients(b_h, b_dh, b_u, m_step):
+def _back_coefficients(b_h, b_dh, b_u, b_zero, m_step):
     """(g u, g dh) of one backward step, da_t = g dh_t + g u da_{t+1} with g = relu'(a_t) from h_t,
-    as the sequential kernel forms them; a step not taken passes da through: (1, 0)."""
-    b_g = activation_grad(b_h.to(tl.float32), 0)
+    as the sequential kernel forms them; a step not taken passes da through: (1, 0). g tests
+    h + b_zero, where b_zero = u - u is 0 for any finite u (a u that is not finite has made every
+    h NaN, so g is 0 either way) and exists only below the barrier of _weights_after_loads:
+    otherwise ptxas tests a 16-bit h the moment it arrives, between the loads."""
+    b_g = activation_grad(b_h.to(tl.float32) + b_zero, 0)
     return tl.where(m_step, b_g * b_u, 1.0), b_g * b_dh.to(tl.float32)
 
 
@@ -153,8 +161,9 @@ def scan_fwd_maps_kernel(
     p_u,  # (H,) fp32 recurrent weights
     p_bias,  # (H,) fp32 bias (unused unless HAS_BIAS)
     p_lengths,  # (B,) int64 steps of each batch row (unused unless HAS_LENGTHS)
-    p_maps,  # (4, n_chunks, B*H) fp32 output: each chunk's map h -> min(hi, max(lo, c + m h)) as m, c, lo, hi
+    p_maps,  # (B*H, n_chunks, 4) fp32 output: each chunk's map h -> min(hi, max(lo, c + m h)) as m, c, lo, hi
     T,  # number of time steps
+    n_chunks,  # chunks in p_maps: cdiv(T, CHUNK) and a few past T (identity maps) for pass 2
     n_cols,  # B * H
     H,  # hidden size
     stride_t,  # elements between x_t and x_{t+1}
@@ -166,6 +175,8 @@ def scan_fwd_maps_kernel(
     CHUNK: tl.constexpr,  # steps of a chunk, a multiple of SUB
     SUB: tl.constexpr,  # steps whose loads are issued together
 ):
+    """Pass 1 of the forward: each chunk's steps composed into one clamped affine map; the chunks
+    past T (padding for pass 2) come out as the identity."""
     o_col, k = _block_and_chunk(n_cols, T, BLOCK, CHUNK, False)
     m_col = o_col < n_cols
     o_x = plane_offsets(o_col, H, stride_b)
@@ -192,21 +203,68 @@ def scan_fwd_maps_kernel(
             b_lo = tl.where(m_step, tl.maximum(tl.fma(b_u, b_lo, b_a), 0.0), b_lo)
             b_hi = tl.where(m_step, tl.maximum(tl.fma(b_u, b_hi, b_a), 0.0), b_hi)
 
-    n_chunks = tl.cdiv(T, CHUNK)
-    o_map = k.to(tl.int64) * n_cols + o_col
-    plane = tl.cast(n_chunks, tl.int64) * n_cols
-    tl.store(p_maps + o_map, b_m, mask=m_col)
-    tl.store(p_maps + plane + o_map, b_c, mask=m_col)
-    tl.store(p_maps + 2 * plane + o_map, tl.minimum(b_lo, b_hi), mask=m_col)
-    tl.store(p_maps + 3 * plane + o_map, tl.maximum(b_lo, b_hi), mask=m_col)
+    # The record m, c, lo, hi in one store: [m, lo] and [c, hi] joined make the 2 x 2 [[m, c], [lo, hi]].
+    b_map = tl.join(tl.join(b_m, tl.minimum(b_lo, b_hi)), tl.join(b_c, tl.maximum(b_lo, b_hi)))
+    o_map = (o_col.to(tl.int64) * n_chunks + k) * 4
+    tl.store(p_maps + o_map[:, None] + tl.arange(0, 4)[None, :], tl.reshape(b_map, [BLOCK, 4]), mask=m_col[:, None])
+
+
+@triton.jit
+def _group_start(o_first, j0, n_chunks, DESCENDING: tl.constexpr):
+    """The record of the chunk the carry meets j0-th, in a column whose first chunk's record is
+    o_first. The group's other chunks follow one record apart (before it when walking down), at
+    constant offsets that the compiler writes into the loads and stores."""
+    if DESCENDING:
+        return o_first + (n_chunks - 1 - j0)
+    return o_first + j0
+
+
+@triton.jit
+def _load_maps(p_maps, o_start, HAS_BOUNDS: tl.constexpr, DESCENDING: tl.constexpr, GROUP: tl.constexpr):
+    """The maps of GROUP chunks from record o_start on, as tuples of m, c (and lo, hi): one load a
+    chunk, of its whole record."""
+    PLANES: tl.constexpr = 4 if HAS_BOUNDS else 2
+    STEP: tl.constexpr = -PLANES if DESCENDING else PLANES
+    p = p_maps + o_start[:, None] * PLANES + tl.arange(0, PLANES)[None, :]
+    b_ms, b_cs, b_los, b_his = (), (), (), ()
+    for i in tl.static_range(GROUP):
+        b_rec = tl.load(p + i * STEP)
+        if HAS_BOUNDS:  # [[m, c], [lo, hi]], split along its last axis into [m, lo] and [c, hi]
+            b_m_lo, b_c_hi = tl.split(tl.reshape(b_rec, [o_start.shape[0], 2, 2]))
+            b_m, b_lo = tl.split(b_m_lo)
+            b_c, b_hi = tl.split(b_c_hi)
+            b_los = b_los + (b_lo,)
+            b_his = b_his + (b_hi,)
+        else:
+            b_m, b_c = tl.split(b_rec)
+        b_ms = b_ms + (b_m,)
+        b_cs = b_cs + (b_c,)
+    return b_ms, b_cs, b_los, b_his
+
+
+@triton.jit
+def _apply_maps(
+    b_maps, b_h, p_states, o_start, m_col, HAS_BOUNDS: tl.constexpr, DESCENDING: tl.constexpr, GROUP: tl.constexpr
+):
+    """Record the state entering each of GROUP chunks and apply its map: the chain of pass 2."""
+    STEP: tl.constexpr = -1 if DESCENDING else 1
+    b_ms, b_cs, b_los, b_his = b_maps
+    p = p_states + o_start
+    for i in tl.static_range(GROUP):
+        tl.store(p + i * STEP, b_h, mask=m_col)
+        b_h = tl.fma(b_ms[i], b_h, b_cs[i])
+        if HAS_BOUNDS:  # a NaN stays NaN, as in the walk
+            b_h = tl.maximum(b_h, b_los[i], propagate_nan=tl.PropagateNan.ALL)
+            b_h = tl.minimum(b_h, b_his[i], propagate_nan=tl.PropagateNan.ALL)
+    return b_h
 
 
 @triton.jit
 def scan_carry_kernel(
-    p_maps,  # (2 or 4, n_chunks, n_cols) fp32 chunk maps: m, c (and lo, hi with HAS_BOUNDS)
+    p_maps,  # (n_cols, n_chunks, 4 or 2) fp32 chunk maps: m, c (and lo, hi with HAS_BOUNDS)
     p_init,  # (n_cols,) fp32 state entering the first chunk walked (unused unless HAS_INIT: 0)
-    p_states,  # (n_chunks, n_cols) fp32 output: the state entering each chunk
-    n_chunks,
+    p_states,  # (n_cols, n_chunks) fp32 output: the state entering each chunk
+    n_chunks,  # a multiple of 2 * GROUP (padding chunks hold identity maps)
     n_cols,
     HAS_INIT: tl.constexpr,
     HAS_BOUNDS: tl.constexpr,  # forward maps are clamped (lo, hi); backward maps are affine
@@ -215,40 +273,27 @@ def scan_carry_kernel(
     GROUP: tl.constexpr,  # chunks whose maps are loaded together
 ):
     """Pass 2: per column, apply the chunk maps in turn and record the state entering each chunk.
-    The maps of GROUP chunks are loaded before the first of them is applied; a chunk past the end
-    loads the identity map."""
+    A column's maps and states lie chunk after chunk, so a group's loads and stores are immediate
+    offsets from one address; the chunk count is a multiple of 2 * GROUP and columns past the end
+    read the last one's maps, so only the stores carry a mask. The maps of the next group are in
+    flight while the chain runs through the current one (two groups per iteration, so that no
+    register is copied between iterations)."""
     o_col = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m_col = o_col < n_cols
+    o_first = tl.minimum(o_col, n_cols - 1).to(tl.int64) * n_chunks
     b_h = tl.zeros([BLOCK], dtype=tl.float32)
     if HAS_INIT:
         b_h = tl.load(p_init + o_col, mask=m_col, other=0.0)
-    plane = tl.cast(n_chunks, tl.int64) * n_cols
-    for j0 in range(0, n_chunks, GROUP):
-        o_maps = ()
-        m_maps = ()
-        b_ms = ()
-        b_cs = ()
-        b_los = ()
-        b_his = ()
-        for i in tl.static_range(GROUP):
-            k = j0 + i
-            if DESCENDING:
-                k = n_chunks - 1 - k
-            m_map = tl.where(j0 + i < n_chunks, m_col, False)
-            o_map = tl.cast(k, tl.int64) * n_cols + o_col
-            b_ms = b_ms + (tl.load(p_maps + o_map, mask=m_map, other=1.0),)
-            b_cs = b_cs + (tl.load(p_maps + plane + o_map, mask=m_map, other=0.0),)
-            if HAS_BOUNDS:
-                b_los = b_los + (tl.load(p_maps + 2 * plane + o_map, mask=m_map, other=-BIG),)
-                b_his = b_his + (tl.load(p_maps + 3 * plane + o_map, mask=m_map, other=BIG),)
-            o_maps = o_maps + (o_map,)
-            m_maps = m_maps + (m_map,)
-        for i in tl.static_range(GROUP):
-            tl.store(p_states + o_maps[i], b_h, mask=m_maps[i])
-            b_h = tl.fma(b_ms[i], b_h, b_cs[i])
-            if HAS_BOUNDS:  # a NaN stays NaN, as in the walk
-                b_h = tl.maximum(b_h, b_los[i], propagate_nan=tl.PropagateNan.ALL)
-                b_h = tl.minimum(b_h, b_his[i], propagate_nan=tl.PropagateNan.ALL)
+    b_next = _load_maps(p_maps, _group_start(o_first, 0, n_chunks, DESCENDING), HAS_BOUNDS, DESCENDING, GROUP)
+    for j0 in range(0, n_chunks, 2 * GROUP):
+        o_now = _group_start(o_first, j0, n_chunks, DESCENDING)
+        o_later = _group_start(o_first, j0 + GROUP, n_chunks, DESCENDING)
+        b_later = _load_maps(p_maps, o_later, HAS_BOUNDS, DESCENDING, GROUP)
+        b_h = _apply_maps(b_next, b_h, p_states, o_now, m_col, HAS_BOUNDS, DESCENDING, GROUP)
+        # The first group of the next iteration; in the last one, the last group again (not used).
+        o_next = _group_start(o_first, tl.minimum(j0 + 2 * GROUP, n_chunks - GROUP), n_chunks, DESCENDING)
+        b_next = _load_maps(p_maps, o_next, HAS_BOUNDS, DESCENDING, GROUP)
+        b_h = _apply_maps(b_later, b_h, p_states, o_later, m_col, HAS_BOUNDS, DESCENDING, GROUP)
 
 
 @triton.jit
@@ -256,10 +301,11 @@ def scan_fwd_kernel(
     p_x,  # (T, B, H) input projections: neuron stride 1, strides stride_t and stride_b
     p_u,  # (H,) fp32 recurrent weights
     p_bias,  # (H,) fp32 bias (unused unless HAS_BIAS)
-    p_states,  # (n_chunks, B*H) fp32 state entering each chunk (pass 2)
+    p_states,  # (B*H, n_chunks) fp32 state entering each chunk (pass 2)
     p_lengths,  # (B,) int64 steps of each batch row (unused unless HAS_LENGTHS)
     p_h,  # (T, B, H) output states, x's dtype: neuron stride 1, strides stride_ht and stride_hb
     T,
+    n_chunks,  # chunks in p_states
     n_cols,
     H,
     stride_t,
@@ -282,7 +328,7 @@ def scan_fwd_kernel(
     b_len = T
     if HAS_LENGTHS:
         b_len = tl.load(p_lengths + o_col // H, mask=m_col, other=0)
-    b_h = tl.load(p_states + k.to(tl.int64) * n_cols + o_col, mask=m_col, other=0.0)
+    b_h = tl.load(p_states + o_col.to(tl.int64) * n_chunks + k, mask=m_col, other=0.0)
     stride_x = tl.cast(stride_t, tl.int64)
     stride_h = tl.cast(stride_ht, tl.int64)
     for s0 in range(k * CHUNK, k * CHUNK + CHUNK, SUB):
@@ -309,8 +355,9 @@ def scan_bwd_maps_kernel(
     p_dh,  # (T, B, H) gradient w.r.t. h, strides stride_dt and stride_db
     p_u,  # (H,) fp32 recurrent weights
     p_lengths,  # (B,) int64 steps of each batch row (unused unless HAS_LENGTHS)
-    p_maps,  # (2, n_chunks, B*H) fp32 output: each chunk's map D -> Cc + M D as M, Cc
+    p_maps,  # (B*H, n_chunks, 2) fp32 output: each chunk's map D -> Cc + M D as M, Cc
     T,
+    n_chunks,  # chunks in p_maps: cdiv(T, CHUNK) and a few past T (identity maps) for pass 2
     n_cols,
     H,
     stride_ht,
@@ -340,14 +387,13 @@ def scan_bwd_maps_kernel(
         b_hs, m_steps = _load_steps(p_h, o_h, s0, stride_h, T, m_col, b_len, SUB, REVERSE, HAS_LENGTHS)
         b_dhs, _ = _load_steps(p_dh, o_dh, s0, stride_d, T, m_col, b_len, SUB, REVERSE, HAS_LENGTHS)
         b_u, _ = _weights_after_loads(p_u, p_u, o_col, m_col, H, False)
+        b_zero = b_u - b_u
         for i in tl.static_range(SUB - 1, -1, -1):
-            b_gu, b_gdh = _back_coefficients(b_hs[i], b_dhs[i], b_u, m_steps[i])
+            b_gu, b_gdh = _back_coefficients(b_hs[i], b_dhs[i], b_u, b_zero, m_steps[i])
             b_cc = tl.fma(b_gu, b_cc, b_gdh)
             b_mm = b_gu * b_mm
-    o_map = k.to(tl.int64) * n_cols + o_col
-    plane = tl.cast(tl.cdiv(T, CHUNK), tl.int64) * n_cols
-    tl.store(p_maps + o_map, b_mm, mask=m_col)
-    tl.store(p_maps + plane + o_map, b_cc, mask=m_col)
+    o_map = (o_col.to(tl.int64) * n_chunks + k) * 2
+    tl.store(p_maps + o_map[:, None] + tl.arange(0, 2)[None, :], tl.join(b_mm, b_cc), mask=m_col[:, None])
 
 
 @triton.jit
@@ -356,13 +402,14 @@ def scan_bwd_kernel(
     p_dh,  # (T, B, H) gradient w.r.t. h (gradient into h_last already added), strides stride_dt, stride_db
     p_u,  # (H,) fp32 recurrent weights
     p_h0,  # (B*H,) fp32 initial state (unused unless HAS_H0)
-    p_states,  # (n_chunks, B*H) fp32 da entering each chunk from above (pass 2)
+    p_states,  # (B*H, n_chunks) fp32 da entering each chunk from above (pass 2)
     p_dx,  # (T, B, H) output: gradient w.r.t. x, h's dtype and strides
-    p_du_parts,  # (n_chunks, B*H) fp32 output: per chunk and column, the sum of da_t * h_{t-1}
-    p_db_parts,  # (n_chunks, B*H) fp32 output: per chunk and column, the sum of da_t
+    p_du_parts,  # (cdiv(T, CHUNK), B*H) fp32 output: per chunk and column, the sum of da_t * h_{t-1}
+    p_db_parts,  # (cdiv(T, CHUNK), B*H) fp32 output: per chunk and column, the sum of da_t
     p_dh0,  # (B*H,) fp32 output: gradient w.r.t. h0 (written by the first chunk)
     p_lengths,  # (B,) int64 steps of each batch row (unused unless HAS_LENGTHS)
     T,
+    n_chunks,  # chunks in p_states
     n_cols,
     H,
     stride_ht,
@@ -388,8 +435,7 @@ def scan_bwd_kernel(
     b_len = T
     if HAS_LENGTHS:
         b_len = tl.load(p_lengths + o_col // H, mask=m_col, other=0)
-    o_chunk = k.to(tl.int64) * n_cols + o_col
-    b_da = tl.load(p_states + o_chunk, mask=m_col, other=0.0)
+    b_da = tl.load(p_states + o_col.to(tl.int64) * n_chunks + k, mask=m_col, other=0.0)
     b_du = tl.zeros([BLOCK], dtype=tl.float32)
     b_db = tl.zeros([BLOCK], dtype=tl.float32)
     stride_h = tl.cast(stride_ht, tl.int64)
@@ -399,9 +445,10 @@ def scan_bwd_kernel(
         b_hs, m_steps = _load_steps(p_h, o_h, s0 - 1, stride_h, T, m_col, b_len, SUB + 1, REVERSE, HAS_LENGTHS)
         b_dhs, _ = _load_steps(p_dh, o_dh, s0, stride_d, T, m_col, b_len, SUB, REVERSE, HAS_LENGTHS)
         b_u, _ = _weights_after_loads(p_u, p_u, o_col, m_col, H, False)
+        b_zero = b_u - b_u
         for i in tl.static_range(SUB - 1, -1, -1):
             t = _walk_time(s0 + i, T, REVERSE)
-            b_gu, b_gdh = _back_coefficients(b_hs[i + 1], b_dhs[i], b_u, m_steps[i + 1])
+            b_gu, b_gdh = _back_coefficients(b_hs[i + 1], b_dhs[i], b_u, b_zero, m_steps[i + 1])
             b_da = tl.fma(b_gu, b_da, b_gdh)
             b_da_t = tl.where(m_steps[i + 1], b_da, 0.0)
             m_store = tl.where(s0 + i < T, m_col, False)
@@ -411,8 +458,9 @@ def scan_bwd_kernel(
     m_first = tl.where(k == 0, m_col, False)
     if HAS_H0:
         b_du += tl.where(m_first, b_da * tl.load(p_h0 + o_col, mask=m_first, other=0.0), 0.0)
-    tl.store(p_du_parts + o_chunk, b_du, mask=m_col)
-    tl.store(p_db_parts + o_chunk, b_db, mask=m_col)
+    o_part = k.to(tl.int64) * n_cols + o_col
+    tl.store(p_du_parts + o_part, b_du, mask=m_col)
+    tl.store(p_db_parts + o_part, b_db, mask=m_col)
     tl.store(p_dh0 + o_col, b_u * b_da, mask=m_first)
 
 
@@ -443,17 +491,18 @@ BACKWARD_CONFIG = ScanConfig(chunk=16, sub=16, block=128, warps=1, carry_block=3
 # The interpreter runs tiny shapes: short chunks so that a few dozen steps cross several of them,
 # two sub-chunks a chunk, and groups of two maps in the carry.
 INTERPRETER_CONFIG = ScanConfig(chunk=8, sub=4, block=32, warps=1, carry_block=32, carry_warps=1, group=2)
-# Passes 1 and 3 want at least this many one-warp programs per SM (memory latency is hidden by
-# other warps' loads); within that, longer chunks (up to MAX_SUBS sub-chunks) shorten pass 2.
-PROGRAMS_PER_SM = 8
+# Passes 1 and 3 want at least this many one-warp programs per SM: while one waits for its
+# sub-chunk's loads, the others compute (at 166 to 227 registers, 9 to 12 such programs fit on an
+# SM at once). Within that, longer chunks (up to MAX_SUBS sub-chunks) shorten pass 2.
+PROGRAMS_PER_SM = 6
 MAX_SUBS = 8
 
 
 def scan_config(T: int, n_cols: int, n_sm: int | None, backward: bool = False) -> ScanConfig:
     """The cut for T steps of n_cols columns on a GPU with n_sm SMs (None: the interpreter): the
     longest chunk, up to MAX_SUBS sub-chunks, that still gives passes 1 and 3 PROGRAMS_PER_SM
-    programs per SM. At T=1024, B=32, H=128 on 132 SMs: 32-step chunks, 1024 programs; at
-    T=65536, B=1, H=256: 64-step chunks, 2048 programs, 1024 chunks in pass 2."""
+    programs per SM. On 132 SMs: at T=1024, B=32, H=128, 32-step chunks and 1024 programs (the
+    backward too); at T=65536, B=1, H=256, 128-step chunks, 1024 programs, 512 chunks in pass 2."""
     if n_sm is None:
         return INTERPRETER_CONFIG
     config = BACKWARD_CONFIG if backward else FORWARD_CONFIG
@@ -461,12 +510,20 @@ def scan_config(T: int, n_cols: int, n_sm: int | None, backward: bool = False) -
     chunk = config.sub
     while chunk < MAX_SUBS * config.sub and triton.cdiv(T, 2 * chunk) * blocks >= PROGRAMS_PER_SM * n_sm:
         chunk *= 2
-    return ScanConfig(**{**config.__dict__, "chunk": chunk})
+    return replace(config, chunk=chunk)
 
 
 def _config_for(t: torch.Tensor, T: int, n_cols: int, backward: bool) -> ScanConfig:
     n_sm = torch.cuda.get_device_properties(t.device).multi_processor_count if t.is_cuda else None
     return scan_config(T, n_cols, n_sm, backward)
+
+
+def _chunk_counts(T: int, cfg: ScanConfig) -> tuple[int, int]:
+    """(chunks of T steps, chunks the maps and states hold): the second rounded up to a multiple of
+    2 * group for the carry; pass 1 gives the chunks past T identity maps (all their steps are
+    past T), pass 3 skips them."""
+    chunks = triton.cdiv(T, cfg.chunk)
+    return chunks, triton.cdiv(chunks, 2 * cfg.group) * 2 * cfg.group
 
 
 def _require_relu(act: int) -> None:
@@ -495,25 +552,25 @@ def scan_fwd(
     if T == 0 or n_cols == 0:
         return h
     cfg = config or _config_for(x, T, n_cols, backward=False)
-    n_chunks = triton.cdiv(T, cfg.chunk)
-    maps = torch.empty((4, n_chunks, n_cols), dtype=torch.float32, device=x.device)
-    states = torch.empty((n_chunks, n_cols), dtype=torch.float32, device=x.device)
-    grid = (n_chunks * triton.cdiv(n_cols, cfg.block),)
+    chunks, n_chunks = _chunk_counts(T, cfg)
+    maps = torch.empty((n_cols, n_chunks, 4), dtype=torch.float32, device=x.device)
+    states = torch.empty((n_cols, n_chunks), dtype=torch.float32, device=x.device)
+    blocks = triton.cdiv(n_cols, cfg.block)
     flags = dict(HAS_BIAS=bias is not None, HAS_LENGTHS=lengths is not None, REVERSE=reverse)
     meta = dict(BLOCK=cfg.block, CHUNK=cfg.chunk, SUB=cfg.sub, num_warps=cfg.warps, enable_fp_fusion=True)
     bias_arg = u if bias is None else bias
     lengths_arg = u if lengths is None else lengths
-    scan_fwd_maps_kernel[grid](
-        x, u, bias_arg, lengths_arg, maps, T, n_cols, H, x.stride(0), x.stride(1), **flags, **meta
+    scan_fwd_maps_kernel[(n_chunks * blocks,)](
+        x, u, bias_arg, lengths_arg, maps, T, n_chunks, n_cols, H, x.stride(0), x.stride(1), **flags, **meta
     )
     scan_carry_kernel[(triton.cdiv(n_cols, cfg.carry_block),)](
         maps, u if h0 is None else h0, states, n_chunks, n_cols,
         HAS_INIT=h0 is not None, HAS_BOUNDS=True, DESCENDING=False, BLOCK=cfg.carry_block, GROUP=cfg.group,
         num_warps=cfg.carry_warps, enable_fp_fusion=True,
     )  # fmt: skip
-    scan_fwd_kernel[grid](
+    scan_fwd_kernel[(chunks * blocks,)](
         x, u, bias_arg, states, lengths_arg, h,
-        T, n_cols, H, x.stride(0), x.stride(1), h.stride(0), h.stride(1), **flags, **meta,
+        T, n_chunks, n_cols, H, x.stride(0), x.stride(1), h.stride(0), h.stride(1), **flags, **meta,
     )  # fmt: skip
     return h
 
@@ -542,24 +599,26 @@ def scan_bwd(
         zeros = torch.zeros(H, dtype=torch.float32, device=h.device)
         return dx, zeros, zeros.clone(), dh0
     cfg = config or _config_for(h, T, n_cols, backward=True)
-    n_chunks = triton.cdiv(T, cfg.chunk)
-    maps = torch.empty((2, n_chunks, n_cols), dtype=torch.float32, device=h.device)
-    states = torch.empty((n_chunks, n_cols), dtype=torch.float32, device=h.device)
-    parts = torch.empty((2, n_chunks, B, H), dtype=torch.float32, device=h.device)
-    grid = (n_chunks * triton.cdiv(n_cols, cfg.block),)
+    chunks, n_chunks = _chunk_counts(T, cfg)
+    maps = torch.empty((n_cols, n_chunks, 2), dtype=torch.float32, device=h.device)
+    states = torch.empty((n_cols, n_chunks), dtype=torch.float32, device=h.device)
+    parts = torch.empty((2, chunks, B, H), dtype=torch.float32, device=h.device)
+    blocks = triton.cdiv(n_cols, cfg.block)
     strides = (h.stride(0), h.stride(1), dh.stride(0), dh.stride(1))
     flags = dict(HAS_LENGTHS=lengths is not None, REVERSE=reverse)
     meta = dict(BLOCK=cfg.block, CHUNK=cfg.chunk, SUB=cfg.sub, num_warps=cfg.warps, enable_fp_fusion=True)
     lengths_arg = u if lengths is None else lengths
-    scan_bwd_maps_kernel[grid](h, dh, u, lengths_arg, maps, T, n_cols, H, *strides, **flags, **meta)
+    scan_bwd_maps_kernel[(n_chunks * blocks,)](
+        h, dh, u, lengths_arg, maps, T, n_chunks, n_cols, H, *strides, **flags, **meta
+    )
     scan_carry_kernel[(triton.cdiv(n_cols, cfg.carry_block),)](
         maps, u, states, n_chunks, n_cols,
         HAS_INIT=False, HAS_BOUNDS=False, DESCENDING=True, BLOCK=cfg.carry_block, GROUP=cfg.group,
         num_warps=cfg.carry_warps, enable_fp_fusion=True,
     )  # fmt: skip
-    scan_bwd_kernel[grid](
+    scan_bwd_kernel[(chunks * blocks,)](
         h, dh, u, u if h0 is None else h0, states, dx, parts[0], parts[1], dh0, lengths_arg,
-        T, n_cols, H, *strides, HAS_H0=h0 is not None, **flags, **meta,
+        T, n_chunks, n_cols, H, *strides, HAS_H0=h0 is not None, **flags, **meta,
     )  # fmt: skip
     # A plain sum over chunks and batch rows: the same order every time.
     return dx, parts[0].sum((0, 1)), parts[1].sum((0, 1)), dh0

@@ -39,19 +39,29 @@ from kernels.sequential import recurrence_bwd, recurrence_fwd
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = {torch.float32: 2e-5, torch.float16: 5e-3, torch.bfloat16: 4e-2}
+# Gradients in fp32 are equal up to rounding that the backward chain carries over T steps (and
+# amplifies where |u| > 1): the suite's fp32 tolerance. States are held to 1e-6.
+FP32_GRAD = 1e-5
 
 
 def rel_error(got: torch.Tensor, want: torch.Tensor) -> float:
     return ((got.double() - want.double()).norm() / want.double().norm().clamp_min(1e-30)).item()
 
 
-def make_inputs(T, B, H, device, dtype=torch.float32, seed=0):
-    """Fresh inputs with the u that stress the scan: u = 0 (0 * bound), negative u (bounds swap)
-    and |u| > 1 (slopes grow), beside u in (-1, 1)."""
+def sum_error(got: torch.Tensor, want: torch.Tensor, da: torch.Tensor, h_max: float, name: str) -> float:
+    """The error of du (sum over t and b of da * h_prev) or dbias (of da), whose terms may nearly
+    cancel: measured against the sum of the terms' magnitudes, per neuron."""
+    scale = da.double().abs().sum((0, 1)) * (h_max if name == "u" else 1.0)
+    return ((got.double() - want.double()).abs() / scale.clamp_min(1e-30)).max().item()
+
+
+def make_inputs(T, B, H, device, dtype=torch.float32, seed=0, u_big=1.3):
+    """Inputs with the u that stress the scan: u = 0 (0 * bound), negative u (bounds swap) and
+    |u| > 1 (slopes grow: u_big, and -1.2), beside u in (-1, 1)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(T, B, H, generator=g).to(device, dtype)
     u = torch.empty(H).uniform_(-1.0, 1.0, generator=g)
-    u[: min(H, 4)] = torch.tensor([0.0, -1.2, 1.3, -0.5])[: min(H, 4)]
+    u[: min(H, 4)] = torch.tensor([0.0, -1.2, u_big, -0.5])[: min(H, 4)]
     h0 = torch.randn(B, H, generator=g)
     bias = torch.randn(H, generator=g) * 0.3
     return x, u.to(device), h0.to(device), bias.to(device)
@@ -90,7 +100,9 @@ def test_scan_matches_walk_and_float64(T, B, H, reverse, with_lengths, with_h0, 
     h0, bias = (h0 if with_h0 else None), (bias if with_bias else None)
     lengths = lengths_for(T, B, device) if with_lengths else None
     w_h = torch.randn(x.shape, dtype=torch.float64, device=device)
-    w_last = torch.randn(x.shape[1:], dtype=torch.float64, device=device)
+    # Same sign as w_h at the last step: autograd adds the two in fp32 there, and a nearly cancelling
+    # pair would be rounded far above the precision of the result.
+    w_last = torch.randn(x.shape[1:], dtype=torch.float64, device=device).abs() * w_h[-1].sign()
     runs = {
         schedule: forward_backward(
             lambda *a, s=schedule: indrnn_recurrence(*a, backend=backend, lengths=lengths, reverse=reverse, schedule=s),
@@ -114,11 +126,17 @@ def test_scan_matches_walk_and_float64(T, B, H, reverse, with_lengths, with_h0, 
         assert rel_error(got, walk) < 1e-6 and rel_error(got, ref) < 1e-6
     if with_lengths:  # steps past a row's length output exactly 0
         assert (h[torch.arange(T, device=device)[:, None] >= lengths] == 0).all()
+    h_max = max(want[0].abs().max().item(), 0.0 if h0 is None else h0.abs().max().item())
     for name, got, walk, ref in zip(("x", "u", "h0", "bias"), grads, grads_walk, want[2], strict=True):
         if ref is None:
             assert got is None
-            continue
-        assert rel_error(got, walk) < 2e-6 and rel_error(got, ref) < 2e-6, name
+        elif name in ("u", "bias"):
+            da = want[2][0]  # the gradient of x is da
+            assert (
+                sum_error(got, walk, da, h_max, name) < FP32_GRAD and sum_error(got, ref, da, h_max, name) < FP32_GRAD
+            )
+        else:
+            assert rel_error(got, walk) < FP32_GRAD and rel_error(got, ref) < FP32_GRAD, name
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
@@ -162,7 +180,7 @@ def test_every_cut_matches_the_walk(config, reverse, device):
     got = scan_bwd(h_walk, dh, u, h0, 0, lengths, reverse, config=config)
     want = recurrence_bwd(h_walk, dh, u, h0, 0, lengths, reverse)
     for name, g, w in zip(("dx", "du", "dbias", "dh0"), got, want, strict=True):
-        assert rel_error(g, w) < 2e-6, name
+        assert rel_error(g, w) < FP32_GRAD, name
 
 
 def test_batch_first_strides(device):
@@ -204,19 +222,33 @@ def test_gradients_repeat_bit_for_bit(backend, device):
 @pytest.mark.parametrize("T", [3, 70, 81])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_torch_chunked_form_equals_the_loop(T, reverse):
-    """The torch chunked form against the torch loop: equal up to fp32 rounding (h and every
-    gradient), at T with no whole chunks (3), whole chunks and a tail (70), and a square (81)."""
-    x, u, h0, bias = make_inputs(T, 4, 10, "cpu")
+    """The torch chunked form against the torch loop and the float64 reference, h and every
+    gradient, at T with no whole chunks (3), whole chunks and a tail (70), and a square (81).
+    Each is within fp32 rounding of float64; the two fp32 forms round differently, so they may
+    differ by twice that. The largest u is 1.05: over 81 steps 1.3 would grow the backward chain's
+    terms 2e9-fold, and their nearly cancelling sums then round far above the result's precision."""
+    x, u, h0, bias = make_inputs(T, 4, 10, "cpu", u_big=1.05)
     lengths = lengths_for(T, 4, "cpu")
-    dh = torch.randn_like(x)
+    dh = torch.randn(x.shape, dtype=torch.float64)
     runs = []
-    for fn in (recurrence_chunked, lambda *a, **k: recurrence_loop(*a, "relu", **k)):
-        leaves = [t.clone().requires_grad_() for t in (x, u, h0, bias)]
+    for fn, cast in (
+        (recurrence_chunked, torch.clone),
+        (lambda *a, **k: recurrence_loop(*a, "relu", **k), torch.clone),
+        (recurrence_reference, lambda t: t.double()),
+    ):
+        leaves = [cast(t).requires_grad_() for t in (x, u, h0, bias)]
         h, h_last = fn(*leaves, lengths=lengths, reverse=reverse)
-        (h * dh).sum().backward()
+        (h * dh.to(h.dtype)).sum().backward()
         runs.append((h, h_last, *[t.grad for t in leaves]))
-    for got, want in zip(*runs, strict=True):
-        assert rel_error(got, want) < 1e-6
+    chunked, loop, want = runs
+    h_max = max(want[0].abs().max().item(), h0.abs().max().item())
+    for name, got, walk, ref in zip(("h", "h_last", "x", "u", "h0", "bias"), chunked, loop, want, strict=True):
+        if name in ("u", "bias"):
+            errors = sum_error(got, ref, want[2], h_max, name), sum_error(got, walk, want[2], h_max, name)
+        else:
+            errors = rel_error(got, ref), rel_error(got, walk)
+        tolerance = 1e-6 if name in ("h", "h_last") else FP32_GRAD
+        assert errors[0] < tolerance and errors[1] < 2 * tolerance, (name, errors)
 
 
 def test_torch_chunked_form_against_float64():
@@ -345,13 +377,13 @@ def test_compiled_scan_traces_whole(monkeypatch, device):
 
 
 def test_cut_fills_the_device():
-    """Passes 1 and 3 get PROGRAMS_PER_SM programs per SM at the paper's size and at B=1, H=256,
-    T=65536, with chunks as long as that allows."""
-    paper = scan_config(1024, 32 * 128, 132)
-    assert (paper.chunk, triton.cdiv(1024, paper.chunk) * triton.cdiv(32 * 128, paper.block)) == (32, 1024)
-    long = scan_config(65536, 256, 132)
-    assert (long.chunk, triton.cdiv(65536, long.chunk) * triton.cdiv(256, long.block)) == (64, 2048)
-    assert scan_config(65536, 256, 132, backward=True).chunk == 64
+    """Passes 1 and 3 get at least PROGRAMS_PER_SM programs per SM at the paper's size and at B=1,
+    H=256, T=65536, with chunks as long as that allows."""
+    for backward in (False, True):
+        paper = scan_config(1024, 32 * 128, 132, backward)
+        assert (paper.chunk, triton.cdiv(1024, paper.chunk) * triton.cdiv(32 * 128, paper.block)) == (32, 1024)
+        long = scan_config(65536, 256, 132, backward)
+        assert (long.chunk, triton.cdiv(65536, long.chunk) * triton.cdiv(256, long.block)) == (128, 1024)
     assert scan_config(100, 256, None) == INTERPRETER_CONFIG
 
 
@@ -378,12 +410,24 @@ def _launch_jobs(dtypes, ccs):
     return jobs
 
 
+# Widest fp32 access, loads and stores: four columns a thread in passes 1 and 3; a chunk's map
+# record (4 numbers forward, 2 backward) in the maps' stores and the carry's loads.
+FP32_WIDTHS = {
+    "scan_fwd_maps": (128, 128),
+    "scan_fwd": (128, 128),
+    "scan_bwd_maps": (128, 64),
+    "scan_bwd": (128, 128),
+}
+
+
 def _no_spills_and_wide_loads(jobs):
     for job, facts in zip(jobs, compile_facts(jobs), strict=True):
         assert facts.spill_bytes == 0 and facts.stack_bytes == 0, (job, facts)
         assert 0 < facts.registers <= 255, (job, facts)
-        if job["name"] != "scan_carry" and job["dtype"] == "fp32":  # four fp32 columns a thread
-            assert facts.load_width_bits == 128 and facts.store_width_bits == 128, (job, facts)
+        if job["dtype"] == "fp32":
+            carry_record = 128 if job["config"].get("HAS_BOUNDS", True) else 64
+            widths = FP32_WIDTHS.get(job["name"], (carry_record, 32))
+            assert (facts.load_width_bits, facts.store_width_bits) == widths, (job, facts)
 
 
 def test_launch_cuts_compile_without_spills_fp32():
@@ -412,7 +456,9 @@ for job in json.load(sys.stdin):
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
         f.flush()
-        out[job["name"]] = subprocess.run([cuobjdump, "-sass", f.name], capture_output=True, text=True, check=True).stdout
+        out[job["name"] + " " + job["dtype"]] = subprocess.run(
+            [cuobjdump, "-sass", f.name], capture_output=True, text=True, check=True
+        ).stdout
 print(json.dumps(out))
 """
 
@@ -444,10 +490,10 @@ def loads_before_first_use(sass: str) -> list[tuple[int, int]]:
 
 
 def test_sm90_code_issues_a_sub_chunk_of_loads_before_the_first_use():
-    """In the sm_90 code of every pass 1 and 3, all SUB loads of a sub-chunk (SUB + 1 for the
-    backward's h) are issued before the chain first uses one; the carry issues its GROUP maps'
-    loads before the first apply."""
-    jobs = [j for j in _launch_jobs(("fp32",), (90,)) if j["name"] != "scan_carry"]
+    """In the sm_90 code of every pass 1 and 3, in fp32 and bf16, all SUB loads of a sub-chunk
+    (SUB + 1 for the backward's h) are issued before the chain first uses one; the carry has the
+    next GROUP chunks' maps in flight when its chain starts on a group."""
+    jobs = [j for j in _launch_jobs(("fp32", "bf16"), (90,)) if j["name"] != "scan_carry"]
     jobs += [dict(name="scan_carry", dtype="fp32", cc=90, config={"BLOCK": 32, "GROUP": 16, "num_warps": 1})]
     env = {**os.environ, "TRITON_INTERPRET": "0"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -461,8 +507,8 @@ def test_sm90_code_issues_a_sub_chunk_of_loads_before_the_first_use():
         "scan_fwd": FORWARD_CONFIG.sub,
         "scan_bwd_maps": 2 * BACKWARD_CONFIG.sub,
         "scan_bwd": 2 * BACKWARD_CONFIG.sub + 1,
-        "scan_carry": 4 * 16,
+        "scan_carry": 16,  # the next group's maps, one 128-bit load a chunk
     }
-    for name, loads in expected.items():
-        [(issued, before_use)] = loads_before_first_use(sass[name])
-        assert before_use >= loads, (name, issued, before_use)
+    for job in jobs:
+        [(issued, before_use)] = loads_before_first_use(sass[job["name"] + " " + job["dtype"]])
+        assert before_use >= expected[job["name"]], (job, issued, before_use)
