@@ -38,7 +38,8 @@ from kernels.scan import (
 from kernels.sequential import recurrence_bwd, recurrence_fwd
 
 ROOT = Path(__file__).resolve().parents[1]
-TOLERANCE = {torch.float32: 2e-5, torch.float16: 5e-3, torch.bfloat16: 4e-2}
+# Relative error allowed for 16-bit storage (10 and 7 mantissa bits; every state is rounded).
+HALF_TOLERANCE = {torch.float16: 5e-3, torch.bfloat16: 4e-2}
 # Gradients in fp32 are equal up to rounding that the backward chain carries over T steps (and
 # amplifies where |u| > 1): the suite's fp32 tolerance. States are held to 1e-6.
 FP32_GRAD = 1e-5
@@ -103,23 +104,18 @@ def test_scan_matches_walk_and_float64(T, B, H, reverse, with_lengths, with_h0, 
     # Same sign as w_h at the last step: autograd adds the two in fp32 there, and a nearly cancelling
     # pair would be rounded far above the precision of the result.
     w_last = torch.randn(x.shape[1:], dtype=torch.float64, device=device).abs() * w_h[-1].sign()
+
+    def run(fn, cast):
+        return forward_backward(fn, x, u, h0, bias, w_h, w_last, cast)
+
     runs = {
-        schedule: forward_backward(
+        schedule: run(
             lambda *a, s=schedule: indrnn_recurrence(*a, backend=backend, lengths=lengths, reverse=reverse, schedule=s),
-            x,
-            u,
-            h0,
-            bias,
-            w_h,
-            w_last,
             lambda t: t.detach().clone(),
-        )  # fmt: skip
+        )
         for schedule in ("scan", "sequential")
     }
-    want = forward_backward(
-        lambda *a: recurrence_reference(*a, lengths=lengths, reverse=reverse),
-        x, u, h0, bias, w_h, w_last, lambda t: t.detach().double(),
-    )  # fmt: skip
+    want = run(lambda *a: recurrence_reference(*a, lengths=lengths, reverse=reverse), lambda t: t.detach().double())
     (h, h_last, grads), (h_walk, h_last_walk, grads_walk) = runs["scan"], runs["sequential"]
     assert h.dtype == x.dtype and h.shape == x.shape
     for got, walk, ref in ((h, h_walk, want[0]), (h_last, h_last_walk, want[1])):
@@ -132,9 +128,8 @@ def test_scan_matches_walk_and_float64(T, B, H, reverse, with_lengths, with_h0, 
             assert got is None
         elif name in ("u", "bias"):
             da = want[2][0]  # the gradient of x is da
-            assert (
-                sum_error(got, walk, da, h_max, name) < FP32_GRAD and sum_error(got, ref, da, h_max, name) < FP32_GRAD
-            )
+            errors = sum_error(got, walk, da, h_max, name), sum_error(got, ref, da, h_max, name)
+            assert max(errors) < FP32_GRAD, (name, errors)
         else:
             assert rel_error(got, walk) < FP32_GRAD and rel_error(got, ref) < FP32_GRAD, name
 
@@ -152,9 +147,9 @@ def test_half_precision_storage(dtype, device):
     h_ref, _ = recurrence_reference(*ref, lengths=lengths)
     h_ref.backward(dh.double())
     assert h.dtype == dtype and leaves[0].grad.dtype == dtype
-    assert rel_error(h, h_ref) < TOLERANCE[dtype]
+    assert rel_error(h, h_ref) < HALF_TOLERANCE[dtype]
     for leaf, r in zip(leaves, ref, strict=True):
-        assert rel_error(leaf.grad, r.grad) < 2 * TOLERANCE[dtype]
+        assert rel_error(leaf.grad, r.grad) < 2 * HALF_TOLERANCE[dtype]
 
 
 CUTS = [
@@ -191,10 +186,10 @@ def test_batch_first_strides(device):
     u, bias = torch.rand(H, device=device) * 2 - 1, torch.randn(H, device=device)
     x = base.transpose(0, 1)
     for schedule in ("scan", "sequential"):
-        leaf = x.clone().transpose(0, 1).contiguous().transpose(0, 1).requires_grad_()
+        leaf = x.clone().requires_grad_()  # clone keeps the batch-first strides
         h, _ = indrnn_recurrence(leaf, u, bias=bias, backend="triton", schedule=schedule)
         h.backward(torch.ones_like(h))
-        assert h.stride() == (H, T * H, 1)
+        assert leaf.stride() == h.stride() == leaf.grad.stride() == (H, T * H, 1)
         if schedule == "scan":
             h_scan, dx_scan = h.detach(), leaf.grad
     assert rel_error(h_scan, h) < 1e-6 and rel_error(dx_scan, leaf.grad) < 1e-6
