@@ -4,7 +4,7 @@ from kernels import op  # noqa: F401 - registers the indrnn:: custom operators t
 from kernels.common import interpreter_enabled
 from kernels.constraint import clamp_recurrent_weight_, init_recurrent_weight_, recurrent_bound
 from kernels.layers import IndRec, IndRNN
-from kernels.recurrence import indrnn_recurrence, resolve_backend
+from kernels.recurrence import indrnn_recurrence, resolve_backend, resolve_schedule
 from kernels.reference import recurrence_reference
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "recurrence_reference",
     "recurrent_bound",
     "resolve_backend",
+    "resolve_schedule",
 ]

@@ -26,6 +26,13 @@ from triton.compiler import ASTSource
 from triton.runtime.autotuner import Autotuner
 
 from kernels.common import interpreter_enabled
+from kernels.scan import (
+    scan_bwd_kernel,
+    scan_bwd_maps_kernel,
+    scan_carry_kernel,
+    scan_fwd_kernel,
+    scan_fwd_maps_kernel,
+)
 from kernels.sequential import recurrence_bwd_kernel, recurrence_fwd_kernel
 
 DTYPES = ("fp32", "fp16", "bf16")
@@ -43,6 +50,15 @@ KERNELS = {
         {"HAS_BIAS": True, "HAS_H0": True, "HAS_LENGTHS": False, "REVERSE": False, "ACT": 0},
     ),
     "recurrence_bwd": (recurrence_bwd_kernel, {"HAS_H0": True, "HAS_LENGTHS": False, "REVERSE": False, "ACT": 0}),
+    # The chunked scan's passes (kernels/scan.py). Under REPORT_CONFIG a chunk is one sub-chunk of
+    # CHUNK steps (SUB = 8), and the carry has four columns a thread where its launcher gives it one,
+    # so it takes groups of 4 chunk maps (two in flight) rather than 16. The backward's carry is the
+    # same kernel without bounds, walking down.
+    "scan_fwd_maps": (scan_fwd_maps_kernel, {"HAS_BIAS": True, "HAS_LENGTHS": False, "REVERSE": False, "SUB": 8}),
+    "scan_carry": (scan_carry_kernel, {"HAS_INIT": True, "HAS_BOUNDS": True, "DESCENDING": False, "GROUP": 4}),
+    "scan_fwd": (scan_fwd_kernel, {"HAS_BIAS": True, "HAS_LENGTHS": False, "REVERSE": False, "SUB": 8}),
+    "scan_bwd_maps": (scan_bwd_maps_kernel, {"HAS_LENGTHS": False, "REVERSE": False, "SUB": 8}),
+    "scan_bwd": (scan_bwd_kernel, {"HAS_H0": True, "HAS_LENGTHS": False, "REVERSE": False, "SUB": 8}),
 }
 
 # The configuration reported for each kernel: the large-size one of the autotune space.

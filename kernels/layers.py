@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from kernels.constraint import clamp_recurrent_weight_, init_recurrent_weight_, recurrent_bound
-from kernels.recurrence import BACKENDS, _check_lengths, indrnn_recurrence
+from kernels.recurrence import BACKENDS, _check_lengths, check_schedule, indrnn_recurrence
 from kernels.reference import ACTIVATIONS, valid_steps
 
 ARCHITECTURES = ("plain", "residual", "dense")
@@ -70,13 +70,23 @@ class IndRec(nn.Module):
         backend: str = "auto",
         lengths: torch.Tensor | None = None,
         reverse: bool = False,
+        schedule: str = "auto",
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (T, B, H) (any time and batch strides), h0: (B, H) or None, lengths: (B,) or None,
-        reverse: walk time backwards. Returns (h of shape (T, B, H), h_last of shape (B, H))."""
+        reverse: walk time backwards, schedule: as in `indrnn_recurrence`. Returns (h of shape
+        (T, B, H), h_last of shape (B, H))."""
         if self.norm is not None:
             x = self._normalise(x, lengths)
         return indrnn_recurrence(
-            x, self.weight_hh, h0, self.bias, self.activation, backend, lengths=lengths, reverse=reverse
+            x,
+            self.weight_hh,
+            h0,
+            self.bias,
+            self.activation,
+            backend,
+            lengths=lengths,
+            reverse=reverse,
+            schedule=schedule,
         )
 
     def _normalise(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
@@ -152,6 +162,8 @@ class IndRNN(nn.Module):
             and `clamp_recurrent_weights_` keeps |u| within gamma^(1/seq_len); otherwise the
             bound is 1.
         backend: "auto", "triton" or "torch", as in `indrnn_recurrence`; may be changed later.
+        schedule: "auto", "sequential" or "scan" (relu only), as in `indrnn_recurrence`; may be
+            changed later.
 
     Forward: `output, h_n = model(input, h0=None, lengths=None)`
         input: (T, B, I), or (B, T, I) with batch_first; (T, I), one unbatched sequence, to
@@ -191,6 +203,7 @@ class IndRNN(nn.Module):
         seq_len: int | None = None,
         gamma: float = 2.0,
         backend: str = "auto",
+        schedule: str = "auto",
     ) -> None:
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
@@ -202,6 +215,7 @@ class IndRNN(nn.Module):
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        check_schedule(schedule, activation)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
         if architecture == "residual" and num_layers % 2 == 0:
@@ -223,6 +237,7 @@ class IndRNN(nn.Module):
         self.num_directions = 2 if bidirectional else 1
         self.architecture = architecture
         self.backend = backend
+        self.schedule = schedule
         self.recurrent_max = 1.0 if seq_len is None else recurrent_bound(seq_len, gamma)
         self.seq_len, self.gamma = seq_len, gamma
         self.dropout = nn.Dropout(dropout)
@@ -354,7 +369,9 @@ class IndRNN(nn.Module):
             return next(projections)(x if first else self.dropout(x))
 
         def indrec(x: torch.Tensor, reverse: bool = False) -> torch.Tensor:
-            h, h_last = next(recurrences)(time_first(x), next(states_in), self.backend, device_lengths, reverse)
+            h, h_last = next(recurrences)(
+                time_first(x), next(states_in), self.backend, device_lengths, reverse, self.schedule
+            )
             states_out.append(h_last)
             return time_first(h)
 

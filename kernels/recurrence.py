@@ -1,11 +1,12 @@
-"""The public IndRNN recurrence: input checks, the choice of backend, and the call.
+"""The public IndRNN recurrence: input checks, the choice of backend and schedule, and the call.
 
     h_t = act(x_t + u * h_{t-1} + bias),    x: (T, B, H),  u, bias: (H,),  h0: (B, H)
 
-The Triton kernels (kernels/sequential.py) are reached through kernels/op.py: a plain
+Two schedules compute it: the sequential walk over time (Triton kernels in kernels/sequential.py,
+the eager loop of kernels/loop.py) and, for relu, the chunked scan that is parallel in time
+(kernels/scan.py, both backends). The Triton kernels are reached through kernels/op.py: a plain
 autograd.Function in eager calls, the custom operators that torch.compile traces while it
-compiles; the torch backend is the eager loop of kernels/loop.py and the reference the plain
-loop of kernels/reference.py.
+compiles. The reference is the plain loop of kernels/reference.py.
 """
 
 from __future__ import annotations
@@ -16,11 +17,25 @@ from kernels.common import ACT_CODES, triton_unavailable_reason
 from kernels.loop import recurrence_loop
 from kernels.op import triton_recurrence
 from kernels.reference import ACTIVATIONS, last_state, recurrence_reference
+from kernels.scan import recurrence_chunked
 
 BACKENDS = ("auto", "triton", "torch", "reference")
+SCHEDULES = ("auto", "sequential", "scan")
+
+# The rule of schedule="auto" (relu only). The walk is worth parallelising in time from
+# SCAN_MIN_STEPS dependent steps, which outweigh the scan's two extra launches. On a GPU the
+# sequential kernels give a column to a thread, so B*H columns are B*H/32 warps: the scan is taken
+# while that is fewer than FILL_WARPS_PER_SM warps per SM, too few to hide memory latency. On a CPU
+# the torch loop spends two ops per step on (B, H) slices, the chunked form about 7 ops per sqrt(T)
+# steps on (sqrt(T), B, H) ones: a win while the slices are small enough that an op costs its
+# dispatch, not its arithmetic. Timed on a 2-core Xeon with one thread at T = 1024 (forward, and
+# forward with backward), the chunked form won at 128 to 1024 columns and broke even near 2048.
+SCAN_MIN_STEPS = 256
+FILL_WARPS_PER_SM = 4
+CPU_SCAN_MAX_COLUMNS = 1024
 
 
-def _check_inputs(x, u, h0, bias, activation, backend) -> None:
+def _check_inputs(x, u, h0, bias, activation, backend, schedule) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 3:
@@ -45,6 +60,15 @@ def _check_inputs(x, u, h0, bias, activation, backend) -> None:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check_schedule(schedule, activation)
+
+
+def check_schedule(schedule: str, activation: str) -> None:
+    """Raise unless `schedule` is one of SCHEDULES and can compute `activation`."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if schedule == "scan" and activation != "relu":
+        raise ValueError(f"schedule='scan' needs activation='relu' ({activation} is not piecewise linear)")
 
 
 def resolve_backend(x: torch.Tensor, backend: str) -> str:
@@ -55,6 +79,33 @@ def resolve_backend(x: torch.Tensor, backend: str) -> str:
     if backend == "triton" and reason:
         raise RuntimeError(f"backend='triton' cannot run: {reason}")
     return backend
+
+
+def scan_pays(T: int, n_cols: int, device: torch.device) -> bool:
+    """The auto rule for a relu recurrence of T steps over n_cols = B*H columns on `device`: the
+    walk is long (T >= SCAN_MIN_STEPS) and its columns cannot fill the device (on CUDA fewer than
+    FILL_WARPS_PER_SM warps of 32 columns per SM, elsewhere at most CPU_SCAN_MAX_COLUMNS)."""
+    if T < SCAN_MIN_STEPS:
+        return False
+    if device.type == "cuda":
+        return n_cols < FILL_WARPS_PER_SM * 32 * torch.cuda.get_device_properties(device).multi_processor_count
+    return n_cols <= CPU_SCAN_MAX_COLUMNS
+
+
+def resolve_schedule(x: torch.Tensor, activation: str = "relu", backend: str = "auto", schedule: str = "auto") -> str:
+    """The schedule, "sequential" or "scan", that `indrnn_recurrence(x, ..., activation=activation,
+    backend=backend, schedule=schedule)` runs; raise if "scan" cannot. tanh always walks (it is not
+    piecewise linear), and so does the reference (it is the definition)."""
+    check_schedule(schedule, activation)
+    backend = resolve_backend(x, backend)
+    if schedule == "scan":
+        if backend == "reference":
+            raise ValueError("schedule='scan' runs on the triton and torch backends; the reference is the plain loop")
+        return "scan"
+    if schedule == "sequential" or activation != "relu" or backend == "reference":
+        return "sequential"
+    T, B, H = x.shape
+    return "scan" if scan_pays(T, B * H, x.device) else "sequential"
 
 
 def _check_lengths(lengths: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
@@ -85,6 +136,7 @@ def indrnn_recurrence(
     *,
     lengths: torch.Tensor | None = None,
     reverse: bool = False,
+    schedule: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The IndRNN recurrence h_t = act(x_t + u * h_{t-1} + bias) over all t.
 
@@ -106,22 +158,29 @@ def indrnn_recurrence(
             gradient.
         reverse: walk time backwards, t = T-1 .. 0 (each row from its own last step): the
             backward direction of a bidirectional layer. h keeps time order.
+        schedule: "sequential" (walk time step by step), "scan" (relu only: the chunked scan of
+            kernels/scan.py, parallel in time, equal to the walk up to fp32 rounding) or "auto"
+            (the scan where the walk is long and its columns cannot fill the device: see
+            `scan_pays`; `resolve_schedule` says which runs).
 
     Returns:
         h: (T, B, H) every state, in x's dtype (with the triton backend, in x's memory order).
         h_last: (B, H) the final state: h at each row's last step (t = 0 with reverse); h0, or
         zeros, when T = 0. Gradients flow into x, u, h0 and bias from both outputs.
     """
-    _check_inputs(x, u, h0, bias, activation, backend)
+    _check_inputs(x, u, h0, bias, activation, backend, schedule)
     lengths = _check_lengths(lengths, x)
     T, B, H = x.shape
     if T == 0:
         h_last = x.new_zeros((B, H)) if h0 is None else h0.to(x.dtype)
         return x.new_empty((0, B, H)), h_last
+    scan = resolve_schedule(x, activation, backend, schedule) == "scan"
     backend = resolve_backend(x, backend)
     if backend == "reference":
         return recurrence_reference(x, u, h0, bias, activation, lengths=lengths, reverse=reverse)
+    if backend == "torch" and scan:
+        return recurrence_chunked(x, u, h0, bias, lengths=lengths, reverse=reverse)
     if backend == "torch":
         return recurrence_loop(x, u, h0, bias, activation, lengths=lengths, reverse=reverse)
-    h = triton_recurrence(x, u, h0, bias, lengths, ACT_CODES[activation], reverse)
+    h = triton_recurrence(x, u, h0, bias, lengths, ACT_CODES[activation], reverse, scan)
     return h, last_state(h, lengths, reverse)
