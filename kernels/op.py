@@ -87,7 +87,7 @@ def recurrence_backward(h, dh, u, h0, lengths, act, reverse, scan=False):
     """dx (h's dtype, laid out as `states_like(h)`), du (H,), dbias (H,), dh0 (B, H), the last three in fp32."""
     _require_triton(h)
     dx, du, dbias, dh0 = _launch_backward(h, dh, u, h0, lengths, act, reverse, scan)
-    # The walk's du and dbias are rows of one reduction; a custom op's outputs may not alias.
+    # du and dbias are rows of one reduction; a custom op's outputs may not alias.
     return dx, du, dbias.clone(), dh0
 
 
