@@ -21,7 +21,7 @@ from suite.core.paper import CLAIM_FACTOR, FIG2_HIDDEN, FIG2_INPUT_SIZE, read_pa
 from suite.core.paths import profile_path
 from suite.core.rowfile import whole_lines
 from suite.core.schema import Lineup, SweepConfig, key_of, missing_configs
-from suite.render import analysis
+from suite.render import analysis, claims
 from suite.render.analysis import AXIS_LABELS, Results, Summary
 from suite.render.markdown import (
     fmt_ms,
@@ -141,9 +141,10 @@ def _fig2_section(s: Summary) -> list[str]:
             + ". Absolute times come from different machines: compare the ratios."
         )
         lines.append("")
-    lines += [fig2_table(fig), "", f"**Verdict: {fig.verdict}.** {fig.summary}"]
+    lines += [fig2_table(fig), "", _fig2_verdict("Verdict", fig)]
     if fig.headline:
         lines += ["", f"The paper's own >{CLAIM_FACTOR:g}x point: {fig.headline}."]
+    lines += ["", claims.statement(CLAIM_FACTOR, claims.SPREAD_EVIDENCE, FIG2_COMBINED)]
     lines += _fig2_context(s, fig)
     graph = s.fig2_graph
     if graph is not None:
@@ -156,9 +157,21 @@ def _fig2_section(s: Summary) -> list[str]:
             "",
             fig2_table(graph),
             "",
-            f"**Verdict (CUDA graph): {graph.verdict}.** {graph.summary}",
+            _fig2_verdict("Verdict (CUDA graph)", graph),
         ]
     return lines
+
+
+FIG2_COMBINED = (
+    "Over the Fig. 2 configs the verdict holds or does not hold when every config says so, and is partly "
+    "when some hold and some do not."
+)
+
+
+def _fig2_verdict(label: str, fig: analysis.Fig2) -> str:
+    """The verdict line, naming the baseline it was computed against."""
+    against = "" if fig.verdict == claims.NO_DATA else " " + claims.scope(["lstm"])
+    return f"**{label}: {fig.verdict}{against}.** {fig.summary}"
 
 
 def _fig2_context(s: Summary, fig: analysis.Fig2) -> list[str]:
