@@ -89,7 +89,7 @@ def test_kernels_walk_time_with_deep_pipelines(reverse, device):
     """The kernels launched directly with a config the interpreter's autotuner never picks
     (several chunks in flight, T not a multiple of CHUNK), reverse and per-row lengths, against
     the float64 reference."""
-    config = dict(BLOCK=16, CHUNK=3, STAGES=3, num_warps=1)
+    config = dict(BLOCK=16, CHUNK=3, num_warps=1)
     x, u = torch.randn(T, B, H, device=device), torch.empty(H, device=device).uniform_(-1.1, 1.1)
     h0, bias = torch.randn(B, H, device=device), 0.1 * torch.randn(H, device=device)
     lengths = torch.tensor(LENGTHS, device=device)

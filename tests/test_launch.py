@@ -39,7 +39,7 @@ def test_backward_kernel_writes_every_partial_sum_and_dh0(B, H, block, reverse, 
     grid = (triton.cdiv(B * H, block),)
     recurrence_bwd_kernel.fn[grid](
         h, dh, u, h0, dx, cols[0], cols[1], cols[2], lengths, T, B * H, H, B * H, H, B * H, H, T,
-        HAS_H0=True, HAS_LENGTHS=True, REVERSE=reverse, ACT=0, BLOCK=block, CHUNK=2, STAGES=2, num_warps=1,
+        HAS_H0=True, HAS_LENGTHS=True, REVERSE=reverse, ACT=0, BLOCK=block, CHUNK=2, num_warps=1,
     )  # fmt: skip
     assert not cols.isnan().any()
 
@@ -115,10 +115,10 @@ _TUNE_ONCE = textwrap.dedent(
 
     driver.set_active(Sm90())
     Autotuner._bench = fake_bench
-    kernel.fn.run = lambda *args, **kwargs: chosen.append({k: kwargs[k] for k in ("BLOCK", "CHUNK", "STAGES")})
+    kernel.fn.run = lambda *args, **kwargs: chosen.append({k: kwargs[k] for k in ("BLOCK", "CHUNK")})
     seq.recurrence_fwd(torch.randn(64, 4, 32), torch.rand(32), None, None, 0)
     print(json.dumps({"timed": len(timed), "configs": len(kernel.configs), "chosen": chosen,
-                      "best": {k: kernel.configs[BEST].kwargs[k] for k in ("BLOCK", "CHUNK", "STAGES")}}))
+                      "best": {k: kernel.configs[BEST].kwargs[k] for k in ("BLOCK", "CHUNK")}}))
     """
 )
 

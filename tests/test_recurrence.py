@@ -232,48 +232,53 @@ def test_old_triton_interpreter_with_new_numpy_is_named_and_falls_back(monkeypat
     assert rel_error(h, recurrence_reference(x, u)[0].double()) < 1e-6
 
 
-@pytest.mark.parametrize(
-    "config", [PAPER_SIZE_CONFIGS["fwd"], PAPER_SIZE_CONFIGS["bwd"], dict(BLOCK=64, CHUNK=5, STAGES=3, num_warps=2)]
-)
-def test_deep_pipelines_match_reference(config, device):
-    """The configs the autotuner may pick on a GPU, run directly (the interpreter's autotuner has
-    one config): several stages in flight, and T=63 not a multiple of CHUNK."""
-    T, B, H = 63, 3, 50
-    x, u, h0, bias = make_inputs(T, B, H, torch.float32, device)
+def run_kernels(x, u, h0, bias, config, lengths=None, reverse=False, act=0):
+    """Both kernels launched directly with `config` (the interpreter's autotuner has one config):
+    h, dx and the (du, dbias, dh0) columns for a random dh, with that dh."""
+    T, B, H = x.shape
     grid = (triton.cdiv(B * H, config["BLOCK"]),)
+    flags = dict(HAS_H0=True, HAS_LENGTHS=lengths is not None, REVERSE=reverse, ACT=act)
     h = torch.empty_like(x)
-    flags = dict(HAS_LENGTHS=False, REVERSE=False, ACT=0)
     recurrence_fwd_kernel.fn[grid](
-        x, u, bias, h0, h, None, T, B * H, H, B * H, H, B * H, H, T, HAS_BIAS=True, HAS_H0=True, **flags, **config
+        x, u, bias, h0, h, lengths, T, B * H, H, B * H, H, B * H, H, T, HAS_BIAS=True, **flags, **config
     )
     dh = torch.randn_like(x)
-    dx, cols = torch.empty_like(x), torch.zeros(3, B, H, device=device)
+    dx, cols = torch.empty_like(x), torch.empty(3, B, H, device=x.device)
     recurrence_bwd_kernel.fn[grid](
-        h,
-        dh,
-        u,
-        h0,
-        dx,
-        cols[0],
-        cols[1],
-        cols[2],
-        None,
-        T,
-        B * H,
-        H,
-        B * H,
-        H,
-        B * H,
-        H,
-        T,
-        HAS_H0=True,
-        **flags,
-        **config,
-    )
+        h, dh, u, h0, dx, cols[0], cols[1], cols[2], lengths, T, B * H, H, B * H, H, B * H, H, T, **flags, **config
+    )  # fmt: skip
+    return h, dx, cols, dh
+
+
+def assert_kernels_match_reference(x, u, h0, bias, config, lengths=None, reverse=False, act=0):
+    h, dx, cols, dh = run_kernels(x, u, h0, bias, config, lengths, reverse, act)
     leaves = [t.double().requires_grad_() for t in (x, u, h0, bias)]
-    h_ref, _ = recurrence_reference(*leaves)
+    activation = ("relu", "tanh")[act]
+    h_ref, _ = recurrence_reference(*leaves, activation=activation, lengths=lengths, reverse=reverse)
     h_ref.backward(dh.double())
     assert rel_error(h, h_ref) < 1e-5
     assert rel_error(dx, leaves[0].grad) < 1e-5 and rel_error(cols[2], leaves[2].grad) < 1e-5
     assert rel_error(cols[1].sum(0), leaves[3].grad) < 1e-5
     assert rel_error(cols[0].sum(0), leaves[1].grad) < 1e-5  # the h0 term is added in the kernel
+
+
+@pytest.mark.parametrize(
+    "config", [PAPER_SIZE_CONFIGS["fwd"], PAPER_SIZE_CONFIGS["bwd"], dict(BLOCK=64, CHUNK=5, num_warps=2)]
+)
+def test_long_chunks_match_reference(config, device):
+    """The configs the autotuner may pick on a GPU, run directly: long chunks, T=63 not a multiple
+    of CHUNK."""
+    x, u, h0, bias = make_inputs(63, 3, 50, torch.float32, device)
+    assert_kernels_match_reference(x, u, h0, bias, config)
+
+
+@pytest.mark.parametrize("T", [1, 3, 4, 5, 8, 9, 12, 13, 17])
+@pytest.mark.parametrize("reverse,with_lengths,act", [(False, False, 0), (True, True, 0), (False, True, 1)])
+def test_every_split_of_time_into_head_and_chunks(T, reverse, with_lengths, act, device):
+    """With CHUNK=4 the walk is a head of T % 4 steps (masked step by step) and T // 4 whole chunks
+    run two at a time: no head (T = 4, 8, 12), no whole chunk (T < 4), an odd count of them (the
+    loop's last chunk runs empty: T = 4, 5, 12, 13), an even one (T = 8, 9, 17)."""
+    x, u, h0, bias = make_inputs(T, 3, 5, torch.float32, device)
+    lengths = torch.tensor([1, T, max(1, T // 2)], device=device) if with_lengths else None
+    config = dict(BLOCK=8, CHUNK=4, num_warps=1)
+    assert_kernels_match_reference(x, u, h0, bias, config, lengths, reverse, act)
