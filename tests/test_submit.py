@@ -19,6 +19,7 @@ from suite.sweep.presets import load_preset
 from suite.sweep.shards import Shard, shard_of
 
 
+@pytest.mark.slow
 def test_submit_local_runs_the_shards_reports_a_failure_and_resumes_only_it(tmp_path, capsys):
     pytest.importorskip("submitit")
     plan = load_preset("ci")
