@@ -3,6 +3,12 @@
 TRITON_INTERPRET must be set before any kernel is decorated, so this runs before the
 project's modules are imported. With CUDA present the same tests run the compiled kernels.
 
+Torch gets one intra-op thread (unless OMP_NUM_THREADS says otherwise), set before it loads its
+OpenMP runtime and inherited by the commands the tests start: the tensors here are tiny, and on
+2 cores shared with other work a second thread stalls every parallel op (the default command took
+293 s with two threads and 166 s with one, at a load of about 4.5). Tests about threads set their
+own count.
+
 Three markers (pyproject.toml lists them) decide what runs here:
 - `gpu`: needs CUDA; skipped without it.
 - `triton`: runs the Triton kernels; without CUDA, skipped with the reason where Triton's
@@ -17,7 +23,8 @@ import os
 import sys
 from pathlib import Path
 
-import torch
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `kernels` and `suite` are imported from the repository root

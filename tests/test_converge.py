@@ -30,16 +30,6 @@ from suite.core.paths import summary_path
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models train fastest on one thread, and a second thread stalls badly when the
-    # machine is shared with other work.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def settings(**changes) -> Settings:
     base = Settings(target=1e-9, max_steps=20, max_seconds=60.0, eval_every=10, batch=8, test_size=50)
     return replace(base, **changes)
