@@ -35,6 +35,7 @@ def test_fp32_forward_uses_128_bit_loads(report_facts):
 STACK_FRAME_BYTES = 8
 
 
+@pytest.mark.slow
 def test_whole_autotune_space_has_no_spills():
     """The GPU autotuner may pick any of these; none may spill on either target in fp32 or bf16."""
     jobs = [

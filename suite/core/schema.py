@@ -186,6 +186,9 @@ class RunMeta:
     cuda: str | None = None  # CUDA runtime version torch was built with
     driver: str | None = None
     copy_gbytes_per_s: float | None = None  # device-to-device copy bandwidth measured this run
+    # CPU runs: denormal floats while configs were timed, suite.core.denormals.describe ("flushed",
+    # "kept", ...); "" on a GPU, and in files from before the suite recorded it (which kept them).
+    denormals: str = ""
     argv: list = field(default_factory=list)
     notes: dict = field(default_factory=dict)
     configs: list = field(default_factory=list)  # the grid, as SweepConfig dicts in run order

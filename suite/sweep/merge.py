@@ -2,8 +2,8 @@
 plot and compare read like any other.
 
 Shards are joined only when they are parts of the same plan (plan hash), measured with the same
-commit, on the same device, with the same timing method: anything else would put numbers that
-cannot be compared into one file. A key delivered by several shards is kept once (an ok row over
+commit, on the same device, with the same timing method and denormal floats treated alike:
+anything else would put numbers that cannot be compared into one file. A key delivered by several shards is kept once (an ok row over
 a failed one, else the later file's); configs of the plan that no shard delivered are listed.
 """
 
@@ -27,7 +27,13 @@ from suite.core.store import ResultsWriter, SamplesWriter, read_meta, read_resul
 from suite.sweep.providers import lineup
 
 # Metadata that must agree between shards, with how a refusal names it.
-MUST_AGREE = {"plan_hash": "plan", "git_commit": "commit", "device": "device", "timing": "timing method"}
+MUST_AGREE = {
+    "plan_hash": "plan",
+    "git_commit": "commit",
+    "device": "device",
+    "timing": "timing method",
+    "denormals": "denormal floats",
+}
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ def check_compatible(metas: dict[Path, RunMeta]) -> None:
             if mine != theirs:
                 raise ResultsError(
                     f"{path} is not of the same sweep as {first}: {what} {mine!r} vs {theirs!r}; "
-                    "merge only shards of one plan, commit, device and timing method"
+                    "merge only shards of one plan, commit, device, timing method and treatment of denormals"
                 )
 
 
