@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -57,6 +58,23 @@ class ResultsWriter(CsvAppender):
         super().append({c: getattr(row, c) for c in COLUMNS})
 
 
+def result_row(record: dict) -> ResultRow:
+    """A row read back by pandas as the ResultRow it was written from (NaN -> None, 12.0 -> 12)."""
+    values = {}
+    for f in dataclasses.fields(ResultRow):
+        value = record.get(f.name)
+        if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+            value = "" if f.type == "str" else None
+        elif f.type.startswith("int"):
+            value = int(value)
+        elif f.type.startswith("float"):
+            value = float(value)
+        else:
+            value = str(value)
+        values[f.name] = value
+    return ResultRow(**values)
+
+
 _warned: set[tuple[str, int]] = set()  # (path, size): say once per damaged file, not once per read
 
 
@@ -85,7 +103,7 @@ def read_results(path: str | os.PathLike, lineup: Lineup | None = None) -> pd.Da
             io.StringIO(text),
             keep_default_na=False,
             na_values=[""],
-            dtype={"reason": str, "extra": str},
+            dtype={"reason": str, "extra": str, "cudnn_algo": str},
             engine="python",  # the engine that hands bad lines to a callback, so they can be counted
             on_bad_lines=lambda fields: bad_lines.append(fields),
         )
@@ -100,7 +118,7 @@ def read_results(path: str | os.PathLike, lineup: Lineup | None = None) -> pd.Da
     missing = [c for c in KEY_COLUMNS + ("status",) if c not in df.columns]
     if missing:
         raise ResultsError(f"{path} is not a results file of this suite: missing columns {missing}")
-    for c in ("reason", "extra", "device", "timing", "preset", "run_id"):
+    for c in ("reason", "extra", "device", "timing", "preset", "run_id", "l2_flush", "launch", "cudnn_algo"):
         if c in df.columns:
             df[c] = df[c].fillna("")
     if lineup is not None and "role" not in df.columns:
