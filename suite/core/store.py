@@ -103,7 +103,7 @@ def read_results(path: str | os.PathLike, lineup: Lineup | None = None) -> pd.Da
             io.StringIO(text),
             keep_default_na=False,
             na_values=[""],
-            dtype={"reason": str, "extra": str, "cudnn_algo": str},
+            dtype={c: str for c in ("reason", "extra", "l2_flush", "launch", "cudnn_algo")},
             engine="python",  # the engine that hands bad lines to a callback, so they can be counted
             on_bad_lines=lambda fields: bad_lines.append(fields),
         )
