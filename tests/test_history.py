@@ -4,7 +4,9 @@ when they were made), give per baseline the geometric-mean speedup, write github
 JSON, and refuse to mix devices, presets or timing methods unless told."""
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 from statistics import NormalDist
 
@@ -12,10 +14,13 @@ import numpy as np
 import pytest
 
 from suite.commands.cli import main
+from suite.core.errors import UsageError
 from suite.core.store import SamplesWriter
 from suite.render.history import FROM_GIT, FROM_METADATA, FROM_RUN, benchmark_json, build_history, to_markdown
+from suite.sweep import commits
 from suite.sweep.providers import lineup
 from tests.synthetic_results import indrnn_ms, lstm_ms, row, write
+from tests.test_ab import git, throwaway_repo
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITS = [f"{c}" * 40 for c in "abcde"]
@@ -162,3 +167,84 @@ def test_files_without_their_commit_time_are_placed_by_git_or_by_when_they_ran(r
     assert order == ["`cccccccc`", "`ffffffff`", "`dddddddd`", "`eeeeeeee`", f"`{head.stdout.strip()[:8]}`"]
     assert "the commit time of 1 run(s) comes from `git log`" in text
     assert "1 run(s) are placed by the time they were made" in text
+
+
+class FakeTrees:
+    """Worktrees without git: the bookkeeping of --measure, measuring nothing real."""
+
+    def __enter__(self):
+        return self
+
+    def checkout(self, commit, out_dir):
+        return Path(commit)
+
+    def __exit__(self, *exc):
+        return None
+
+
+def test_measure_keeps_what_ran_and_continues_a_cut_commit_only_with_resume(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(tree, out_dir, out_name, preset, resume, log):
+        calls.append((str(tree)[0], resume))
+        index = "abc".index(str(tree)[0])
+        write_run(out_dir / out_name, index, np.random.default_rng(index), git_commit=str(tree))
+        if len(calls) == 2 and not resume:
+            raise KeyboardInterrupt
+        return 2 if str(tree)[0] == "c" else 0
+
+    monkeypatch.setattr(commits, "run_preset", fake_run)
+    monkeypatch.setattr(commits, "Worktrees", FakeTrees)
+    monkeypatch.setattr(commits, "describe_commit", lambda c: {"commit": c, "commit_time": "", "subject": c[0]})
+    folder = tmp_path / "measured"
+    three = [c * 40 for c in "abc"]
+    with pytest.raises(KeyboardInterrupt):
+        commits.measure_commits(three, folder, "ci", resume=False, progress=False, argv=[])
+    assert [c["status"] for c in commits.read_record(folder)["commits"]] == ["measured", "cut"]
+    with pytest.raises(UsageError, match="was cut; pass --resume"):
+        commits.measure_commits(three, folder, "ci", resume=False, progress=False, argv=[])
+    record = commits.measure_commits(three, folder, "ci", resume=True, progress=False, argv=[])
+    assert [(c["commit"][0], c["status"]) for c in record["commits"]] == [
+        ("a", "measured"),
+        ("b", "measured"),
+        ("c", "failed"),
+    ]
+    assert calls == [("a", False), ("b", False), ("b", True), ("c", False)]
+    commits.measure_commits(three, folder, "ci", resume=False, progress=False, argv=[])
+    assert len(calls) == 4  # measured and failed commits are not run again
+    with pytest.raises(UsageError, match="holds a history of preset 'ci'"):
+        commits.measure_commits(three, folder, "quick", resume=False, progress=False, argv=[])
+
+
+@pytest.mark.slow
+def test_measure_runs_each_commit_with_its_own_code_and_renders_the_history(tmp_path):
+    repo, made = throwaway_repo(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
+    argv = [
+        "history",
+        "measured",
+        "--preset",
+        "tiny",
+        "--measure",
+        f"{made['base']}..{made['slow']}",
+        "--threshold",
+        "0.25",
+    ]
+    done = subprocess.run(
+        [sys.executable, "run_bench.py", *argv, "--no-progress"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads((repo / "measured" / "history.meta.json").read_text())
+    assert [c["commit"] for c in record["commits"]] == [made["same"], made["slow"]]
+    for entry in record["commits"]:  # each run was made in a clean checkout of its own commit
+        meta = json.loads((repo / "measured" / entry["file"]).with_suffix(".meta.json").read_text())
+        assert (meta["git_commit"], meta["git_dirty"], entry["status"]) == (entry["commit"], False, "measured")
+        assert meta["argv"][3:5] == ["--out", f".bench-out/{entry['file']}"]  # no temporary path in the record
+    text = (repo / "measured" / "history-tiny.md").read_text()
+    assert f"2 runs ordered by the time of their commits, from `{made['same'][:8]}`" in text
+    assert git(repo, "worktree", "list").count("\n") == 0
