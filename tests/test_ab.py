@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -284,3 +286,45 @@ def test_new_record_lists_the_turns_to_run(monkeypatch):
         "rounds/head-2.csv",
     ]
     assert {e["status"] for e in record["order"]} == {"pending"}
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_finished_turns_removes_the_checkouts_and_resume_finishes(tmp_path):
+    repo, made = throwaway_repo(tmp_path)
+    out = tmp_path / "cut"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "run_bench.py", "ab", made["base"], made["same"], "--preset", "tiny", "--rounds", "2"]
+    # A session of its own: the Ctrl-C of a terminal reaches every process of its group.
+    child = subprocess.Popen(
+        [*argv, "--out-dir", str(out), "--no-progress"],
+        cwd=repo,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    record = out / "ab.meta.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        statuses = [e["status"] for e in json.loads(record.read_text())["order"]] if record.is_file() else []
+        if statuses[:2] == ["done", "running"]:
+            break
+        time.sleep(0.2)
+    time.sleep(2)  # into the head's run
+    os.killpg(child.pid, signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    assert f"continue with `python run_bench.py ab --resume --out-dir {out}`" in err
+    assert [e["status"] for e in json.loads(record.read_text())["order"]] == ["done", "cut", "pending", "pending"]
+    assert git(repo, "worktree", "list").count("\n") == 0
+    again = subprocess.run(
+        [*argv[:3], "--resume", "--out-dir", str(out), "--no-progress"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert {e["status"] for e in json.loads(record.read_text())["order"]} == {"done"}
