@@ -93,6 +93,14 @@ def test_the_regression_is_flagged_and_nothing_else(runs):
     assert "**regression** indrnn_torch train fwd+bwd T=256" in text
 
 
+def test_runs_made_on_a_busy_machine_are_named(runs):
+    write_run(runs[3], 3, np.random.default_rng(5), machine={"cores": 2, "load_start": 4.5, "load_end": 3.9})
+    text = to_markdown(build_history(runs, lineup()))
+    assert "1 of 5 runs were made on a busy machine" in text
+    assert "4.5 / 3.9 (busy)" in text
+    assert "geometric mean x" in text  # each step's overall change, the robust summary on a noisy machine
+
+
 def test_identical_code_flags_nothing(tmp_path):
     rng = np.random.default_rng(11)
     paths = [write_run(tmp_path / f"run-{i}.csv", i, rng, regress=False) for i in range(5)]

@@ -236,6 +236,13 @@ def _header(h: History) -> list[str]:
         "with uncommitted changes.",
     ]
     lines += [f"- Note: {note}." for note in h.notes]
+    busy = [run for run in h.runs if analysis.noise(run.res).busy]
+    if busy:
+        lines.append(
+            f"- Note: {len(busy)} of {len(h.runs)} runs were made on a busy machine (1-minute load above its cores, "
+            "or the copy bandwidth far off, at their start or end): a change flagged next to them may be the "
+            "machine's, not the code's. `ab` measures two commits interleaved, so that such drift hits both alike."
+        )
     lines += [f"- Left out: {s}." for s in h.skipped]
     lines += [
         f"- Commit `{c['commit'][:8]}` could not run the preset (exit {c.get('exit_code')}; log `{c.get('log', '')}`)."
@@ -256,7 +263,7 @@ def _runs_table(h: History) -> list[str]:
                 f"{run.commit_time} ({run.commit_time_from})",
                 run.timestamp or "-",
                 run.res.meta.get("threads", "-"),
-                loads,
+                loads + (" (busy)" if analysis.noise(run.res).busy else ""),
                 run.res.indrnn or "-",
                 f"`{run.res.path.name}`",
             ]
@@ -276,7 +283,11 @@ def _changes_section(h: History) -> list[str]:
             continue
         counts = {v: sum(c.verdict == v for c in step.comparison.rows) for v in (*VERDICTS, "noise", "unchanged")}
         tally = ", ".join(f"{n} {v}" for v, n in counts.items())
-        lines.append(head + f"{len(step.comparison.rows)} compared: {tally}; {len(step.comparison.broken)} broken")
+        overall = step.comparison.overall
+        mean = f"; geometric mean x{overall.ratio:.3f}: {overall.verdict}" if overall else ""
+        lines.append(
+            head + f"{len(step.comparison.rows)} compared: {tally}; {len(step.comparison.broken)} broken{mean}"
+        )
         lines += [f"  - **{verdict}** {name}: {detail}" for verdict, name, detail in step.flagged]
     lines += [
         "",
