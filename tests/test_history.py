@@ -220,6 +220,11 @@ def test_measure_keeps_what_ran_and_continues_a_cut_commit_only_with_resume(tmp_
     assert calls == [("a", False), ("b", False), ("b", True), ("c", False)]
     commits.measure_commits(three, folder, "ci", resume=False, progress=False, argv=[])
     assert len(calls) == 4  # measured and failed commits are not run again
+    assert main(["history", str(folder)]) == 0
+    assert (
+        "Commit `cccccccc` could not run the preset (exit 2; log `ci-cccccccccccc.log`)"
+        in (folder / "history-ci.md").read_text()
+    )
     with pytest.raises(UsageError, match="holds a history of preset 'ci'"):
         commits.measure_commits(three, folder, "quick", resume=False, progress=False, argv=[])
 

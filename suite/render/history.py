@@ -36,6 +36,7 @@ from suite.render.markdown import fmt_ms, fmt_num, fmt_speedup, fmt_x, markdown_
 
 # Where a run's commit time came from, as the report names it.
 FROM_METADATA, FROM_GIT, FROM_RUN = "metadata", "git log", "run timestamp"
+VERDICTS = ("regression", "improvement")  # compare's verdicts that a history flags
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,6 @@ class Step:
         return out
 
 
-VERDICTS = ("regression", "improvement")
-
-
 def _ratio_text(change) -> str:
     text = f"x{change.ratio:.3f} ({fmt_num(change.base, 4)} -> {fmt_num(change.new, 4)})"
     if change.test is not None:
@@ -111,10 +109,7 @@ class History:
 
     def overall(self) -> pd.DataFrame:
         """Per run (column `run`, its index) the geometric-mean speedup per baseline and mode."""
-        parts = [
-            analysis.overall_speedups(analysis.speedups(run.res)).assign(run=i, indrnn=run.res.indrnn)
-            for i, run in enumerate(self.runs)
-        ]
+        parts = [analysis.overall_speedups(analysis.speedups(run.res)).assign(run=i) for i, run in enumerate(self.runs)]
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
     def configs(self) -> pd.DataFrame:
