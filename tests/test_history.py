@@ -208,7 +208,7 @@ def test_measure_keeps_what_ran_and_continues_a_cut_commit_only_with_resume(tmp_
     three = [c * 40 for c in "abc"]
     with pytest.raises(KeyboardInterrupt):
         commits.measure_commits(three, folder, "ci", resume=False, progress=False, argv=[])
-    assert [c["status"] for c in commits.read_record(folder)["commits"]] == ["measured", "cut"]
+    assert [c["status"] for c in commits.read_measured(folder)["commits"]] == ["measured", "cut"]
     with pytest.raises(UsageError, match="was cut; pass --resume"):
         commits.measure_commits(three, folder, "ci", resume=False, progress=False, argv=[])
     record = commits.measure_commits(three, folder, "ci", resume=True, progress=False, argv=[])

@@ -14,7 +14,7 @@ from suite.core import env, paths
 from suite.core.errors import UsageError
 from suite.render.ab import build_ab, plot_drift, to_markdown_ab
 from suite.render.compare import DEFAULT_THRESHOLD, FAIL_ON, METRICS, benchmark_json
-from suite.sweep.ab import measure_ab, new_record, read_record, write_record
+from suite.sweep.ab import measure_ab, new_record, read_ab, save_ab
 from suite.sweep.commits import resolve
 from suite.sweep.presets import PRESETS, default_preset
 from suite.sweep.providers import lineup
@@ -64,7 +64,7 @@ def _resumed(args: argparse.Namespace) -> tuple[Path, dict]:
         if not folders:
             raise UsageError("--resume: no earlier A/B in results/; pass --out-dir DIR")
         folder = folders[-1]
-    record = read_record(folder)
+    record = read_ab(folder)
     for given, side in ((args.base, "base"), (args.head, "head")):
         if given is not None and resolve(given) != record[side]["commit"]:
             raise UsageError(f"cannot resume {folder}: its {side} is {record[side]['commit'][:12]}, not {given}")
@@ -95,7 +95,7 @@ def _started(args: argparse.Namespace) -> tuple[Path, dict]:
     }
     record = new_record(base, head, refs, preset, args.rounds, settings, sys.argv)
     folder.mkdir(parents=True, exist_ok=True)
-    write_record(folder, record)
+    save_ab(folder, record)
     return folder, record
 
 

@@ -29,23 +29,34 @@ from suite.core.rowfile import Appender, CsvAppender, whole_lines
 from suite.core.schema import COLUMNS, KEY_COLUMNS, Lineup, ResultRow, RunMeta, key_of
 
 
-def write_meta(csv_path: str | os.PathLike, meta: RunMeta) -> Path:
-    path = meta_path(csv_path)
+def write_record(path: str | os.PathLike, record: dict, sort_keys: bool = False) -> Path:
+    """A JSON record written whole or not at all (a temporary file, then renamed): metadata, and
+    the records `history --measure` and `ab` rewrite after every step."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(meta), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)  # never a half-written metadata file
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=sort_keys) + "\n")
+    os.replace(tmp, path)  # never a half-written record
     return path
+
+
+def read_record(path: str | os.PathLike) -> dict:
+    """A JSON record; ResultsError when it cannot be read."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ResultsError(f"cannot read {path}: {e}") from e
+
+
+def write_meta(csv_path: str | os.PathLike, meta: RunMeta) -> Path:
+    return write_record(meta_path(csv_path), dataclasses.asdict(meta), sort_keys=True)
 
 
 def read_meta(csv_path: str | os.PathLike) -> dict:
     path = meta_path(csv_path)
     if not path.exists():
         raise ResultsError(f"no metadata file {path} beside {csv_path}")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ResultsError(f"cannot read metadata {path}: {e}") from e
+    return read_record(path)
 
 
 class ResultsWriter(CsvAppender):

@@ -9,7 +9,6 @@ sides drift alike when interleaved, and the gap between them is the change.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -22,11 +21,10 @@ matplotlib.use("Agg")  # files only: no display on benchmark machines
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from suite.core.errors import ResultsError  # noqa: E402
 from suite.core.method import TAKEN  # noqa: E402
 from suite.core.paths import AB_RECORD  # noqa: E402
 from suite.core.schema import Lineup, key_of  # noqa: E402
-from suite.core.store import read_meta, read_results  # noqa: E402
+from suite.core.store import read_meta, read_record, read_results  # noqa: E402
 from suite.render.compare import Comparison, compare_runs, to_markdown  # noqa: E402
 from suite.render.markdown import fmt_num, markdown_table  # noqa: E402
 
@@ -39,14 +37,6 @@ class AB:
     record: dict
     comparison: Comparison
     drift: pd.DataFrame  # per finished turn: turn, round, side, ratio (geometric mean vs pooled base), configs
-
-
-def read_ab_record(folder: str | os.PathLike) -> dict:
-    path = Path(folder) / AB_RECORD
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ResultsError(f"cannot read the A/B record {path}: {e}") from e
 
 
 def _ok_medians(path: Path) -> dict[tuple, float]:
@@ -72,7 +62,7 @@ def _drift(folder: Path, record: dict) -> pd.DataFrame:
 def build_ab(folder: str | os.PathLike, lineup: Lineup) -> AB:
     """The A/B run in `folder`, judged with the settings it recorded."""
     folder = Path(folder)
-    record = read_ab_record(folder)
+    record = read_record(folder / AB_RECORD)
     settings = record["settings"]
     comparison = compare_runs(
         folder / "base.csv",

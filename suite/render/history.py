@@ -17,7 +17,6 @@ series per baseline and mode ("customBiggerIsBetter" entries).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from suite.core.errors import ResultsError, UsageError
 from suite.core.method import TAKEN
 from suite.core.mixing import refuse_mixed
 from suite.core.schema import Lineup
-from suite.core.store import read_samples
+from suite.core.store import read_record, read_samples
 from suite.render import analysis
 from suite.render.compare import DEFAULT_THRESHOLD, Comparison, check_settings, compare_results, config_name
 from suite.render.markdown import fmt_ms, fmt_num, fmt_speedup, fmt_x, markdown_table
@@ -205,7 +204,7 @@ def build_history(
             steps.append(Step(i - 1, i, None, str(e)))
     failed = ()
     if measured_record is not None and Path(measured_record).is_file():
-        record = json.loads(Path(measured_record).read_text())
+        record = read_record(measured_record)
         failed = tuple(c for c in record.get("commits", []) if c.get("status") == "failed")
     return History(tuple(runs), tuple(steps), metric, threshold, tuple(notes), tuple(skipped), failed)
 

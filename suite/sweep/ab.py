@@ -17,7 +17,6 @@ A cut A/B continues with --resume: finished runs are kept, a cut one continues i
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import time
@@ -32,7 +31,17 @@ from suite.core.mixing import refuse_mixed
 from suite.core.paths import AB_RECORD
 from suite.core.progress import Progress
 from suite.core.schema import RunMeta, key_of
-from suite.core.store import ResultsWriter, SamplesWriter, read_meta, read_results, read_samples, result_row, write_meta
+from suite.core.store import (
+    ResultsWriter,
+    SamplesWriter,
+    read_meta,
+    read_record,
+    read_results,
+    read_samples,
+    result_row,
+    write_meta,
+    write_record,
+)
 from suite.sweep.commits import Worktrees, describe_commit, run_preset
 from suite.sweep.providers import lineup
 from suite.sweep.timing import QUANTILES
@@ -74,21 +83,15 @@ def new_record(
     }
 
 
-def read_record(folder: Path) -> dict:
-    path = folder / AB_RECORD
-    if not path.is_file():
+def read_ab(folder: Path) -> dict:
+    """The record of the A/B in `folder`; UsageError where there is none."""
+    if not (folder / AB_RECORD).is_file():
         raise UsageError(f"{folder} holds no A/B run ({AB_RECORD} is missing)")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ResultsError(f"cannot read {path}: {e}") from e
+    return read_record(folder / AB_RECORD)
 
 
-def write_record(folder: Path, record: dict) -> None:
-    path = folder / AB_RECORD
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)  # never half a record
+def save_ab(folder: Path, record: dict) -> None:
+    write_record(folder / AB_RECORD, record)
 
 
 class Turn:
@@ -123,7 +126,7 @@ def measure_ab(folder: Path, record: dict, *, progress: bool, allow: set[str]) -
                 results = folder / entry["file"]
                 resume = results.is_file() and results.stat().st_size > 0
                 entry.update(status="running", started=env.utc_now().isoformat(), load_start=machine.load_average())
-                write_record(folder, record)
+                save_ab(folder, record)
                 start = time.perf_counter()
                 code = run_preset(
                     trees.checkout(commit, folder),
@@ -139,18 +142,18 @@ def measure_ab(folder: Path, record: dict, *, progress: bool, allow: set[str]) -
                     seconds=round(time.perf_counter() - start, 1),
                     load_end=machine.load_average(),
                 )
-                write_record(folder, record)
+                save_ab(folder, record)
                 if code != 0:
                     raise ResultsError(
                         f"round {entry['round']} {entry['side']} (commit {commit[:12]}) exited {code}: see {folder / entry['log']}"
                     )
                 _check_rounds(folder, record, allow)
-                write_record(folder, record)
+                save_ab(folder, record)
         except KeyboardInterrupt:
             for entry in record["order"]:
                 if entry["status"] == "running":
                     entry["status"] = "cut"
-            write_record(folder, record)
+            save_ab(folder, record)
             raise
         finally:
             bar.close()

@@ -11,7 +11,6 @@ where it stopped (`--resume`: a cut commit's own run continues its file with its
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -26,6 +25,7 @@ from suite.core import env, machine, paths
 from suite.core.errors import UsageError
 from suite.core.paths import HISTORY_RECORD
 from suite.core.progress import Progress
+from suite.core.store import read_record, write_record
 
 LINK = ".bench-out"  # inside a checkout: a link to the folder its results go to (relative paths in its metadata)
 CHILD_GRACE_S = 60.0  # after Ctrl-C: how long a commit's run may take to write its last row and metadata
@@ -148,15 +148,10 @@ class CommitJob:
         return f"{self.commit[:8]} {self.subject[:60]}"
 
 
-def _write_record(path: Path, record: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)  # never half a record
-
-
-def read_record(folder: Path) -> dict | None:
+def read_measured(folder: Path) -> dict | None:
+    """The record of the commits measured into `folder`, None before the first."""
     path = folder / HISTORY_RECORD
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_record(path) if path.is_file() else None
 
 
 def measure_commits(
@@ -167,7 +162,7 @@ def measure_commits(
     the folder's record. KeyboardInterrupt after the cut commit's state is saved."""
     folder.mkdir(parents=True, exist_ok=True)
     record_path = folder / HISTORY_RECORD
-    record = read_record(folder) or {"preset": preset, "argv": argv, "commits": []}
+    record = read_measured(folder) or {"preset": preset, "argv": argv, "commits": []}
     if record["preset"] != preset:
         raise UsageError(f"{folder} holds a history of preset {record['preset']!r}, not {preset!r}; use another folder")
     known = {c["commit"]: c for c in record["commits"]}
@@ -190,7 +185,7 @@ def measure_commits(
                 entry.update(
                     file=name, log=f"{preset}-{commit[:12]}.log", status="running", load_start=machine.load_average()
                 )
-                _write_record(record_path, record)
+                write_record(record_path, record)
                 started = time.perf_counter()
                 resume_file = (folder / name).is_file() and (folder / name).stat().st_size > 0
                 code = run_preset(
@@ -202,12 +197,12 @@ def measure_commits(
                     seconds=round(time.perf_counter() - started, 1),
                     load_end=machine.load_average(),
                 )
-                _write_record(record_path, record)
+                write_record(record_path, record)
         except KeyboardInterrupt:
             for entry in record["commits"]:
                 if entry.get("status") == "running":
                     entry["status"] = "cut"
-            _write_record(record_path, record)
+            write_record(record_path, record)
             raise
         finally:
             bar.close()
