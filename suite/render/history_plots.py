@@ -30,13 +30,17 @@ def _runs_axis(ax, h: History) -> None:
 
 
 def _mark_flagged(ax, h: History) -> None:
-    """A vertical line at each run where compare's rule flagged a change against the run before."""
+    """A vertical line at each run where compare's rule flagged a change against the run before:
+    red where anything got slower or broke, else green where anything got faster."""
+    labelled = set()
     for step in h.steps:
         verdicts = {verdict for verdict, _, _ in step.flagged}
-        for verdict in ("regression", "broke", "improvement"):
-            if verdict in verdicts:
-                ax.axvline(step.after, color=FLAG_COLOURS[verdict], ls=":", lw=1.2)
-                break
+        worst = next((v for v in ("regression", "broke", "improvement") if v in verdicts), None)
+        if worst is None:
+            continue
+        what = "improvement flagged" if worst == "improvement" else "regression flagged"
+        ax.axvline(step.after, color=FLAG_COLOURS[worst], ls=":", lw=1.2, label=None if what in labelled else what)
+        labelled.add(what)
 
 
 def _title(fig: Figure, h: History, what: str) -> None:
