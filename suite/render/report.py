@@ -33,6 +33,7 @@ from suite.render.markdown import (
     provenance_fields,
     write_beside,
 )
+from suite.render.method import method_section
 
 AXIS_TITLES = {
     "seq_len": "sequence length T",
@@ -655,6 +656,7 @@ def _packed_section(s: Summary) -> list[str]:
 SECTIONS = (
     _header,
     _noise_section,
+    method_section,
     _fig2_section,
     _work_growth_section,
     _axis_sections,
