@@ -8,6 +8,7 @@ import torch
 from harness_helpers import cfg, indrnn_build, register, sweep_rows
 from torch import nn
 
+from suite.render import analysis
 from suite.sweep import measure
 from suite.sweep.gate import GateError, check_recurrence
 from suite.sweep.providers import Built
@@ -48,10 +49,10 @@ def test_gate_accepts_the_reference_recurrence_and_rejects_a_wrong_one(monkeypat
 
     real = gate.indrnn_recurrence
 
-    def recurrence(x, u, bias, backend):  # a "wrong" backend with a 10% error in u; others as they are
+    def recurrence(x, u, bias, backend, schedule):  # a "wrong" backend with a 10% error in u; others as they are
         if backend == "wrong":
             return real(x, u * 0.9, bias=bias, backend="torch")
-        return real(x, u, bias=bias, backend=backend)
+        return real(x, u, bias=bias, backend=backend, schedule=schedule)
 
     monkeypatch.setattr(gate, "indrnn_recurrence", recurrence)
     with pytest.raises(GateError, match="gate: h differs"):
@@ -85,3 +86,56 @@ def test_gate_passes_the_triton_backend(architecture, mode, dtype, depth, device
     built.model.train(mode == "train")
     x = measure.random_input(c, torch.device(device), built.batch_first)
     check_model(built.forward, built.reference, built.model, x, dtype, mode == "train")
+
+
+# ---------------------------------------------------------------------------- both schedules
+
+
+def test_both_schedules_of_the_torch_backend_pass_the_gate_against_the_loop(tmp_path):
+    configs = [
+        cfg(p, m, seq_len=40) for p in ("indrnn_torch_seq", "indrnn_torch_scan") for m in ("recurrence", "train")
+    ]
+    df = sweep_rows(tmp_path, configs)
+    assert (df["status"] == "ok").all(), df["reason"].tolist()
+    errors = {r.provider: analysis.notes_of(r.extra).get("gate_max_rel_err") for r in df.itertuples()}
+    assert errors["indrnn_torch_seq"] is None  # the loop is the reference itself
+    assert 0 <= float(errors["indrnn_torch_scan"]) < 1e-5  # compared with it, equal up to fp32 rounding
+
+
+def test_a_wrong_scan_fails_the_gate_under_auto_too(tmp_path, monkeypatch):
+    """The torch backend was once its own reference; its scan must not be: a chunked form that is
+    off fails, whether pinned or chosen by auto, while the loop still passes."""
+    import kernels.recurrence
+
+    real = kernels.recurrence.recurrence_chunked
+
+    def off(x, u, h0=None, bias=None, **kwargs):
+        h, h_last = real(x, u, h0, bias, **kwargs)
+        return h * 1.01, h_last
+
+    monkeypatch.setattr(kernels.recurrence, "recurrence_chunked", off)
+    configs = [cfg(p, m, seq_len=300) for p in ("indrnn_torch", "indrnn_torch_scan") for m in ("recurrence", "train")]
+    df = sweep_rows(tmp_path, configs + [cfg("indrnn_torch_seq", "train", seq_len=300)])
+    scans = df[df["provider"] != "indrnn_torch_seq"]
+    assert (scans["status"] == "failed").all() and scans["reason"].str.startswith("gate: ").all()
+    assert (df.loc[df["provider"] == "indrnn_torch_seq", "status"] == "ok").all()
+
+
+@pytest.mark.parametrize("schedule", ["sequential", "scan"])
+@pytest.mark.parametrize("mode", ["train", "recurrence"])
+def test_both_schedules_of_the_triton_backend_pass_the_gate(schedule, mode, device):
+    """The kernels on either schedule against the loop (the interpreter without CUDA): at T=37 the
+    scan runs several chunks and a tail."""
+    from suite.sweep.gate import check_model
+    from suite.sweep.providers import _indrnn_builder
+
+    dev = torch.device(device)
+    if mode == "recurrence":
+        x, u, bias = measure.recurrence_inputs(cfg(mode=mode, seq_len=37, batch=3, hidden=12), dev)
+        assert check_recurrence("triton", x, u, bias, "float32", schedule) < 1e-5
+        return
+    c = cfg(mode=mode, seq_len=37, batch=3, hidden=12, input_size=5, depth=2)
+    built = _indrnn_builder("plain", "triton", schedule)(c, dev)
+    assert built.schedule == schedule
+    x = measure.random_input(c, dev, built.batch_first)
+    assert check_model(built.forward, built.reference, built.model, x, "float32", True) < 1e-5

@@ -12,11 +12,13 @@ import torch
 from harness_helpers import FAST, cfg, register, sweep_rows
 from synthetic_results import build_report
 
+from kernels.recurrence import scan_pays
 from suite.commands import cli
 from suite.core.errors import UsageError
 from suite.core.paths import profile_path
 from suite.core.schema import COLUMNS, KEY_COLUMNS, PHASES_OF_MODE, STATUSES, RunMeta, SweepConfig, key_of, plan_hash
 from suite.core.store import read_meta, read_results, read_samples
+from suite.render import analysis
 from suite.sweep import profiling, sweep
 from suite.sweep.presets import load_preset
 from suite.sweep.profiling import CATEGORIES
@@ -303,3 +305,42 @@ def test_samples_profile_and_machine_state_are_kept_beside_the_rows(tmp_path, mo
     sweep.run_sweep(configs, out, preset="test", resume=True, **FAST)
     profiling.profile_fig2(configs, out, torch.device("cpu"))
     assert len(pd.read_csv(profile_path(out))) == len(CATEGORIES) and len(read_results(out)) == len(rows)
+
+
+# ---------------------------------------------------------------------------- schedules
+
+
+def test_rows_record_the_schedule_that_ran_and_read_it_back(tmp_path):
+    """auto walks a short sequence and scans a long one over few columns (on a CPU: T >= 256, at most
+    1024 columns); a pinned provider runs its schedule at any T; other models record none."""
+    long = 256
+    configs = [
+        cfg(provider, mode, seq_len=t)
+        for provider in ("indrnn_torch", "indrnn_torch_seq", "indrnn_torch_scan", "lstm")
+        for mode in ("recurrence", "infer")
+        for t in (8, long)
+        if mode in PROVIDERS[provider].modes
+    ]
+    df = sweep_rows(tmp_path, configs)
+    assert (df["status"] == "ok").all(), df["reason"].tolist()
+    ran = {(r.provider, r.mode, r.seq_len): r.schedule for r in df.itertuples()}
+    for mode in ("recurrence", "infer"):
+        assert ran["indrnn_torch", mode, 8] == "sequential" and ran["indrnn_torch", mode, long] == "scan"
+        assert {ran["indrnn_torch_seq", mode, t] for t in (8, long)} == {"sequential"}
+        assert {ran["indrnn_torch_scan", mode, t] for t in (8, long)} == {"scan"}
+    assert set(df.loc[df["provider"] == "lstm", "schedule"]) == {""}
+    asked = {
+        r.provider: analysis.notes_of(r.extra)["schedule_asked"] for r in df[df["provider"] != "lstm"].itertuples()
+    }
+    assert asked == {"indrnn_torch": "auto", "indrnn_torch_seq": "sequential", "indrnn_torch_scan": "scan"}
+    assert tuple(pd.read_csv(tmp_path / "run.csv", nrows=0).columns) == COLUMNS and "schedule" in COLUMNS
+    assert "schedule" not in KEY_COLUMNS  # the schedule is what a provider ran, not another config
+
+
+def test_metadata_records_where_auto_takes_the_scan(tmp_path):
+    sweep_rows(tmp_path, [cfg("lstm", "infer")])
+    rule = read_meta(tmp_path / "run.csv")["notes"]["scan_rule"]
+    cpu = torch.device("cpu")
+    steps, columns = rule["min_steps"], rule["max_columns"]
+    assert scan_pays(steps, columns, cpu) and scan_pays(10 * steps, 1, cpu)
+    assert not scan_pays(steps - 1, 1, cpu) and not scan_pays(steps, columns + 1, cpu)

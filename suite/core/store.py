@@ -85,7 +85,7 @@ def read_results(path: str | os.PathLike, lineup: Lineup | None = None) -> pd.Da
             io.StringIO(text),
             keep_default_na=False,
             na_values=[""],
-            dtype={"reason": str, "extra": str},
+            dtype={"reason": str, "extra": str, "schedule": str},
             engine="python",  # the engine that hands bad lines to a callback, so they can be counted
             on_bad_lines=lambda fields: bad_lines.append(fields),
         )
@@ -100,7 +100,9 @@ def read_results(path: str | os.PathLike, lineup: Lineup | None = None) -> pd.Da
     missing = [c for c in KEY_COLUMNS + ("status",) if c not in df.columns]
     if missing:
         raise ResultsError(f"{path} is not a results file of this suite: missing columns {missing}")
-    for c in ("reason", "extra", "device", "timing", "preset", "run_id"):
+    if "schedule" not in df.columns:  # written before rows recorded the schedule that ran
+        df["schedule"] = ""
+    for c in ("reason", "extra", "device", "timing", "preset", "run_id", "schedule"):
         if c in df.columns:
             df[c] = df[c].fillna("")
     if lineup is not None and "role" not in df.columns:

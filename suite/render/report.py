@@ -378,6 +378,105 @@ def _recurrence_section(s: Summary) -> list[str]:
     return lines + [markdown_table(rows, headers)]
 
 
+def _scan_section(s: Summary) -> list[str]:
+    """The chunked scan against the sequential walk, where a run has both: where the scan wins,
+    whether auto took the faster one, and the targets the scan was built for."""
+    scan = s.scan
+    if scan.pairs.empty:
+        return []
+    lines = [
+        "## Where the chunked scan wins",
+        "",
+        "The same IndRNN on both schedules: speedup of the chunked scan over the sequential walk = the walk's "
+        "median / the scan's median, same run, same config and implementation (p20-p80 spread in brackets; a row "
+        "pinned to its schedule stands for it before one where auto chose it). Both passed the correctness gate "
+        "against the plain loop before they were timed. Rows: the B*H columns the walk runs in parallel (B x H); "
+        "columns: the sequence length T.",
+        "",
+    ]
+    rule = scan.rule
+    if rule:
+        lines.append(
+            f'On this device `schedule="auto"` takes the scan from T = {rule["min_steps"]} on over at most '
+            f"{rule['max_columns']} columns: those cells are marked *."
+        )
+    else:
+        lines.append(
+            'The run\'s metadata does not record where `schedule="auto"` takes the scan (an older run): '
+            "its choice is not marked."
+        )
+    for (_, *group), pairs in scan.pairs.groupby(["implementation", *analysis.SCHEDULE_GROUP], sort=False):
+        fixed = dict(zip(analysis.SCHEDULE_GROUP, group, strict=True))
+        lines += ["", f"### {_schedule_title(fixed, pairs)}", "", _scan_table(pairs)]
+        lines += _auto_and_gate(pairs)
+    for outcome in scan.targets:
+        lines += ["", _target_line(outcome, s.res.meta)]
+    return lines
+
+
+def _schedule_title(fixed: dict, pairs: pd.DataFrame) -> str:
+    compiler = analysis.notes_of(pairs["implementation"].iloc[0]).get("compiler")
+    parts = [f"{fixed['backend']} backend" + (f", compiled ({compiler})" if compiler else "")]
+    parts.append(f"{fixed['mode']} ({fixed['phase']})")
+    parts += [f"depth {fixed['depth']}", fixed["dtype"], f"timed by {fixed['timing']}"]
+    return ", ".join(parts)
+
+
+def _scan_table(pairs: pd.DataFrame) -> str:
+    seq_lens = sorted(pairs["seq_len"].unique())
+    rows = []
+    for (columns, batch, hidden), line in pairs.groupby(["columns", "batch", "hidden"], sort=True):
+        by_t = {r.seq_len: r for r in line.itertuples()}
+        cells = []
+        for t in seq_lens:
+            r = by_t.get(t)
+            if r is None:
+                cells.append("-")
+                continue
+            cells.append(fmt_speedup(r.speedup, r.speedup_lo, r.speedup_hi) + ("*" if r.auto_scan is True else ""))
+        rows.append([f"{columns} ({batch} x {hidden})", *cells])
+    return markdown_table(rows, ["B*H (B x H)", *(f"T={t}" for t in seq_lens)])
+
+
+def _auto_and_gate(pairs: pd.DataFrame) -> list[str]:
+    """Whether auto took the faster schedule, and how close the scan came to the plain loop."""
+    lines = []
+    judged = pairs[pairs["auto_scan"].notna()]
+    if len(judged):
+        wrong = judged[judged["auto_scan"].astype(bool) != (judged["speedup"] > 1)]
+        text = f"Auto takes the faster schedule at {len(judged) - len(wrong)} of {len(judged)} configs"
+        if len(wrong):
+            text += "; not at " + ", ".join(
+                f"T={r.seq_len}, {r.batch} x {r.hidden} ({'scan' if r.auto_scan else 'walk'}, "
+                f"the scan {fmt_x(r.speedup)})"
+                for r in wrong.itertuples()
+            )
+        lines += ["", text + "."]
+    errors = pairs["scan_gate_err"].dropna()
+    if len(errors):
+        lines += [
+            "",
+            f"In the gate the scan's largest relative error against the plain loop was {errors.max():.1e} "
+            "(max |difference| / max |loop| over h and every gradient).",
+        ]
+    return lines
+
+
+def _target_line(outcome: analysis.TargetOutcome, meta: dict) -> str:
+    t, pair = outcome.target, outcome.pair
+    where = f"T={t.seq_len}, B={t.batch}, H={t.hidden}, {t.mode} {t.phase}, {t.dtype}, {t.condition}"
+    text = (
+        f"**Target: the {t.backend} backend's scan at least {t.factor:g}x faster than its walk** ({where}): "
+        f"**{'met' if outcome.met else 'missed'}**, "
+        f"{fmt_speedup(pair['speedup'], pair['speedup_lo'], pair['speedup_hi'])} in this run"
+    )
+    if pd.notna(pair["scan_gate_err"]):
+        text += f", the scan within {pair['scan_gate_err']:.1e} (max relative error) of the plain loop in the gate"
+    if t.condition == "one thread" and meta.get("threads") != 1:
+        text += f" (this run had {meta.get('threads')} threads)"
+    return text + "."
+
+
 def _not_measured_section(s: Summary) -> list[str]:
     res = s.res
     bad = res.rows[res.rows["status"] != "ok"]
@@ -562,7 +661,7 @@ def _packed_section(s: Summary) -> list[str]:
     padded = ok[ok["mode"] == "train"][[*config, "p50_ms"]].rename(columns={"p50_ms": "padded_ms"})
     rows = []
     for r in packed.merge(padded, on=config, how="left").sort_values(config).itertuples():
-        notes = dict(item.split("=", 1) for item in str(r.extra).split(";") if "=" in item)
+        notes = analysis.notes_of(r.extra)
         valid = float(notes["valid_frac"]) if "valid_frac" in notes else math.nan
         saved = 1 - r.p50_ms / r.padded_ms  # NaN without a padded row
         skipped = saved / (1 - valid) if valid < 1 else math.nan
@@ -594,6 +693,7 @@ SECTIONS = (
     _crossover_section,
     _memory_section,
     _recurrence_section,
+    _scan_section,
     _not_measured_section,
     _unmeasured_plan_section,
     _all_measurements_section,
