@@ -30,6 +30,12 @@ def test_plan_has_the_issue_order_and_targets():
     assert {("indrnn_triton", d, t) for d in (1, 2) for t in (256, 512, 1024)} <= cells
     assert {("lstm", 1, t) for t in (256, 512, 1024)} <= cells
     assert all(c.batch == 32 and c.hidden == 128 and c.timing == "auto" for c in figure.configs)
+    assert not any(c.provider.startswith(("indrnn_triton_", "indrnn_torch_")) for c in figure.configs)
+    pinned = next(i for i in plan if "each schedule pinned" in i.name)
+    assert pinned.priority > 0  # dropped before the groups that were there first
+    assert {(c.provider, c.depth, c.seq_len) for c in pinned.configs} == {
+        (p, d, t) for p in ("indrnn_triton_seq", "indrnn_triton_scan") for d in (1, 2) for t in (256, 512, 1024)
+    }
     graph = next(i for i in plan if "CUDA graphs" in i.name)
     assert {c.timing for c in graph.configs} == {"cuda_graph"}
     assert {("lstm", 1), ("indrnn_triton", 1), ("indrnn_triton", 2)} <= {(c.provider, c.depth) for c in graph.configs}

@@ -42,7 +42,7 @@ from suite.core.errors import UsageError
 from suite.core.schema import SweepConfig
 from suite.sweep.cost import CostModel
 from suite.sweep.presets import load_preset
-from suite.sweep.providers import lineup
+from suite.sweep.providers import lineup, role_of
 
 ROOT = paths.REPO_ROOT
 
@@ -157,7 +157,12 @@ def build_plan() -> list[PlanItem]:
     """Everything validate would do with an unlimited budget, in execution order."""
     recurrence = [_recurrence(*size, dtype) for size in (BIG, PAPER) for dtype in ("float32", "bfloat16")]
     paper = load_preset("paper")
-    eager_fig = tuple(c for c in paper if c.batch == 32 and c.provider != "indrnn_torch" and c.timing == "auto")
+    eager_fig = tuple(
+        c
+        for c in paper
+        if c.batch == 32 and c.provider != "indrnn_torch" and c.timing == "auto" and role_of(c.provider) != "variant"
+    )
+    pinned_fig = tuple(c for c in paper if c.batch == 32 and role_of(c.provider) == "variant")
     graph_fig = tuple(c for c in paper if c.batch == 32 and c.timing == "cuda_graph")
     eager_loop = tuple(c for c in paper if c.batch == 32 and c.provider == "indrnn_torch")
     batch_sweep = tuple(c for c in paper if c.batch != 32)
@@ -174,6 +179,7 @@ def build_plan() -> list[PlanItem]:
         group("paper preset: Fig. 2 (batch 32)", 0, eager_fig),
         group("paper preset: Fig. 2 in CUDA graphs", 1, graph_fig),
         group("recurrence bf16", 2, [c for c in recurrence if c.dtype == "bfloat16"], True),
+        group("paper preset: Fig. 2 with each schedule pinned", 2, pinned_fig),
         group("paper preset: batch sweep", 3, batch_sweep),
         group("paper preset: eager torch loop", 4, eager_loop),
         PlanItem("report and plots", 0, 30.0),
@@ -218,7 +224,7 @@ def print_plan(kept: list[PlanItem], dropped: list[PlanItem], budget_s: float) -
 
 def rehearsal_config(cfg: SweepConfig) -> SweepConfig:
     """A CPU stand-in for a GPU config: the torch backend at a tiny size, same mode and shape of grid."""
-    provider = "indrnn_torch" if cfg.provider == "indrnn_triton" else cfg.provider
+    provider = cfg.provider.replace("indrnn_triton", "indrnn_torch")  # each Triton IndRNN's torch twin
     small = dict(seq_len=min(cfg.seq_len, 16), batch=min(cfg.batch, 2), hidden=min(cfg.hidden, 8))
     input_size = small["hidden"] if cfg.mode == "recurrence" else min(cfg.input_size, 8)
     return replace(cfg, provider=provider, input_size=input_size, **small)

@@ -5,7 +5,9 @@ A config costs what it cost before, where an earlier run on this kind of device 
 results/) holds it: its timed calls plus three (warm-up, correctness gate) times their median,
 plus compile seconds, scaled up to the file's recorded wall time where it has one (building models
 and the gate's reference are not in the rows). A config no earlier run holds counts at the mean of
-those that one does; with no earlier run at all, at a coarse prior (`prior_s`).
+those that one does; with no earlier run at all, at a coarse prior (`prior_s`), which on a GPU
+counts what grows with the sequence length too (`length_s`): the step-by-step loop that gates an
+IndRNN, and the timed calls themselves once each outlasts the timer's budgets.
 """
 
 from __future__ import annotations
@@ -19,29 +21,73 @@ from suite.core.errors import ResultsError
 from suite.core.paths import meta_path
 from suite.core.schema import SweepConfig
 from suite.core.store import read_meta, read_results
+from suite.sweep.providers import PROVIDERS
 
 # Where no earlier CPU run can be timed from: a flat guess per config.
 CPU_GUESS_S = 2.0
 # A config is matched with an earlier row on everything but the timing method and phase.
 ESTIMATE_KEY = ("provider", "mode", "seq_len", "depth", "batch", "hidden", "dtype", "input_size")
 
+# What grows with T on a GPU: planning figures for one GPU of the H100 class, not measurements.
+LAUNCH_S = 5e-6  # one eager PyTorch op issued from Python, as a step-by-step loop issues them
+WALK_STEP_S = 50e-9  # one step of the sequential Triton walk over few columns (its static model: ~51 ns)
+CUDNN_STEP_S = 5e-6  # one step of one cuDNN LSTM or GRU layer, forward: the latency of a small GEMM
+COPY_BYTES_PER_S = 2.5e12  # device copy bandwidth, the walk's floor over many columns
+# A call that outlasts do_bench's warm-up and repetition budgets is still made about 7 times (5 to
+# estimate it, one warm-up, one timed), once more for the peak memory and once in the gate.
+LONG_CALLS = 9
+# Ops per step and layer of the loops that gate an IndRNN: the torch backend's sequential loop
+# (the reference of every model) and the reference's autograd loop (that of the bare recurrence).
+LOOP_OPS = {"fwd": 2, "bwd": 2}
+REFERENCE_OPS = {"fwd": 4, "bwd": 8}
+
 
 def prior_s(cfg: SweepConfig, device_kind: str) -> float:
     """A coarse planning guess of one config's wall time, not a measurement. On a CPU, a flat
     CPU_GUESS_S. On one GPU: model build, correctness gate and do_bench (~0.2 s of timed work)
     plus what each provider adds. The Triton providers autotune each new shape (the configs of the
-    two kernels, ~0.125 s of do_bench each; validate's plan counts compiling them once per dtype); the
-    eager torch loop launches a few kernels per step, per layer, per timed call; a CUDA graph is
-    captured once."""
+    two kernels of the sequential walk, ~0.125 s of do_bench each; validate's plan counts compiling
+    them once per dtype; the scan's kernels are not autotuned); the
+    eager torch loop (any torch-backend IndRNN not pinned to the scan) launches a few kernels per
+    step, per layer, per timed call; a CUDA graph is captured once; and `length_s`."""
     if device_kind != "cuda":
         return CPU_GUESS_S
+    backend, schedule = _recurrence_of(cfg)
     seconds = 3.0
-    if cfg.provider == "indrnn_triton" and cfg.timing == "auto":
+    if backend == "triton" and schedule != "scan" and cfg.timing == "auto":
         seconds += 8.0
-    if cfg.provider == "indrnn_torch":
+    if backend == "torch" and schedule != "scan":
         seconds += 2e-3 * cfg.seq_len * cfg.depth
     if cfg.timing == "cuda_graph":
         seconds += 2.0
+    return seconds + length_s(cfg)
+
+
+def _recurrence_of(cfg: SweepConfig) -> tuple[str | None, str]:
+    """The backend and schedule of a plain IndRNN provider's recurrences; (None, "auto") for others."""
+    provider = PROVIDERS.get(cfg.provider)
+    return (None, "auto") if provider is None else (provider.recurrence_backend, provider.schedule)
+
+
+def length_s(cfg: SweepConfig) -> float:
+    """The seconds of one config on a GPU that grow with T and that `prior_s`'s fixed figures leave
+    out: the gate's step-by-step loop for an IndRNN that is not that loop itself, and the timed calls
+    of the Triton kernels and of cuDNN's LSTM and GRU (the eager loop's calls are in its own figure).
+    Seconds at short T, minutes at a million steps."""
+    backend, schedule = _recurrence_of(cfg)
+    passes = ("fwd",) if cfg.mode == "infer" else ("fwd", "bwd")
+    steps = cfg.seq_len * cfg.depth
+    seconds = 0.0
+    if backend is not None:
+        if not (backend == "torch" and schedule == "sequential"):  # the loop is its own reference
+            ops = REFERENCE_OPS if cfg.mode == "recurrence" else LOOP_OPS
+            seconds += sum(ops[p] for p in passes) * steps * LAUNCH_S
+        if backend == "triton":
+            moved = steps * cfg.batch * cfg.hidden * (2 if cfg.dtype != "float32" else 4)  # bytes of x
+            walk = {p: max(steps * WALK_STEP_S, n * moved / COPY_BYTES_PER_S) for p, n in (("fwd", 2), ("bwd", 3))}
+            seconds += LONG_CALLS * sum(walk[p] for p in passes)
+    if cfg.provider in ("lstm", "gru"):
+        seconds += LONG_CALLS * steps * CUDNN_STEP_S * (1 if cfg.mode == "infer" else 3)
     return seconds
 
 
@@ -94,7 +140,7 @@ class CostModel:
             guess = (
                 f"a flat guess of {CPU_GUESS_S:g} s per config"
                 if self.device_kind != "cuda"
-                else "a coarse guess per config (build, gate, timed calls, autotuning)"
+                else "a coarse guess per config (build, gate, timed calls, autotuning, what grows with T)"
             )
             return f"{guess}: no earlier {self.device_kind} run in results/"
         found = sum(tuple(getattr(c, a) for a in ESTIMATE_KEY) in self.measured for c in configs)
