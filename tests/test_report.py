@@ -349,9 +349,9 @@ def test_a_pinned_row_stands_for_its_schedule_before_auto_and_a_compiled_model_a
         )
     )
     res = analysis.load(syn.write(tmp_path / "again.csv", rows), lineup())
-    pairs = analysis.scan_pairs(res)
-    assert list(pairs["scan_provider"]) == ["indrnn_triton"] * 2
-    assert pairs.query("phase == 'fwd'")["speedup"].iloc[0] == pytest.approx(syn.walk_ms(1024, 128) / 1e-4)
+    pairs = analysis.scan_pairs(res)  # auto ran the forward only; the compiled model pairs with nothing
+    assert list(pairs["scan_provider"]) == ["indrnn_triton"] and list(pairs["phase"]) == ["fwd"]
+    assert pairs["speedup"].iloc[0] == pytest.approx(syn.walk_ms(1024, 128) / 1e-4)
 
 
 @pytest.mark.parametrize(("scan_factor", "threads", "verdict"), [(0.1, 1, "met"), (0.5, 1, "missed"), (0.1, 2, "met")])
@@ -384,3 +384,12 @@ def test_the_cpu_target_is_stated_from_the_data(tmp_path, scan_factor, threads, 
     assert "within 3.0e-07" in line and ("(this run had 2 threads)" in line) == (threads == 2)
     gpu = build_report(syn.write(tmp_path / "gpu.csv", rows))  # a target is held on its kind of device only
     assert "**Target:" not in gpu
+
+
+def test_scan_section_counts_the_columns_the_gate_left_out_for_a_relu_flip(tmp_path):
+    rows = [
+        dataclasses.replace(r, extra=r.extra + ";gate_relu_flips=2") if r.schedule == "scan" and r.phase == "fwd" else r
+        for r in syn.scan_rows(seq_lens=(4096,), sizes=((1, 128),))
+    ]
+    section = _scan_section(build_report(syn.write(tmp_path / "run.csv", rows)))
+    assert "at 1 config(s) the gradients of 2 column(s) were left out" in section

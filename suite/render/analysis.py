@@ -533,12 +533,13 @@ def _schedule_rows(res: Results) -> pd.DataFrame:
     ok = res.ok
     rows = ok[ok["role"].isin(("indrnn", "variant")) & ok["schedule"].isin(("sequential", "scan"))]
     if rows.empty:
-        return rows.assign(implementation=[], backend=[], gate_err=[])
+        return rows.assign(implementation=[], backend=[], gate_err=[], gate_flips=[])
     notes = rows["extra"].map(notes_of)
     rows = rows.assign(
         implementation=notes.map(lambda n: ";".join(f"{k}={n.get(k, '')}" for k in IMPLEMENTATION_NOTES)),
         backend=notes.map(lambda n: n.get("backend", "")),
         gate_err=notes.map(lambda n: float(n.get("gate_max_rel_err", "nan"))),
+        gate_flips=notes.map(lambda n: int(n.get("gate_relu_flips", 0))),
         _auto=notes.map(lambda n: n.get("schedule_asked", "auto") == "auto"),
         _preference=rows["provider"].map(lambda p: res.lineup.preference(p)),
     )
@@ -549,11 +550,12 @@ def _schedule_rows(res: Results) -> pd.DataFrame:
 def scan_pairs(res: Results) -> pd.DataFrame:
     """The scan's speedup over the walk at every config and implementation with both (ScanWins.pairs)."""
     rows = _schedule_rows(res)
-    keep = ["implementation", "backend", *CONFIG, "provider", "gate_err", *METRICS]
+    own = ("provider", "gate_err", "gate_flips", *METRICS)
+    keep = ["implementation", "backend", *CONFIG, *own]
 
     def side(schedule: str, prefix: str) -> pd.DataFrame:
         part = rows[rows["schedule"] == schedule][keep]
-        return part.rename(columns={c: prefix + c for c in ("provider", "gate_err", *METRICS)})
+        return part.rename(columns={c: prefix + c for c in own})
 
     pairs = side("sequential", "seq_").merge(side("scan", "scan_"), on=["implementation", "backend", *CONFIG])
     pairs = _add_ratio(pairs, "seq_", "scan_")

@@ -13,8 +13,9 @@ train's step on a PackedSequence whose lengths are uniform in [T/4, T] (`packed_
 head on each sequence's last step; its rows note valid_frac, the share of the T*B steps that
 are real.
 
-IndRNN rows record the schedule their recurrences ran (sequential or scan) and, where the gate
-compared fp32 results, the largest relative error it found (`gate_max_rel_err` among the notes).
+IndRNN rows record the schedule their recurrences ran (sequential or scan) and what the gate found
+among their notes: the largest relative error where it compared fp32 results (`gate_max_rel_err`)
+and the columns of the bare recurrence whose ReLU flipped (`gate_relu_flips`, see suite.sweep.gate).
 """
 
 from __future__ import annotations
@@ -70,10 +71,6 @@ def _tokens_per_s(cfg: SweepConfig, p50_ms: float) -> float:
 def _notes(*items: str) -> str:
     """Row notes joined as "key=value;key=value", empty items left out."""
     return ";".join(filter(None, items))
-
-
-def _gate_note(error: float | None) -> str:
-    return "" if error is None else f"gate_max_rel_err={error:.2e}"
 
 
 def random_input(cfg: SweepConfig, device: torch.device, batch_first: bool) -> torch.Tensor:
@@ -168,9 +165,9 @@ def measure_model(cfg: SweepConfig, provider: Provider, device: torch.device, ti
         compile_s = time.perf_counter() - start
     gate_x = model_input(cfg, device, built.batch_first)
     forward, reference = padded_forward(built.forward, cfg), padded_forward(built.reference, cfg)
-    gate_error = check_model(forward, reference, built.model, gate_x, cfg.dtype, training)
+    passed = check_model(forward, reference, built.model, gate_x, cfg.dtype, training)
     fields = _timed(step, timer, device)
-    extra = _notes(built.extra, _gate_note(gate_error))
+    extra = _notes(built.extra, passed.notes())
     if cfg.mode == "packed":
         valid_frac = packed_lengths(cfg).sum().item() / (cfg.seq_len * cfg.batch)
         extra = _notes(extra, f"valid_frac={valid_frac:.4f}")
@@ -217,7 +214,7 @@ def measure_recurrence(
     backend, schedule = provider.recurrence_backend, provider.schedule
     T, H = cfg.seq_len, cfg.hidden
     x, u, bias = recurrence_inputs(cfg, device)
-    gate_error = check_recurrence(backend, x, u, bias, cfg.dtype, schedule)
+    passed = check_recurrence(backend, x, u, bias, cfg.dtype, schedule)
     ran = resolve_schedule(x, "relu", backend, schedule)
     rows = []
     for phase, fn, tensors_moved in recurrence_phases(x, u, bias, backend, schedule):
@@ -236,7 +233,7 @@ def measure_recurrence(
                 pct_copy_bw=100 * gbps / copy_gbps if copy_gbps else None,
                 ns_per_step=fields["p50_ms"] * 1e6 / T,
                 params=2 * H,  # u and bias
-                extra=_notes(f"backend={backend};schedule_asked={schedule}", _gate_note(gate_error)),
+                extra=_notes(f"backend={backend};schedule_asked={schedule}", passed.notes()),
                 schedule=ran,
                 **fields,
             )

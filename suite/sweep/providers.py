@@ -5,9 +5,10 @@ are counted and trained, a `forward(x) -> output sequence`, and, for the IndRNN 
 `reference` forward over the same weights that the correctness gate compares against.
 An IndRNN provider asks its recurrences for a schedule (kernels.indrnn_recurrence: "auto", the
 default a user gets, or a pinned "sequential" or "scan"), and its rows record the schedule that
-ran, so one sweep can hold both schedules of the same model at every size. Every provider in a comparison gets the same hidden size, depth (num_layers), dtype and
-input. `unavailable` says why a provider cannot run a config here (no CUDA, a package not
-installed, a compile too long to wait for): such configs become skipped rows, never crashes.
+ran, so one sweep can hold both schedules of the same model at every size. Every provider in a
+comparison gets the same hidden size, depth (num_layers), dtype and input. `unavailable` says why
+a provider cannot run a config here (no CUDA, a package not installed, a compile too long to wait
+for): such configs become skipped rows, never crashes.
 """
 
 from __future__ import annotations
