@@ -479,6 +479,8 @@ def _target_line(outcome: analysis.TargetOutcome, meta: dict) -> str:
     )
     if pd.notna(pair["scan_gate_err"]):
         text += f", the scan within {pair['scan_gate_err']:.1e} (max relative error) of the plain loop in the gate"
+        if pair["scan_gate_flips"]:
+            text += f" ({pair['scan_gate_flips']} column(s) left out for a ReLU flip)"
     if t.condition == "one thread" and meta.get("threads") != 1:
         text += f" (this run had {meta.get('threads')} threads)"
     return text + "."
