@@ -152,12 +152,12 @@ def test_a_relu_flip_within_rounding_leaves_its_column_out_of_the_gradients(monk
     real = gate.indrnn_recurrence
 
     def recurrence(x, u, bias, backend, schedule):
-        if backend == "reference":
-            return real(x, u, bias=bias, backend="reference")
+        if backend == "torch":
+            return real(x, u, bias=bias, backend="torch", schedule=schedule)
         nudge = torch.zeros_like(x)  # across the kink: h = 1e-6 instead of 0
         nudge[3, :, :2] = 2e-6 if backend == "many" else 0.0
         nudge[3, 0, 0] = 2e-6
-        h, h_last = real(x + nudge, u, bias=bias, backend="reference")
+        h, h_last = real(x + nudge, u, bias=bias, backend="torch", schedule="sequential")
         return (h * 1.01, h_last) if backend == "wrong" else (h, h_last)
 
     monkeypatch.setattr(gate, "indrnn_recurrence", recurrence)
@@ -171,3 +171,22 @@ def test_a_relu_flip_within_rounding_leaves_its_column_out_of_the_gradients(monk
     monkeypatch.setattr(gate, "FLIP_SHARE", 0.0)  # without leaving it out, the flipped column fails
     with pytest.raises(GateError, match="other side of the ReLU in 1 of 16 columns"):
         check_recurrence("flip", x, u, bias, "float32")
+
+
+def test_the_bare_recurrence_is_gated_by_the_torch_loop_not_the_quadratic_plain_loop(monkeypatch):
+    """The plain loop's autograd backward scatters each x[t]'s gradient into a zero tensor of x's
+    size: O(T^2), minutes at 2^16 steps. The gate's reference is the torch loop, on every backend."""
+    import suite.sweep.gate as gate
+
+    real, calls = gate.indrnn_recurrence, []
+
+    def recorded(x, u, bias, backend, schedule):
+        calls.append((backend, schedule))
+        return real(x, u, bias=bias, backend=backend, schedule=schedule)
+
+    monkeypatch.setattr(gate, "indrnn_recurrence", recorded)
+    x, u, bias = torch.randn(300, 2, 4), torch.rand(4), torch.randn(4)
+    for dtype in ("float32", "bfloat16"):
+        check_recurrence("torch", x.to(getattr(torch, dtype)), u, bias, dtype, "scan")
+    scan, loop = ("torch", "scan"), ("torch", "sequential")
+    assert calls == [scan, loop, scan, loop, loop]  # fp32: the loop; bf16: the loop in bf16 and in fp32

@@ -309,7 +309,7 @@ def test_scan_section_gives_the_speedup_over_the_walk_and_marks_what_auto_takes(
             assert fmt_speedup(ratio, 0.95 * ratio / 1.05, 1.05 * ratio / 0.95) + ("*" if auto else "") in line
     assert "from T = 256 on over at most 16895 columns" in section
     assert section.count("Auto takes the faster schedule at 9 of 9 configs.") == 2
-    assert "largest relative error against the plain loop was 2.5e-07" in section
+    assert "largest relative error against the torch loop was 2.5e-07" in section
 
 
 def test_scan_section_names_where_auto_took_the_slower_schedule(tmp_path):

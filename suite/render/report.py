@@ -391,7 +391,7 @@ def _scan_section(s: Summary) -> list[str]:
         "The same IndRNN on both schedules: speedup of the chunked scan over the sequential walk = the walk's "
         "median / the scan's median, same run, same config and implementation (p20-p80 spread in brackets; a row "
         "pinned to its schedule stands for it before one where auto chose it). Both passed the correctness gate "
-        "against the plain loop before they were timed. Rows: the B*H columns the walk runs in parallel (B x H); "
+        "against the torch loop before they were timed. Rows: the B*H columns the walk runs in parallel (B x H); "
         "columns: the sequence length T.",
         "",
     ]
@@ -440,7 +440,7 @@ def _scan_table(pairs: pd.DataFrame) -> str:
 
 
 def _auto_and_gate(pairs: pd.DataFrame) -> list[str]:
-    """Whether auto took the faster schedule, and how close the scan came to the plain loop."""
+    """Whether auto took the faster schedule, and how close the scan came to the torch loop."""
     lines = []
     judged = pairs[pairs["auto_scan"].notna()]
     if len(judged):
@@ -456,7 +456,7 @@ def _auto_and_gate(pairs: pd.DataFrame) -> list[str]:
     errors = pairs["scan_gate_err"].dropna()
     if len(errors):
         text = (
-            f"In the gate the scan's largest relative error against the plain loop was {errors.max():.1e} "
+            f"In the gate the scan's largest relative error against the torch loop was {errors.max():.1e} "
             "(max |difference| / max |loop| over h and every gradient)"
         )
         flips = pairs.loc[pairs["scan_gate_flips"] > 0]
@@ -478,7 +478,7 @@ def _target_line(outcome: analysis.TargetOutcome, meta: dict) -> str:
         f"{fmt_speedup(pair['speedup'], pair['speedup_lo'], pair['speedup_hi'])} in this run"
     )
     if pd.notna(pair["scan_gate_err"]):
-        text += f", the scan within {pair['scan_gate_err']:.1e} (max relative error) of the plain loop in the gate"
+        text += f", the scan within {pair['scan_gate_err']:.1e} (max relative error) of the torch loop in the gate"
         if pair["scan_gate_flips"]:
             text += f" ({pair['scan_gate_flips']} column(s) left out for a ReLU flip)"
     if t.condition == "one thread" and meta.get("threads") != 1:

@@ -36,10 +36,8 @@ COPY_BYTES_PER_S = 2.5e12  # device copy bandwidth, the walk's floor over many c
 # A call that outlasts do_bench's warm-up and repetition budgets is still made about 7 times (5 to
 # estimate it, one warm-up, one timed), once more for the peak memory and once in the gate.
 LONG_CALLS = 9
-# Ops per step and layer of the loops that gate an IndRNN: the torch backend's sequential loop
-# (the reference of every model) and the reference's autograd loop (that of the bare recurrence).
+# Ops per step and layer of the torch backend's sequential loop, the gate's reference.
 LOOP_OPS = {"fwd": 2, "bwd": 2}
-REFERENCE_OPS = {"fwd": 4, "bwd": 8}
 
 
 def prior_s(cfg: SweepConfig, device_kind: str) -> float:
@@ -80,8 +78,7 @@ def length_s(cfg: SweepConfig) -> float:
     seconds = 0.0
     if backend is not None:
         if not (backend == "torch" and schedule == "sequential"):  # the loop is its own reference
-            ops = REFERENCE_OPS if cfg.mode == "recurrence" else LOOP_OPS
-            seconds += sum(ops[p] for p in passes) * steps * LAUNCH_S
+            seconds += sum(LOOP_OPS[p] for p in passes) * steps * LAUNCH_S
         if backend == "triton":
             moved = steps * cfg.batch * cfg.hidden * (2 if cfg.dtype != "float32" else 4)  # bytes of x
             walk = {p: max(steps * WALK_STEP_S, n * moved / COPY_BYTES_PER_S) for p, n in (("fwd", 2), ("bwd", 3))}
