@@ -393,3 +393,14 @@ def test_scan_section_counts_the_columns_the_gate_left_out_for_a_relu_flip(tmp_p
     ]
     section = _scan_section(build_report(syn.write(tmp_path / "run.csv", rows)))
     assert "at 1 config(s) the gradients of 2 column(s) were left out" in section
+
+
+def test_the_header_says_which_schedule_the_indrnn_ran_where_its_rows_recorded_one(tmp_path, sweep):
+    assert "Its rows record the schedule" not in build_report(sweep)  # the synthetic IndRNN recorded none
+    rows = [
+        syn.row("indrnn_triton", 1.0, seq_len=t, schedule="scan" if t >= 256 else "sequential") for t in (64, 256, 512)
+    ] + [syn.row("lstm", 5.0, seq_len=t) for t in (64, 256, 512)]
+    text = build_report(syn.write(tmp_path / "run.csv", rows))
+    assert "Its rows record the schedule that ran: the chunked scan in 2 of 3, the sequential walk in the rest." in text
+    text = build_report(syn.write(tmp_path / "scan.csv", [r for r in rows if r.seq_len >= 256]))
+    assert "Its rows record the schedule that ran: the chunked scan in all 2." in text

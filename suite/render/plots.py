@@ -253,6 +253,7 @@ def _scan_figure(res: Results, fixed: dict, pairs: pd.DataFrame, rule: dict | No
     if rule and rule["max_columns"] <= 64 * c_values[-1]:  # a boundary far above the data is not drawn
         y_hi = max(y_hi, rule["max_columns"] * 2)
         x_lo = min(x_lo, rule["min_steps"] / 2)
+        t_values, c_values = [*t_values, rule["min_steps"]], [*c_values, rule["max_columns"]]  # ticked too
         ax.plot(
             [rule["min_steps"], rule["min_steps"], x_hi],
             [y_lo, rule["max_columns"], rule["max_columns"]],
@@ -262,8 +263,9 @@ def _scan_figure(res: Results, fixed: dict, pairs: pd.DataFrame, rule: dict | No
         ax.legend(fontsize=7, loc="best")
     _log_x(ax, t_values)
     ax.set_yscale("log", base=2)
+    c_values = sorted(set(int(c) for c in c_values))
     ax.set_yticks(c_values)
-    ax.set_yticklabels([str(int(c)) for c in c_values])
+    ax.set_yticklabels([str(c) for c in c_values])
     ax.minorticks_off()
     ax.set_xlim(x_lo, x_hi)
     ax.set_ylim(y_lo, y_hi)

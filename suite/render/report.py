@@ -98,6 +98,19 @@ def _which_indrnn(res: Results) -> str:
     return "The file has no ok rows for `indrnn_triton` or `indrnn_torch`: no speedup can be computed."
 
 
+def _indrnn_schedule(res: Results) -> str:
+    """How often the IndRNN of the report ran the scan, where its rows recorded a schedule."""
+    ran = res.ok.loc[(res.ok["provider"] == res.indrnn) & (res.ok["schedule"] != ""), "schedule"]
+    if ran.empty:
+        return ""
+    scans, rows = int((ran == "scan").sum()), len(ran)
+    if scans in (0, rows):
+        which = f"the {'chunked scan' if scans else 'sequential walk'} in all {rows}"
+    else:
+        which = f"the chunked scan in {scans} of {rows}, the sequential walk in the rest"
+    return f" Its rows record the schedule that ran: {which}."
+
+
 def fig2_table(fig: analysis.Fig2) -> str:
     """Our Fig. 2 cells beside the paper's, as a markdown table (the report's and validate's)."""
     headers = ["IndRNN layers", "T", "IndRNN ms", "LSTM ms"]
@@ -585,7 +598,7 @@ def _header(s: Summary) -> list[str]:
         "",
         *_environment(s),
         "",
-        _which_indrnn(s.res),
+        _which_indrnn(s.res) + _indrnn_schedule(s.res),
     ]
 
 
