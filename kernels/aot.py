@@ -1,10 +1,11 @@
 """Ahead-of-time compilation of the recurrence kernels for a GPU that is not here.
 
 `triton.compile` lowers a kernel to PTX and a cubin for any CUDA target without a GPU. The
-cubin's resource usage (registers, spills, shared memory) and the PTX's global memory
-instructions are deterministic facts about the generated code: the GPU-less signal that a
-kernel is fast-shaped (wide vector loads, no spills). Tests and `run_bench.py kernel-report`
-read them from here.
+cubin's resource usage (registers, spills, shared memory), the PTX's global memory instructions
+and the SASS of the hot loop (kernels/sass.py) are deterministic facts about the generated code:
+the GPU-less signal that a kernel is fast-shaped (wide vector loads, no spills, loads issued far
+enough ahead), and with the work a kernel declares, the input of the static speed model
+(kernels/speed.py). Tests and `run_bench.py kernel-report` read them from here.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.runtime.autotuner import Autotuner
 
+from kernels import sass
 from kernels.common import interpreter_enabled
 from kernels.scan import (
     scan_bwd_kernel,
@@ -33,7 +35,8 @@ from kernels.scan import (
     scan_fwd_kernel,
     scan_fwd_maps_kernel,
 )
-from kernels.sequential import recurrence_bwd_kernel, recurrence_fwd_kernel
+from kernels.sequential import BWD_WORK, FWD_WORK, recurrence_bwd_kernel, recurrence_fwd_kernel
+from kernels.speed import GPUS, SIZES, Work, model
 
 DTYPES = ("fp32", "fp16", "bf16")
 
@@ -61,8 +64,10 @@ KERNELS = {
     "scan_bwd": (scan_bwd_kernel, {"HAS_H0": True, "HAS_LENGTHS": False, "REVERSE": False, "SUB": 8}),
 }
 
-# The configuration reported for each kernel: the large-size one of the autotune space.
-REPORT_CONFIG = {"BLOCK": 512, "CHUNK": 8, "STAGES": 2, "num_warps": 4}
+# What each kernel's hot loop does and the configs meant for each size: the speed model's input
+# besides the compiled code. A kernel without an entry is compiled at REPORT_CONFIG, unmodelled.
+WORK: dict[str, Work] = {"recurrence_fwd": FWD_WORK, "recurrence_bwd": BWD_WORK}
+REPORT_CONFIG = {"BLOCK": 512, "CHUNK": 8, "num_warps": 4}
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,10 @@ class KernelFacts:
     load_width_bits: int  # widest global load, e.g. 128 for ld.global.v4.b32
     store_width_bits: int
     ptx_counts: dict  # instruction kind -> count in the PTX, e.g. {"ld.global": 16, "fma": 8}
+    config: dict  # BLOCK, CHUNK, ..., num_warps
+    size: str | None  # the size of kernels.speed.SIZES the config is meant for, None for REPORT_CONFIG
+    loop: dict  # the hot loop of the SASS: see loop_facts
+    modeled: list  # kernels.speed.Modeled of each GPU of this target at `size`, as dicts
 
 
 def _jit_fn(kernel):
@@ -117,12 +126,6 @@ def compile_kernel(kernel, dtype: str, cc: int, constexprs: dict, num_warps: int
     return triton.compile(source, target=GPUTarget("cuda", cc, 32), options=options)
 
 
-def _cuobjdump() -> str:
-    import triton.backends.nvidia as nvidia
-
-    return os.path.join(os.path.dirname(nvidia.__file__), "bin", "cuobjdump")
-
-
 def resource_usage(cubin: bytes) -> dict[str, int]:
     """REG, STACK, SHARED and LOCAL of the (single) function in a cubin, via cuobjdump."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,7 +133,7 @@ def resource_usage(cubin: bytes) -> dict[str, int]:
         with open(path, "wb") as f:
             f.write(cubin)
         out = subprocess.run(
-            [_cuobjdump(), "--dump-resource-usage", path], capture_output=True, text=True, check=True
+            [sass.cuobjdump(), "--dump-resource-usage", path], capture_output=True, text=True, check=True
         ).stdout
     fields = dict(re.findall(r"\b(REG|STACK|SHARED|LOCAL):(\d+)", out))
     return {k: int(v) for k, v in fields.items()}
@@ -156,31 +159,69 @@ def ptx_counts(ptx: str) -> dict[str, int]:
     }
 
 
-def _facts_here(name: str, dtype: str, cc: int, config: dict | None, source: str | None) -> KernelFacts:
+def loop_facts(loop: sass.Loop, unit: str, units_per_iteration: int) -> dict:
+    """The hot loop in figures: instructions and issue cycles per iteration, the load-to-drain
+    distance D, loads by scoreboard and the instruction mix, and what one iteration covers."""
+    drain = loop.drain_distance()
+    return {
+        "closed": loop.closed,
+        "unit": unit,
+        "instructions": len(loop.body),
+        "issue_cycles": loop.issue_cycles,
+        "units_per_iteration": units_per_iteration,
+        "drain_distance": drain[0] if drain else None,
+        "drained_by": drain[2].opcode if drain else None,  # a use of the load, or a copy of it (a rotation)
+        "loads_by_scoreboard": {f"SB{b}": n for b, n in loop.loads_by_barrier().items()},
+        "mix": loop.mix(),
+    }
+
+
+def _facts_here(
+    name: str, dtype: str, cc: int, config: dict | None, size: str | None, source: str | None
+) -> KernelFacts:
     default_kernel, flags = KERNELS[name]
-    config = dict(REPORT_CONFIG if config is None else config)
-    num_warps = config.pop("num_warps")
-    compiled = compile_kernel(source or default_kernel, dtype, cc, {**flags, **config}, num_warps)
+    work = WORK.get(name)
+    config = dict(config or (work.configs[size] if work and size else REPORT_CONFIG))
+    num_warps = config["num_warps"]
+    constexprs = {k: v for k, v in config.items() if k != "num_warps"}
+    compiled = compile_kernel(source or default_kernel, dtype, cc, {**flags, **constexprs}, num_warps)
     usage = resource_usage(compiled.asm["cubin"])
     ptx = compiled.asm["ptx"]
+    (instructions,) = sass.parse_sass(sass.disassemble(compiled.asm["cubin"])).values()
+    loop = sass.hot_loop(instructions)
+    registers, shared = usage.get("REG", 0), compiled.metadata.shared
+    unit, units = (work.unit, work.units_per_iteration(config)) if work else ("iteration", 1)
+    modeled = []
+    if work is not None and size is not None:
+        element_bytes = 4 if dtype == "fp32" else 2
+        modeled = [
+            asdict(model(loop, registers, shared, config, work, SIZES[size], element_bytes, gpu))
+            for gpu in GPUS
+            if gpu.cc == cc
+        ]
     return KernelFacts(
         kernel=name,
         dtype=dtype,
         cc=cc,
-        registers=usage.get("REG", 0),
+        registers=registers,
         spill_bytes=usage.get("LOCAL", 0),
         stack_bytes=usage.get("STACK", 0),
         shared_bytes=usage.get("SHARED", 0),
         load_width_bits=_access_width(ptx, "ld.global"),
         store_width_bits=_access_width(ptx, "st.global"),
         ptx_counts=ptx_counts(ptx),
+        config=config,
+        size=size,
+        loop=loop_facts(loop, unit, units),
+        modeled=modeled,
     )
 
 
 def compile_facts(jobs: list[dict]) -> list[KernelFacts]:
     """Facts for many compilations. A job is a dict: name (of KERNELS), dtype, cc, and optionally
-    config (BLOCK, CHUNK, num_warps; default REPORT_CONFIG) and a variant with the same
-    arguments, as a `kernel` object or a "path.py:function" `source`.
+    size (of kernels.speed.SIZES: compile the config the kernel's Work declares for it and model it
+    there), config (BLOCK, CHUNK, num_warps; default: the size's, else REPORT_CONFIG) and a variant
+    with the same arguments, as a `kernel` object or a "path.py:function" `source`.
 
     Under TRITON_INTERPRET=1 (the CPU test setup) `@triton.jit` made interpreted functions,
     and even Triton's own library functions are interpreted, so nothing can be lowered to PTX
@@ -209,7 +250,7 @@ def _job(job: dict) -> dict:
         fn = getattr(kernel, "fn", kernel)
         fn = getattr(fn, "fn", fn)  # an interpreted function wraps the Python function
         job["source"] = f"{inspect.getsourcefile(fn)}:{fn.__name__}"
-    return {"config": None, "source": None, **job}
+    return {"config": None, "size": None, "source": None, **job}
 
 
 if __name__ == "__main__":  # the child process of compile_facts: jobs on stdin, facts on stdout

@@ -6,11 +6,11 @@ their launchers.
 `x` is the input projection `W x_t` for every step, already computed by one GEMM. What is
 left is elementwise and sequential in time only, so the B*H columns are independent: a
 program owns BLOCK consecutive columns of the (B, H) plane and walks time. The walk is a
-dependent chain (one fma and the activation per step); to keep it bound by bandwidth rather
-than load latency, time is cut into chunks of CHUNK steps and each iteration issues the loads
-of the chunk STAGES - 1 ahead (they do not depend on the state) before it runs the CHUNK
-dependent steps of the current one from registers. State and arithmetic are fp32; storage is
-x's dtype.
+dependent chain (one fma and the activation per step); to keep it off the load latency, time is
+cut into chunks of CHUNK steps, and a chunk's loads (which do not depend on the state) are in
+flight while the chunk before runs from registers. Two sets of registers take turns, so no loaded
+value is copied while its load is in flight: the prefetch is one chunk deep, as the SASS shows
+(kernels/sass.py reads it). State and arithmetic are fp32; storage is x's dtype.
 
 Backward walks time in reverse with the same chunking. It recomputes the activation
 derivative from the stored h (relu: h > 0; tanh: 1 - h^2), so the forward keeps nothing
@@ -18,9 +18,9 @@ but h. du and dbias are per-column fp32 sums written by each program to its own 
 reduced over the batch afterwards by a plain (deterministic) sum: no float atomics, so two
 backward passes on the same input give bit-identical gradients.
 
-Both kernels walk "walk steps" s = 0..T-1 and visit time t = s, or t = T-1-s with REVERSE (the
-backward direction of a bidirectional layer: no flipped copy is made). With HAS_LENGTHS each
-batch row stops at its own length: later steps load nothing, keep the state and store zeros,
+The forward walks t = 0..T-1, or t = T-1..0 with REVERSE (the backward direction of a
+bidirectional layer: no flipped copy is made); the backward walks the other way. With HAS_LENGTHS
+each batch row stops at its own length: later steps load nothing, keep the state and store zeros,
 and the backward passes the carried gradient through them unchanged. x and h are read and
 written through their time and batch strides, so a batch-first tensor viewed time first is used
 in place. The public `indrnn_recurrence` reaches the kernels through kernels/op.py (custom
@@ -41,35 +41,41 @@ from kernels.common import (
     states_like,
     with_unit_neuron_stride,
 )
+from kernels.speed import Work
 
-# The autotune space, per direction: (BLOCK, num_warps) -> the (CHUNK, STAGES) pairs tried with it.
-# A load is issued (STAGES - 1) * CHUNK steps before its step runs, and every loaded value waits
-# in a register: STAGES * CHUNK * BLOCK / (32 * num_warps) of them per thread in the forward,
-# twice that in the backward (dh and h). Large sizes have programs enough to hide latency by
-# occupancy, so two stages of a short chunk serve them. The paper's size (T=1024, B=32, H=128:
-# 4096 columns, 128 one-warp programs of BLOCK 32) has one warp per SM, whose loads must be
-# issued tens of steps ahead to cover ~1 us of latency after an L2 flush: deep pipelines at one
-# value per thread. CHUNK stays <= 16 (compile time grows faster than linearly with the loads in
-# a loop body); depth comes from stages, which cost registers only.
+# The autotune space, per direction: (BLOCK, num_warps) -> the CHUNKs tried with it. An iteration of
+# a walk runs two chunks from two sets of registers (see the kernels), so 2 * CHUNK * BLOCK /
+# (32 * num_warps) loaded values wait in registers per thread in the forward, twice that in the
+# backward (h and dh); a chunk's loads have the previous chunk's steps to land. The paper's size
+# (T=1024, B=32, H=128: 4096 columns, 128 one-warp programs of BLOCK 32) has one warp per SM,
+# which must itself cover ~600 ns of load latency after an L2 flush: long chunks at one column per
+# thread. Large sizes hide latency by occupancy: short chunks of four columns per thread (128-bit
+# loads in fp32). Pruned by what the SASS shows (`run_bench.py kernel-report`, kernels/speed.py):
+# at BLOCK 32 shorter chunks model slower at the paper size, and so do two columns per thread
+# (BLOCK 64, one warp); at four columns a thread, chunks of 16 (8 backward) only cost registers,
+# halving the programs an SM holds, while the large size is bandwidth bound either way; the
+# backward at eight columns a thread needs 225-232 registers, and with chunks of 28 at BLOCK 32
+# up to 254 (no faster at triton 3.6).
 SPACE = {
     "fwd": {
-        (32, 1): ((16, 2), (16, 4), (16, 6), (16, 8)),
-        (64, 1): ((8, 2), (16, 3)),
-        **{bw: ((4, 2), (8, 2), (16, 2)) for bw in ((128, 1), (256, 2), (512, 4), (1024, 8))},
-        (1024, 4): ((4, 2), (8, 2)),  # 8 values a thread: a chunk of 16 spills
+        (32, 1): (40, 48),
+        **{bw: (4, 8) for bw in ((128, 1), (256, 2), (512, 4), (1024, 8))},
+        (1024, 4): (4,),
     },
     "bwd": {
-        (32, 1): ((8, 2), (16, 3), (16, 5)),
-        (64, 1): ((8, 2), (8, 3)),
-        **{bw: ((4, 2), (8, 2)) for bw in ((128, 1), (256, 2), (512, 4), (1024, 8))},
-        (1024, 4): ((4, 2),),  # 8 values a thread: a chunk of 8 spills
+        (32, 1): (24,),
+        **{bw: (4,) for bw in ((128, 1), (256, 2), (512, 4), (1024, 8))},
     },
 }
-# The configs meant for the paper's size: loads issued 80 (forward) and 64 (backward) steps
-# ahead, about 1 us at 15 ns a step; 127 and 202 registers, no spills (sm_90, fp32).
+# The configs the speed model is read at: for the paper's size the one-warp config with the best
+# modeled ns per step over triton 3.6 and 3.9; for the large size four columns a thread.
 PAPER_SIZE_CONFIGS = {
-    "fwd": {"BLOCK": 32, "CHUNK": 16, "STAGES": 6, "num_warps": 1},
-    "bwd": {"BLOCK": 32, "CHUNK": 16, "STAGES": 5, "num_warps": 1},
+    "fwd": {"BLOCK": 32, "CHUNK": 40, "num_warps": 1},
+    "bwd": {"BLOCK": 32, "CHUNK": 24, "num_warps": 1},
+}
+LARGE_SIZE_CONFIGS = {
+    "fwd": {"BLOCK": 512, "CHUNK": 8, "num_warps": 4},
+    "bwd": {"BLOCK": 512, "CHUNK": 4, "num_warps": 4},
 }
 
 
@@ -78,11 +84,11 @@ def autotune_configs(single: bool, backward: bool = False) -> list[triton.Config
     interpreter takes no more, and correctness-only runs (INDRNN_AUTOTUNE=0, as `validate` runs
     the tests) should not spend minutes tuning every shape they touch."""
     if single:
-        return [triton.Config({"BLOCK": 128, "CHUNK": 4, "STAGES": 2}, num_warps=4)]
+        return [triton.Config({"BLOCK": 128, "CHUNK": 4}, num_warps=4)]
     return [
-        triton.Config({"BLOCK": block, "CHUNK": chunk, "STAGES": stages}, num_warps=warps)
-        for (block, warps), depths in SPACE["bwd" if backward else "fwd"].items()
-        for chunk, stages in depths
+        triton.Config({"BLOCK": block, "CHUNK": chunk}, num_warps=warps)
+        for (block, warps), chunks in SPACE["bwd" if backward else "fwd"].items()
+        for chunk in chunks
     ]
 
 
@@ -104,46 +110,71 @@ def _step(b_x, b_u, b_h, b_bias, HAS_BIAS: tl.constexpr, ACT: tl.constexpr):
 
 @triton.jit
 def _back_step(b_dh, b_h, b_u, b_da, ACT: tl.constexpr):
-    """One backward step: da_t = g_t * (dh_t + u * da_{t+1}) with g_t = act'(a_t) from h_t, as
-    g_t * dh_t + (g_t * u) * da_{t+1}: both products are off the dependent chain, which is
-    one fma per step."""
+    """One backward step: da_t = g_t * (dh_t + u * da_{t+1}) with g_t = act'(a_t) from h_t. For relu
+    g_t is 0 or 1: an fma and a select. Otherwise g_t * dh_t + (g_t * u) * da_{t+1}: both products
+    are off the dependent chain, which is one fma per step."""
+    if ACT == 0:
+        return tl.where(b_h > 0.0, tl.fma(b_u, b_da, b_dh.to(tl.float32)), 0.0)
     b_g = activation_grad(b_h, ACT)
     return tl.fma(b_g * b_u, b_da, b_g * b_dh.to(tl.float32))
 
 
 @triton.jit
-def _time(s, T, REVERSE: tl.constexpr):
-    """The time step that walk step s visits: s itself, or T - 1 - s when the walk runs backwards."""
-    if REVERSE:
-        return T - 1 - s
-    return s
-
-
-@triton.jit
-def _load_steps(
-    p, o_off, s_first, ds, stride, T, mask, b_len, CHUNK: tl.constexpr, REVERSE: tl.constexpr, HAS_LENGTHS: tl.constexpr
-):
-    """The planes of walk steps s_first, s_first + ds, ..., CHUNK of them (ds is 1 or -1), as a
-    tuple, issued back to back so that all CHUNK loads are in flight at once. A step outside
-    [0, T), or (HAS_LENGTHS) at or past its row's length b_len, reads as 0 and touches no memory."""
-    b_xs = ()
-    for i in tl.static_range(CHUNK):
-        t = _time(s_first + i * ds, T, REVERSE)
-        m_step = tl.where((t >= 0) & (t < T), mask, False)  # not `mask & scalar`: the interpreter rejects it
-        if HAS_LENGTHS:
-            m_step = m_step & (t < b_len)
-        b_xs = b_xs + (tl.load(p + t * stride + o_off, mask=m_step, other=0.0),)
-    return b_xs
-
-
-@triton.jit
-def _zero_chunk(BLOCK: tl.constexpr, dtype: tl.constexpr, CHUNK: tl.constexpr):
-    """A chunk of zero planes: what a pipeline stage holds before its first loads."""
-    b_zero = tl.zeros([BLOCK], dtype=dtype)
+def _load_chunk(p, step, mask, time, n_skip, HAS_LENGTHS: tl.constexpr, HEAD: tl.constexpr, CHUNK: tl.constexpr):
+    """The CHUNK planes at p, p + step, ... as a tuple of loads issued back to back. Lanes a mask
+    leaves out keep whatever their register held: the steps that would use them store nothing.
+    Steps that are not part of the walk read as 0 and touch no memory: with HAS_LENGTHS those at or
+    past their row's length (time = (t, dt, lengths): step i is at time t + i * dt), in the HEAD
+    chunk the first n_skip."""
+    t, dt, b_len = time
     b_chunk = ()
-    for _ in tl.static_range(CHUNK):
-        b_chunk = b_chunk + (b_zero,)
+    for i in tl.static_range(CHUNK):
+        if HAS_LENGTHS or HEAD:
+            m_step = mask
+            if HEAD:
+                m_step = tl.where(i >= n_skip, m_step, False)  # not `mask & scalar`: the interpreter rejects it
+            if HAS_LENGTHS:
+                m_step = m_step & (t + i * dt < b_len)
+            b_chunk = b_chunk + (tl.load(p + i * step, mask=m_step, other=0.0),)
+        else:
+            b_chunk = b_chunk + (tl.load(p + i * step, mask=mask),)
     return b_chunk
+
+
+@triton.jit
+def _fwd_steps(b_xs, b_h, b_u, b_bias, p, step, mask, time, n_skip, HAS_BIAS: tl.constexpr,
+               HAS_LENGTHS: tl.constexpr, ACT: tl.constexpr, HEAD: tl.constexpr, FIRST: tl.constexpr,
+               LAST: tl.constexpr):  # fmt: skip
+    """Forward steps FIRST..LAST-1 of a chunk from its loaded planes b_xs, storing h at p + i * step
+    (step i is at time t + i * dt, time = (t, dt, lengths)). In the HEAD chunk the first n_skip steps
+    are not part of the walk."""
+    t, dt, b_len = time
+    for i in tl.static_range(FIRST, LAST):
+        b_next = _step(b_xs[i], b_u, b_h, b_bias, HAS_BIAS, ACT)
+        b_out = b_next
+        if HAS_LENGTHS:  # past its length a row keeps its state and its output is 0
+            m_valid = t + i * dt < b_len
+            b_next = tl.where(m_valid, b_next, b_h)
+            b_out = tl.where(m_valid, b_next, 0.0)
+        if HEAD:
+            b_h = tl.where(i >= n_skip, b_next, b_h)
+            tl.store(p + i * step, b_out.to(p.dtype.element_ty), mask=tl.where(i >= n_skip, mask, False))
+        else:
+            b_h = b_next
+            tl.store(p + i * step, b_out.to(p.dtype.element_ty), mask=mask)
+    return b_h
+
+
+@triton.jit
+def _fwd_chunk(b_xs, b_h, b_u, b_bias, p_h, step_h, m_h, time, p_x, step_x, m_x, time_x, HAS_BIAS: tl.constexpr,
+               HAS_LENGTHS: tl.constexpr, ACT: tl.constexpr, CHUNK: tl.constexpr):  # fmt: skip
+    """A whole chunk of forward steps from b_xs, and the loads of another chunk (at p_x, time_x) into
+    the registers it returns. The loads are issued after the first step: its wait for b_xs must not
+    also wait for them."""
+    b_h = _fwd_steps(b_xs, b_h, b_u, b_bias, p_h, step_h, m_h, time, 0, HAS_BIAS, HAS_LENGTHS, ACT, False, 0, 1)
+    b_next = _load_chunk(p_x, step_x, m_x, time_x, 0, HAS_LENGTHS, False, CHUNK)
+    b_h = _fwd_steps(b_xs, b_h, b_u, b_bias, p_h, step_h, m_h, time, 0, HAS_BIAS, HAS_LENGTHS, ACT, False, 1, CHUNK)
+    return b_h, b_next
 
 
 # Tuning results persist across processes (triton's `cache_results`): the timings of each key are
@@ -181,14 +212,11 @@ def recurrence_fwd_kernel(
     ACT: tl.constexpr,
     BLOCK: tl.constexpr,
     CHUNK: tl.constexpr,
-    STAGES: tl.constexpr,
 ):
     pid = tl.program_id(0)
     o_col = pid * BLOCK + tl.arange(0, BLOCK)
     m_col = o_col < n_cols
     o_neuron = o_col % H
-    o_x = plane_offsets(o_col, H, stride_b)
-    o_h = plane_offsets(o_col, H, stride_hb)
     b_u = tl.load(p_u + o_neuron, mask=m_col, other=0.0)
     b_bias = tl.zeros([BLOCK], dtype=tl.float32)
     if HAS_BIAS:
@@ -198,39 +226,94 @@ def recurrence_fwd_kernel(
         b_h = tl.load(p_h0 + o_col, mask=m_col, other=0.0)
     b_len = T
     if HAS_LENGTHS:
-        b_len = tl.load(p_lengths + o_col // H, mask=m_col, other=0)
+        b_len = tl.load(p_lengths + o_col // H, mask=m_col, other=0).to(tl.int32)
 
-    # Offsets of step t are t * stride + column offset in int64: more than 2^31 elements are fine.
-    stride_x = tl.cast(stride_t, tl.int64)
-    stride_h = tl.cast(stride_ht, tl.int64)
-    # Software pipeline: the loads of the next STAGES - 1 chunks are in flight while the dependent
-    # chain of this one runs, so a load has (STAGES - 1) * CHUNK steps to arrive. The loop starts
-    # STAGES - 1 chunks early, loading only, so each load appears once in the code (compile time
-    # grows fast with the number of loads). Time is walked in whole chunks of walk steps s (time
-    # t = s, or T-1-s with REVERSE): the steps of the last one at or past T load nothing and store
-    # nothing (their state is never read), so a T that is not a multiple of CHUNK costs no
-    # unpipelined tail.
-    b_ahead = ()
-    for _ in tl.static_range(STAGES - 1):
-        b_ahead = b_ahead + (_zero_chunk(BLOCK, p_x.dtype.element_ty, CHUNK),)
-    for s0 in range(-(STAGES - 1) * CHUNK, T, CHUNK):
-        b_next = _load_steps(
-            p_x, o_x, s0 + (STAGES - 1) * CHUNK, 1, stride_x, T, m_col, b_len, CHUNK, REVERSE, HAS_LENGTHS
-        )
-        b_ahead = b_ahead + (b_next,)
-        if s0 >= 0:
-            b_xs = b_ahead[0]
-            for i in tl.static_range(CHUNK):
-                t = _time(s0 + i, T, REVERSE)
-                b_h_next = _step(b_xs[i], b_u, b_h, b_bias, HAS_BIAS, ACT)
-                b_out = b_h_next
-                if HAS_LENGTHS:  # past its length a row keeps its state and its output is 0
-                    b_h_next = tl.where(t < b_len, b_h_next, b_h)
-                    b_out = tl.where(t < b_len, b_h_next, 0.0)
-                b_h = b_h_next
-                m_step = tl.where(s0 + i < T, m_col, False)
-                tl.store(p_h + t * stride_h + o_h, b_out.to(p_h.dtype.element_ty), mask=m_step)
-        b_ahead = b_ahead[1:]
+    # Walk step w visits time t0 + w * dt. Pointers move a chunk at a time by int64 strides (more
+    # than 2^31 elements are fine); within a chunk each step is a fixed multiple of the stride away.
+    # The first T % CHUNK steps are the head, masked step by step: the head chunk starts at walk
+    # step T % CHUNK - CHUNK, and its first CHUNK - T % CHUNK steps are not part of the walk.
+    t0, dt = 0, 1
+    if REVERSE:
+        t0, dt = T - 1, -1
+    step_x = tl.cast(stride_t, tl.int64) * dt
+    step_h = tl.cast(stride_ht, tl.int64) * dt
+    n_skip = CHUNK - T % CHUNK
+    n_full = T // CHUNK
+    t = t0 - n_skip * dt
+    p_xc = p_x + plane_offsets(o_col, H, stride_b) + t * tl.cast(stride_t, tl.int64)
+    p_hc = p_h + plane_offsets(o_col, H, stride_hb) + t * tl.cast(stride_ht, tl.int64)
+    dp_x, dp_h, dt_c = CHUNK * step_x, CHUNK * step_h, CHUNK * dt  # a chunk further
+
+    # The head and the first whole chunk are loaded together: the walk waits once to start.
+    b_xs = _load_chunk(p_xc, step_x, m_col, (t, dt, b_len), n_skip, HAS_LENGTHS, True, CHUNK)
+    m_first = tl.where(n_full > 0, m_col, False)
+    b_xa = _load_chunk(p_xc + dp_x, step_x, m_first, (t + dt_c, dt, b_len), 0, HAS_LENGTHS, False, CHUNK)
+    if n_skip < CHUNK:
+        b_h = _fwd_steps(b_xs, b_h, b_u, b_bias, p_hc, step_h, m_col, (t, dt, b_len), n_skip, HAS_BIAS, HAS_LENGTHS,
+                         ACT, True, 0, CHUNK)  # fmt: skip
+    # Whole chunks, two per iteration from two sets of registers, a and b, that are never copied:
+    # while a chunk runs from one set, the next one's loads are in flight into the other. With an odd
+    # number of whole chunks the last b chunk is empty: it loads and stores nothing, and the state it
+    # leaves is never read.
+    for c in range(0, n_full, 2):
+        m_b = tl.where(c + 1 < n_full, m_col, False)
+        m_a = tl.where(c + 2 < n_full, m_col, False)
+        b_h, b_xb = _fwd_chunk(b_xa, b_h, b_u, b_bias, p_hc + dp_h, step_h, m_col, (t + dt_c, dt, b_len),
+                               p_xc + 2 * dp_x, step_x, m_b, (t + 2 * dt_c, dt, b_len), HAS_BIAS, HAS_LENGTHS, ACT,
+                               CHUNK)  # fmt: skip
+        b_h, b_xa = _fwd_chunk(b_xb, b_h, b_u, b_bias, p_hc + 2 * dp_h, step_h, m_b, (t + 2 * dt_c, dt, b_len),
+                               p_xc + 3 * dp_x, step_x, m_a, (t + 3 * dt_c, dt, b_len), HAS_BIAS, HAS_LENGTHS, ACT,
+                               CHUNK)  # fmt: skip
+        p_xc += 2 * dp_x
+        p_hc += 2 * dp_h
+        t += 2 * dt_c
+
+
+@triton.jit
+def _bwd_steps(b_hs, b_dhs, carry, b_u, p, step, mask, time, n_skip, HAS_LENGTHS: tl.constexpr, ACT: tl.constexpr,
+               HEAD: tl.constexpr, FIRST: tl.constexpr, LAST: tl.constexpr):  # fmt: skip
+    """Backward steps FIRST..LAST-1 of a chunk from its loaded h and dh, storing dx at p + i * step
+    (step i is at time t + i * dt, time = (t, dt, lengths)). carry = (da, dx, du, db): da of the step
+    walked before (time t + 1 in time order), the dx it stored, and the column's du and dbias sums.
+    That step's previous state is this step's h: its du term dx * h is added here. In the HEAD chunk
+    the first n_skip steps are not part of the walk."""
+    t, dt, b_len = time
+    b_da, b_dx, b_du, b_db = carry
+    for i in tl.static_range(FIRST, LAST):
+        b_h = b_hs[i].to(tl.float32)
+        b_du_next = b_du + b_dx * b_h
+        b_da_t = _back_step(b_dhs[i], b_h, b_u, b_da, ACT)
+        b_da_next = b_da_t
+        if HAS_LENGTHS:  # past its length a row's state was kept: da passes through, dx is 0
+            m_valid = t + i * dt < b_len
+            b_da_next = tl.where(m_valid, b_da_t, b_da)
+            b_da_t = tl.where(m_valid, b_da_t, 0.0)
+        if HEAD:
+            m_walk = i >= n_skip
+            b_du = tl.where(m_walk, b_du_next, b_du)
+            b_db = tl.where(m_walk, b_db + b_da_t, b_db)
+            b_da = tl.where(m_walk, b_da_next, b_da)
+            b_dx = tl.where(m_walk, b_da_t, b_dx)
+            tl.store(p + i * step, b_da_t.to(p.dtype.element_ty), mask=tl.where(m_walk, mask, False))
+        else:
+            b_du = b_du_next
+            b_db += b_da_t
+            b_da = b_da_next
+            b_dx = b_da_t
+            tl.store(p + i * step, b_da_t.to(p.dtype.element_ty), mask=mask)
+    return b_da, b_dx, b_du, b_db
+
+
+@triton.jit
+def _bwd_chunk(b_hs, b_dhs, carry, b_u, p_dx, step_h, m_dx, time, p_h, p_dh, step_d, m_load, time_load,
+               HAS_LENGTHS: tl.constexpr, ACT: tl.constexpr, CHUNK: tl.constexpr):  # fmt: skip
+    """A whole chunk of backward steps, and the loads of another chunk's h and dh (at p_h and p_dh,
+    time_load) into the registers it returns, issued after the first step as in the forward."""
+    carry = _bwd_steps(b_hs, b_dhs, carry, b_u, p_dx, step_h, m_dx, time, 0, HAS_LENGTHS, ACT, False, 0, 1)
+    b_next_h = _load_chunk(p_h, step_h, m_load, time_load, 0, HAS_LENGTHS, False, CHUNK)
+    b_next_dh = _load_chunk(p_dh, step_d, m_load, time_load, 0, HAS_LENGTHS, False, CHUNK)
+    carry = _bwd_steps(b_hs, b_dhs, carry, b_u, p_dx, step_h, m_dx, time, 0, HAS_LENGTHS, ACT, False, 1, CHUNK)
+    return carry, b_next_h, b_next_dh
 
 
 @triton.autotune(
@@ -263,73 +346,89 @@ def recurrence_bwd_kernel(
     ACT: tl.constexpr,
     BLOCK: tl.constexpr,
     CHUNK: tl.constexpr,
-    STAGES: tl.constexpr,
 ):
     pid = tl.program_id(0)
     o_col = pid * BLOCK + tl.arange(0, BLOCK)
     m_col = o_col < n_cols
-    o_h = plane_offsets(o_col, H, stride_hb)
-    o_dh = plane_offsets(o_col, H, stride_db)
     b_u = tl.load(p_u + o_col % H, mask=m_col, other=0.0)
     b_len = T
     if HAS_LENGTHS:
-        b_len = tl.load(p_lengths + o_col // H, mask=m_col, other=0)
-    b_da = tl.zeros([BLOCK], dtype=tl.float32)  # da_{t+1}; u * da_{t+1} is what reaches h_t from step t+1
-    b_du = tl.zeros([BLOCK], dtype=tl.float32)
-    b_db = tl.zeros([BLOCK], dtype=tl.float32)
+        b_len = tl.load(p_lengths + o_col // H, mask=m_col, other=0).to(tl.int32)
+    b_zero = tl.zeros([BLOCK], dtype=tl.float32)
+    carry = (b_zero, b_zero, b_zero, b_zero)  # da, dx of the step walked before; du, dbias so far
 
-    # Undo the forward's walk: walk steps s = T-1 .. 0 (time t = s, or T-1-s with REVERSE). Step s
-    # needs h_s, h_{s-1} and dh_s; h_{s-1} is the next step's h_s, so it is carried. h_{-1} reads as
-    # 0 here; the h0 term of du is added at the end. Steps past a row's length (HAS_LENGTHS) kept
-    # the state in the forward: their da is 0 and the carried da passes through them unchanged.
-    # The walk goes down in whole chunks, the first one topped up above T-1 with steps that load
-    # nothing (dh = 0, so their da stays 0) and store nothing. Chunk s0 covers steps s0, s0-1, ...,
-    # s0-CHUNK+1. As in the forward, the next chunk's loads are issued before this chunk's chain runs.
-    stride_h = tl.cast(stride_ht, tl.int64)
-    stride_d = tl.cast(stride_dt, tl.int64)
-    s_top = tl.cdiv(T, CHUNK) * CHUNK - 1
-    t_top = _time(s_top, T, REVERSE)
-    m_top = tl.where(s_top < T, m_col, False)
-    if HAS_LENGTHS:
-        m_top = m_top & (t_top < b_len)
-    b_h = tl.load(p_h + t_top * stride_h + o_h, mask=m_top, other=0.0)
-    b_h = b_h.to(tl.float32)
-    # (dh, h_{s-1}) of the next STAGES - 1 chunks are in flight, started early as in the forward.
-    b_ahead = ()
-    for _ in tl.static_range(STAGES - 1):
-        b_empty = _zero_chunk(BLOCK, p_h.dtype.element_ty, CHUNK)
-        b_ahead = b_ahead + ((b_empty, b_empty),)
-    for s0 in range(s_top + (STAGES - 1) * CHUNK, -1, -CHUNK):
-        s_load = s0 - (STAGES - 1) * CHUNK
-        b_dhs = _load_steps(p_dh, o_dh, s_load, -1, stride_d, T, m_col, b_len, CHUNK, REVERSE, HAS_LENGTHS)
-        b_prevs = _load_steps(p_h, o_h, s_load - 1, -1, stride_h, T, m_col, b_len, CHUNK, REVERSE, HAS_LENGTHS)
-        b_ahead = b_ahead + ((b_dhs, b_prevs),)
-        if s0 <= s_top:
-            b_dhs, b_prevs = b_ahead[0]
-            for i in tl.static_range(CHUNK):
-                t = _time(s0 - i, T, REVERSE)
-                b_prev = b_prevs[i].to(tl.float32)
-                b_da_t = _back_step(b_dhs[i], b_h, b_u, b_da, ACT)
-                if HAS_LENGTHS:
-                    m_valid = t < b_len
-                    b_da = tl.where(m_valid, b_da_t, b_da)
-                    b_da_t = tl.where(m_valid, b_da_t, 0.0)
-                else:
-                    b_da = b_da_t
-                m_step = tl.where(s0 - i < T, m_col, False)
-                tl.store(p_dx + t * stride_h + o_h, b_da_t.to(p_dx.dtype.element_ty), mask=m_step)
-                b_du += b_da_t * b_prev
-                b_db += b_da_t
-                b_h = b_prev
-        b_ahead = b_ahead[1:]
+    # Undo the forward's walk: walk step w visits time t0 + w * dt, the forward's order reversed
+    # (t = T-1 .. 0, or 0 .. T-1 with REVERSE). Each step loads its h and dh: h_t gives the
+    # activation's derivative, and it is the previous state of the step walked before, whose du
+    # term is added with it. The walk's last step has h0 before it: its term is added at the end.
+    # Head, chunks and pointers as in the forward; dx has h's strides.
+    t0, dt = T - 1, -1
+    if REVERSE:
+        t0, dt = 0, 1
+    step_h = tl.cast(stride_ht, tl.int64) * dt
+    step_d = tl.cast(stride_dt, tl.int64) * dt
+    n_skip = CHUNK - T % CHUNK
+    n_full = T // CHUNK
+    t = t0 - n_skip * dt
+    o_h = plane_offsets(o_col, H, stride_hb) + t * tl.cast(stride_ht, tl.int64)
+    p_hc, p_xc = p_h + o_h, p_dx + o_h
+    p_dc = p_dh + plane_offsets(o_col, H, stride_db) + t * tl.cast(stride_dt, tl.int64)
+    dp_h, dp_d, dt_c = CHUNK * step_h, CHUNK * step_d, CHUNK * dt
 
-    # b_da is now the da of the walk's first step (t = 0, or T-1 / a row's last step with REVERSE),
-    # the step whose previous state is h0.
+    b_hs = _load_chunk(p_hc, step_h, m_col, (t, dt, b_len), n_skip, HAS_LENGTHS, True, CHUNK)
+    b_dhs = _load_chunk(p_dc, step_d, m_col, (t, dt, b_len), n_skip, HAS_LENGTHS, True, CHUNK)
+    m_first = tl.where(n_full > 0, m_col, False)
+    b_ha = _load_chunk(p_hc + dp_h, step_h, m_first, (t + dt_c, dt, b_len), 0, HAS_LENGTHS, False, CHUNK)
+    b_dha = _load_chunk(p_dc + dp_d, step_d, m_first, (t + dt_c, dt, b_len), 0, HAS_LENGTHS, False, CHUNK)
+    if n_skip < CHUNK:
+        carry = _bwd_steps(b_hs, b_dhs, carry, b_u, p_xc, step_h, m_col, (t, dt, b_len), n_skip, HAS_LENGTHS, ACT,
+                           True, 0, CHUNK)  # fmt: skip
+    # Whole chunks, two per iteration, as in the forward. With an odd number of them the last b chunk
+    # is empty and its steps run on nothing: what they leave is dropped for what the a chunk left.
+    kept = carry
+    for c in range(0, n_full, 2):
+        m_b = tl.where(c + 1 < n_full, m_col, False)
+        m_a = tl.where(c + 2 < n_full, m_col, False)
+        carry, b_hb, b_dhb = _bwd_chunk(b_ha, b_dha, carry, b_u, p_xc + dp_h, step_h, m_col, (t + dt_c, dt, b_len),
+                                        p_hc + 2 * dp_h, p_dc + 2 * dp_d, step_d, m_b, (t + 2 * dt_c, dt, b_len),
+                                        HAS_LENGTHS, ACT, CHUNK)  # fmt: skip
+        kept = carry
+        carry, b_ha, b_dha = _bwd_chunk(b_hb, b_dhb, carry, b_u, p_xc + 2 * dp_h, step_h, m_b,
+                                        (t + 2 * dt_c, dt, b_len), p_hc + 3 * dp_h, p_dc + 3 * dp_d, step_d, m_a,
+                                        (t + 3 * dt_c, dt, b_len), HAS_LENGTHS, ACT, CHUNK)  # fmt: skip
+        p_hc += 2 * dp_h
+        p_dc += 2 * dp_d
+        p_xc += 2 * dp_h
+        t += 2 * dt_c
+    if n_full % 2 == 1:
+        carry = kept
+    b_da, _, b_du, b_db = carry
+
+    # b_da is now the da of the step whose previous state is h0: the walk's last (t = 0), or with
+    # REVERSE and lengths a row's last step (padding after it passed da through unchanged).
     if HAS_H0:
         b_du += b_da * tl.load(p_h0 + o_col, mask=m_col, other=0.0)
     tl.store(p_du_cols + o_col, b_du, mask=m_col)
     tl.store(p_db_cols + o_col, b_db, mask=m_col)
     tl.store(p_dh0 + o_col, b_u * b_da, mask=m_col)
+
+
+def _walk_work(tensors: int, direction: str) -> Work:
+    """What an iteration of a walk's time loop covers, for the speed model: two chunks of CHUNK time
+    steps of BLOCK columns. A launch runs one program per BLOCK columns, each walking all T steps,
+    and moves each of its `tensors` (T, B, H) tensors once."""
+    return Work(
+        unit="time step",
+        units_per_iteration=lambda config: 2 * config["CHUNK"],
+        programs=lambda config, shape: triton.cdiv(shape.B * shape.H, config["BLOCK"]),
+        units_per_program=lambda config, shape: shape.T,
+        bytes_moved=lambda shape, element_bytes: tensors * shape.T * shape.B * shape.H * element_bytes,
+        configs={"paper": PAPER_SIZE_CONFIGS[direction], "large": LARGE_SIZE_CONFIGS[direction]},
+    )
+
+
+FWD_WORK = _walk_work(2, "fwd")  # reads x, writes h
+BWD_WORK = _walk_work(3, "bwd")  # reads h and dh, writes dx
 
 
 # Launches pin enable_fp_fusion=True (triton's default through 3.9, announced to flip in 3.10),

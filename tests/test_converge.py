@@ -23,20 +23,11 @@ from suite.converge.presets import Preset
 from suite.converge.report import build_converge_report, cells, load_converge, verdict
 from suite.converge.runs import run_converge
 from suite.converge.training import held_out_set, train_to_target
+from suite.core.denormals import flushed_share
 from suite.core.errors import UsageError
 from suite.core.paths import summary_path
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models train fastest on one thread, and a second thread stalls badly when the
-    # machine is shared with other work.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def settings(**changes) -> Settings:
@@ -191,6 +182,26 @@ def test_interrupted_run_resumes_without_redoing_or_losing_anything(tmp_path, mo
         run_converge(tiny_preset(RunKey("gru", 10, 1), max_steps=30), out, device=CPU, resume=True, progress=False)
 
 
+def test_a_cpu_run_trains_with_denormals_flushed_records_it_and_resumes_only_alike(tmp_path, monkeypatch):
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush denormal floats")
+    seen = []
+    real_train = runs.train_to_target
+    monkeypatch.setattr(runs, "train_to_target", lambda *a: seen.append(flushed_share()) or real_train(*a))
+    out = tmp_path / "run.csv"
+    run_converge(tiny_preset(RunKey("lstm", 10, 0), max_steps=10), out, device=CPU, progress=False)
+    assert seen == [1.0] and flushed_share() == 0.0  # on while it trains, off after
+    assert json.loads(out.with_name("run.meta.json").read_text())["denormals"] == "flushed"
+    more = tiny_preset(RunKey("lstm", 10, 0), RunKey("gru", 10, 0), max_steps=10)
+    with pytest.raises(UsageError, match="denormal floats there: flushed, in this run: kept"):
+        run_converge(more, out, device=CPU, resume=True, progress=False, flush_denormals=False)
+    kept = tmp_path / "kept.csv"
+    run_converge(
+        tiny_preset(RunKey("lstm", 10, 0), max_steps=10), kept, device=CPU, progress=False, flush_denormals=False
+    )
+    assert seen[-1] == 0.0 and json.loads(kept.with_name("kept.meta.json").read_text())["denormals"] == "kept"
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -302,15 +313,74 @@ def test_report_medians_ranges_speedups_and_verdict(tmp_path):
     assert ">= 10.0x (gru not solved)" in text  # gru spent 20 s (median) without solving
     assert "`gru` did not reach MSE 0.01 at T=10 in 2 of 3 seeds" in text
     assert "0.167" in text and "line to beat" in text
-    assert verdict(run)[0] == "holds"
-    assert "`indrnn` vs `gru`: first to the target at T = 10." in text
+    assert verdict(run) == ("holds", "against lstm and gru; transformer not run")
+    assert "above 3.000x" in text  # gru's fastest seed 9 s / indrnn's slowest 3 s; its others never finished
 
-    rows[1]["seconds"] = 0.5  # lstm seed 0 now beats indrnn's median... but not lstm's median
-    rows[4]["seconds"] = rows[7]["seconds"] = 1.5  # lstm median 1.5 s < indrnn 2 s
+    # lstm's median (1.5 s) now beats indrnn's (2 s), but its slowest seed is slower than indrnn's fastest.
+    rows[1]["seconds"] = 0.5
+    rows[4]["seconds"] = rows[7]["seconds"] = 1.5
     write_run(path, rows)
-    result, why = verdict(load_converge(path))
-    assert result == "does not hold" and "lstm reached it first" in why
-    assert "`indrnn` vs `lstm`: first to the target at T = none; not at T = 10." in build_converge_report(path)
+    assert verdict(load_converge(path))[0] == "not enough evidence"
+
+
+def seeds(model: str, times: list[float | None], seq_len: int = 10, spent: float = 10.0) -> list[dict]:
+    """Summary rows of one model's seeds: seconds to the target, or None for a seed that trained
+    `spent` seconds without reaching it."""
+    return [dict(model=model, seq_len=seq_len, seed=i, seconds=t, steps=100, spent=spent) for i, t in enumerate(times)]
+
+
+def judged(tmp_path: Path, rows: list[dict]) -> tuple[tuple[str, str], str]:
+    """The verdict and the report of a run of these rows."""
+    path = tmp_path / "run.csv"
+    write_run(path, rows)
+    return verdict(load_converge(path)), build_converge_report(path)
+
+
+def test_one_seed_a_few_percent_apart_is_not_enough_evidence(tmp_path):
+    (result, over), text = judged(tmp_path, seeds("indrnn", [45.1]) + seeds("lstm", [46.4]))
+    assert result == "not enough evidence"
+    assert "**Verdict: not enough evidence against lstm; gru and transformer not run.**" in text
+    assert "at least 3 seeds of each model" in text
+
+
+def test_three_seeds_with_separated_ranges_hold(tmp_path):
+    rows = seeds("indrnn", [1.0, 1.2, 1.1]) + seeds("lstm", [1.3, 1.5, 1.4]) + seeds("gru", [1.25, 3.0, 2.0])
+    (result, over), text = judged(tmp_path, rows)
+    assert result == "holds" and over == "against lstm and gru; transformer not run"
+    assert "1.042x - 3.000x" in text  # gru's fastest / indrnn's slowest to gru's slowest / indrnn's fastest
+
+
+def test_three_seeds_with_overlapping_ranges_are_not_enough_evidence(tmp_path):
+    rows = seeds("indrnn", [1.0, 1.2, 1.4]) + seeds("lstm", [1.3, 1.5, 1.6])  # medians 1.25x apart
+    (result, _), text = judged(tmp_path, rows)
+    assert result == "not enough evidence"
+    assert "more seeds (the rank test can decide from 6 of each)" in text
+
+
+def test_a_run_without_gru_names_what_its_verdict_is_over(tmp_path):
+    rows = seeds("indrnn", [1.0, 1.2, 1.1]) + seeds("lstm", [1.3, 1.5, 1.4]) + seeds("transformer", [0.2, 0.3, 0.4])
+    (result, over), text = judged(tmp_path, rows)
+    assert result == "does not hold" and over == "against lstm and transformer; gru not run"
+    assert "- T=10: does not hold (holds against lstm; does not hold against transformer)." in text
+
+
+def test_the_rank_test_decides_where_many_seeds_overlap(tmp_path):
+    indrnn = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    lstm = [7.5, 8.5, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0]  # its fastest seed beats indrnn's slowest
+    (result, _), text = judged(tmp_path, seeds("indrnn", indrnn) + seeds("lstm", lstm))
+    assert result == "holds" and "holds (rank test, p = 0.0" in text
+    (result, _), _ = judged(tmp_path, seeds("indrnn", lstm) + seeds("lstm", indrnn))
+    assert result == "does not hold"
+
+
+def test_seeds_that_missed_the_target_bound_the_range(tmp_path):
+    indrnn, unsolved = [1.0, 1.2, 1.1], [None, None, None]
+    (result, _), text = judged(tmp_path, seeds("indrnn", indrnn) + seeds("lstm", unsolved, spent=5.0))
+    assert result == "holds" and "above 4.167x" in text  # lstm trained 5 s without reaching what indrnn did in 1.2
+    (result, _), text = judged(tmp_path, seeds("indrnn", unsolved, spent=5.0) + seeds("lstm", [1.0, 3.0, 2.0]))
+    assert result == "does not hold" and "below 0.600x" in text
+    (result, _), text = judged(tmp_path, seeds("indrnn", unsolved) + seeds("lstm", unsolved))
+    assert result == "not enough evidence" and "unbounded" in text and "a longer budget" in text
 
 
 # ---------------------------------------------------------------------------- end to end

@@ -37,8 +37,9 @@ def test_benchmark_sizes_match_reference(T, B, H, dtype, tol):
 
 def test_more_than_2_pow_31_elements():
     """int64 offsets: the last steps of a T*B*H > 2^31 tensor are addressed correctly."""
-    # 2064 * 2^20 = 2,164,260,864 elements: the planes from t = 2048 on lie past 2^31, and with
-    # every CHUNK of the space (<= 16) at least one whole chunk of steps lies there.
+    # 2064 * 2^20 = 2,164,260,864 elements: the planes from t = 2048 on lie past 2^31, and with any
+    # CHUNK of the space the walk ends in whole chunks (its masked head is its first T % CHUNK
+    # steps), so whole chunks and their pointer steps are what reach them.
     T, B, H = 2064, 1, 1 << 20
     assert T * B * H > 2**31
     if torch.cuda.get_device_properties(0).total_memory < 24 * 2**30:

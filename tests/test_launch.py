@@ -25,6 +25,7 @@ from kernels.sequential import recurrence_bwd_kernel
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.triton
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("B,H,block", [(3, 5, 16), (3, 37, 16), (2, 7, 128)])
 def test_backward_kernel_writes_every_partial_sum_and_dh0(B, H, block, reverse, device):
@@ -39,7 +40,7 @@ def test_backward_kernel_writes_every_partial_sum_and_dh0(B, H, block, reverse, 
     grid = (triton.cdiv(B * H, block),)
     recurrence_bwd_kernel.fn[grid](
         h, dh, u, h0, dx, cols[0], cols[1], cols[2], lengths, T, B * H, H, B * H, H, B * H, H, T,
-        HAS_H0=True, HAS_LENGTHS=True, REVERSE=reverse, ACT=0, BLOCK=block, CHUNK=2, STAGES=2, num_warps=1,
+        HAS_H0=True, HAS_LENGTHS=True, REVERSE=reverse, ACT=0, BLOCK=block, CHUNK=2, num_warps=1,
     )  # fmt: skip
     assert not cols.isnan().any()
 
@@ -63,6 +64,7 @@ class _CustomOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+@pytest.mark.triton
 def test_eager_calls_and_the_custom_operator_give_identical_results(monkeypatch, device):
     """Eagerly a layer runs `EagerRecurrence` and no custom operator; told that torch.compile is
     tracing, it calls the two custom operators instead. States and every gradient are bit-identical."""
@@ -115,14 +117,15 @@ _TUNE_ONCE = textwrap.dedent(
 
     driver.set_active(Sm90())
     Autotuner._bench = fake_bench
-    kernel.fn.run = lambda *args, **kwargs: chosen.append({k: kwargs[k] for k in ("BLOCK", "CHUNK", "STAGES")})
+    kernel.fn.run = lambda *args, **kwargs: chosen.append({k: kwargs[k] for k in ("BLOCK", "CHUNK")})
     seq.recurrence_fwd(torch.randn(64, 4, 32), torch.rand(32), None, None, 0)
     print(json.dumps({"timed": len(timed), "configs": len(kernel.configs), "chosen": chosen,
-                      "best": {k: kernel.configs[BEST].kwargs[k] for k in ("BLOCK", "CHUNK", "STAGES")}}))
+                      "best": {k: kernel.configs[BEST].kwargs[k] for k in ("BLOCK", "CHUNK")}}))
     """
 )
 
 
+@pytest.mark.slow
 def test_autotune_results_persist_across_processes(tmp_path):
     """A second process with the same triton cache directory takes the config the first one tuned
     from the cache, timing nothing; the cache is a file under that directory."""

@@ -13,6 +13,7 @@ import numpy
 import pytest
 import torch
 import triton
+from harness_helpers import TRITON
 
 from kernels import indrnn_recurrence, recurrence_reference
 from kernels.common import interpreter_unusable_reason
@@ -64,8 +65,9 @@ def run_against_reference(x, u, h0, bias, activation, backend):
 CASES = [
     # T, B, H, activation, with_h0, with_bias
     (1, 1, 1, "relu", False, False),
-    (63, 3, 500, "relu", True, True),
-    (257, 1, 7, "tanh", True, False),
+    # 12 programs of 63 steps, and 257 steps: long runs through the interpreter
+    pytest.param(63, 3, 500, "relu", True, True, marks=pytest.mark.slow),
+    pytest.param(257, 1, 7, "tanh", True, False, marks=pytest.mark.slow),
     (63, 3, 1, "tanh", False, True),
     (4, 3, 37, "relu", True, True),  # T equal to the time chunk: no tail
 ]
@@ -73,7 +75,7 @@ CASES = [
 
 @pytest.mark.parametrize("T,B,H,activation,with_h0,with_bias", CASES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("backend", [TRITON, "torch"])
 def test_forward_and_gradients_match_float64_reference(T, B, H, activation, with_h0, with_bias, dtype, backend, device):
     x, u, h0, bias = make_inputs(T, B, H, dtype, device, with_h0, with_bias)
     (h, h_last, grads), (h_ref, h_last_ref, grads_ref) = run_against_reference(x, u, h0, bias, activation, backend)
@@ -98,7 +100,7 @@ def test_forward_and_gradients_match_float64_reference(T, B, H, activation, with
             assert rel_error(g, g_ref) < tol, name
 
 
-@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("backend", [TRITON, "torch"])
 def test_noncontiguous_input(backend, device):
     base = torch.randn(40, 2, 6, 9, device=device)
     x = base[::2, :, 1, :]  # strided in time and across the plane
@@ -112,7 +114,7 @@ def test_noncontiguous_input(backend, device):
     assert rel_error(h, h_ref.double()) < 1e-6
 
 
-@pytest.mark.parametrize("backend", ["triton", "torch", "reference"])
+@pytest.mark.parametrize("backend", [TRITON, "torch", "reference"])
 def test_only_h_last_used(backend, device):
     """Gradient that enters through h_last alone reaches every input."""
     x, u, h0, bias = make_inputs(9, 2, 5, torch.float32, device)
@@ -126,7 +128,7 @@ def test_only_h_last_used(backend, device):
         assert rel_error(g, g_ref.double()) < 1e-5
 
 
-@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("backend", [TRITON, "torch"])
 def test_gradients_are_bitwise_deterministic(backend, device):
     x, u, h0, bias = make_inputs(33, 3, 130, torch.float32, device)
     dh = torch.randn_like(x)
@@ -140,7 +142,7 @@ def test_gradients_are_bitwise_deterministic(backend, device):
         assert torch.equal(g1, g2)
 
 
-@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("backend", [TRITON, "torch"])
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 def test_nan_propagates_like_torch(backend, activation, device):
     x = torch.randn(6, 2, 3, device=device)
@@ -164,7 +166,7 @@ def test_empty_sequence_returns_h0(device):
         assert torch.equal(h_last, torch.zeros(2, 3, device=device))
 
 
-@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("backend", [TRITON, "torch"])
 def test_mixed_parameter_dtypes(backend, device):
     """bf16 activations with fp32 parameters: gradients come back in each parameter's dtype."""
     x, u, h0, bias = make_inputs(10, 2, 16, torch.bfloat16, device)
@@ -205,6 +207,7 @@ def test_triton_backend_explains_why_it_cannot_run(monkeypatch):
     assert h.shape == (3, 2, 4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag,tuned", [("0", False), ("1", True)])
 def test_one_flag_decides_autotuning_for_both_kernels(flag, tuned):
     """INDRNN_AUTOTUNE=0 gives the forward and the backward one config each (no tuning); unset
@@ -232,48 +235,56 @@ def test_old_triton_interpreter_with_new_numpy_is_named_and_falls_back(monkeypat
     assert rel_error(h, recurrence_reference(x, u)[0].double()) < 1e-6
 
 
-@pytest.mark.parametrize(
-    "config", [PAPER_SIZE_CONFIGS["fwd"], PAPER_SIZE_CONFIGS["bwd"], dict(BLOCK=64, CHUNK=5, STAGES=3, num_warps=2)]
-)
-def test_deep_pipelines_match_reference(config, device):
-    """The configs the autotuner may pick on a GPU, run directly (the interpreter's autotuner has
-    one config): several stages in flight, and T=63 not a multiple of CHUNK."""
-    T, B, H = 63, 3, 50
-    x, u, h0, bias = make_inputs(T, B, H, torch.float32, device)
+def run_kernels(x, u, h0, bias, config, lengths=None, reverse=False, act=0):
+    """Both kernels launched directly with `config` (the interpreter's autotuner has one config):
+    h, dx and the (du, dbias, dh0) columns for a random dh, with that dh."""
+    T, B, H = x.shape
     grid = (triton.cdiv(B * H, config["BLOCK"]),)
+    flags = dict(HAS_H0=True, HAS_LENGTHS=lengths is not None, REVERSE=reverse, ACT=act)
     h = torch.empty_like(x)
-    flags = dict(HAS_LENGTHS=False, REVERSE=False, ACT=0)
     recurrence_fwd_kernel.fn[grid](
-        x, u, bias, h0, h, None, T, B * H, H, B * H, H, B * H, H, T, HAS_BIAS=True, HAS_H0=True, **flags, **config
+        x, u, bias, h0, h, lengths, T, B * H, H, B * H, H, B * H, H, T, HAS_BIAS=True, **flags, **config
     )
     dh = torch.randn_like(x)
-    dx, cols = torch.empty_like(x), torch.zeros(3, B, H, device=device)
+    dx, cols = torch.empty_like(x), torch.empty(3, B, H, device=x.device)
     recurrence_bwd_kernel.fn[grid](
-        h,
-        dh,
-        u,
-        h0,
-        dx,
-        cols[0],
-        cols[1],
-        cols[2],
-        None,
-        T,
-        B * H,
-        H,
-        B * H,
-        H,
-        B * H,
-        H,
-        T,
-        HAS_H0=True,
-        **flags,
-        **config,
-    )
+        h, dh, u, h0, dx, cols[0], cols[1], cols[2], lengths, T, B * H, H, B * H, H, B * H, H, T, **flags, **config
+    )  # fmt: skip
+    return h, dx, cols, dh
+
+
+def assert_kernels_match_reference(x, u, h0, bias, config, lengths=None, reverse=False, act=0):
+    h, dx, cols, dh = run_kernels(x, u, h0, bias, config, lengths, reverse, act)
     leaves = [t.double().requires_grad_() for t in (x, u, h0, bias)]
-    h_ref, _ = recurrence_reference(*leaves)
+    activation = ("relu", "tanh")[act]
+    h_ref, _ = recurrence_reference(*leaves, activation=activation, lengths=lengths, reverse=reverse)
     h_ref.backward(dh.double())
     assert rel_error(h, h_ref) < 1e-5
     assert rel_error(dx, leaves[0].grad) < 1e-5 and rel_error(cols[2], leaves[2].grad) < 1e-5
     assert rel_error(cols[1].sum(0), leaves[3].grad) < 1e-5
     assert rel_error(cols[0].sum(0), leaves[1].grad) < 1e-5  # the h0 term is added in the kernel
+
+
+@pytest.mark.slow
+@pytest.mark.triton
+@pytest.mark.parametrize(
+    "config", [PAPER_SIZE_CONFIGS["fwd"], PAPER_SIZE_CONFIGS["bwd"], dict(BLOCK=64, CHUNK=5, num_warps=2)]
+)
+def test_long_chunks_match_reference(config, device):
+    """The configs the autotuner may pick on a GPU, run directly: long chunks, T=63 not a multiple
+    of CHUNK."""
+    x, u, h0, bias = make_inputs(63, 3, 50, torch.float32, device)
+    assert_kernels_match_reference(x, u, h0, bias, config)
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("T", [1, 3, 4, 5, 8, 9, 12, 13, 17])
+@pytest.mark.parametrize("reverse,with_lengths,act", [(False, False, 0), (True, True, 0), (False, True, 1)])
+def test_every_split_of_time_into_head_and_chunks(T, reverse, with_lengths, act, device):
+    """With CHUNK=4 the walk is a head of T % 4 steps (masked step by step) and T // 4 whole chunks
+    run two at a time: no head (T = 4, 8, 12), no whole chunk (T < 4), an odd count of them (the
+    loop's last chunk runs empty: T = 4, 5, 12, 13), an even one (T = 8, 9, 17)."""
+    x, u, h0, bias = make_inputs(T, 3, 5, torch.float32, device)
+    lengths = torch.tensor([1, T, max(1, T // 2)], device=device) if with_lengths else None
+    config = dict(BLOCK=8, CHUNK=4, num_warps=1)
+    assert_kernels_match_reference(x, u, h0, bias, config, lengths, reverse, act)

@@ -1,5 +1,6 @@
-"""Kernel facts without a GPU: compile every Triton kernel for sm_80 and sm_90 in every dtype and
-report what the generated code looks like; check it against a committed baseline.
+"""Kernel facts without a GPU: compile every Triton kernel for sm_80 and sm_90 in every dtype, at the
+config its work declaration meant for each size, report what the generated code looks like and
+what the static speed model (kernels/speed.py) makes of its hot loop; check it against a baseline.
 
 The figures are deterministic for a given Triton (no timing, no noise), so CI can hold them to
 a baseline strictly. A change fails the check when it makes the code slower-shaped:
@@ -8,10 +9,14 @@ a baseline strictly. A change fails the check when it makes the code slower-shap
   calls (a forced spill shows up as STACK with LOCAL 0);
 - narrower global loads or stores (e.g. 128-bit v4 down to 32-bit scalar);
 - a large jump in any PTX instruction count: more than INSTRUCTION_GROWTH and by more than
-  INSTRUCTION_SLACK instructions, so a branch or two more is not a failure.
+  INSTRUCTION_SLACK instructions, so a branch or two more is not a failure;
+- a modeled figure more than MODEL_WORSENING worse: ns per step up, or % of copy bandwidth down.
 
-Register, shared-memory and small count changes, new kernels and another Triton version are
-notes. `--update` rewrites the baseline (commit it with the change that explains it).
+Each Triton release has its own ptxas, so the baseline holds one report per Triton version and a
+run is held to its own version's (to the newest one, with a note, when its version has none).
+Register, shared-memory, small count and hot-loop changes, new kernels and a missing version are
+notes. `--update` writes the running version's report into the baseline, keeping the others
+(commit it with the change that explains it).
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from pathlib import Path
 import triton
 from tabulate import tabulate
 
-from kernels.aot import DTYPES, KERNELS, PTX_KINDS, REPORT_CONFIG, KernelFacts, compile_facts
-from kernels.sequential import PAPER_SIZE_CONFIGS, autotune_configs
+from kernels.aot import DTYPES, KERNELS, PTX_KINDS, REPORT_CONFIG, WORK, KernelFacts, compile_facts
+from kernels.sequential import autotune_configs
+from kernels.speed import assumptions
 from suite.core import paths
 from suite.core.errors import UsageError
 
@@ -35,11 +41,19 @@ DEFAULT_BASELINE = paths.RESULTS_DIR / "kernel_baseline.json"
 INSTRUCTION_GROWTH = 0.25  # a kind whose count grows by more than this fraction fails...
 INSTRUCTION_SLACK = 4  # ...when it also grows by more than this many instructions
 REGISTER_NOTE = 0.25  # register changes beyond this fraction are worth a note (occupancy)
+MODEL_WORSENING = 0.10  # a modeled figure this much worse than the baseline's fails
 
 
 def report_jobs() -> list[dict]:
-    """Every kernel x dtype x target, in the report's order (REPORT_CONFIG each)."""
-    return [dict(name=n, dtype=d, cc=cc) for n in KERNELS for d in DTYPES for cc in CCS]
+    """Every kernel x dtype x target x size its work declares (REPORT_CONFIG, unmodelled, for a
+    kernel without one), in the report's order."""
+    return [
+        dict(name=n, dtype=d, cc=cc, size=size)
+        for n in KERNELS
+        for d in DTYPES
+        for cc in CCS
+        for size in (WORK[n].configs if n in WORK else (None,))
+    ]
 
 
 def collect() -> list[KernelFacts]:
@@ -47,32 +61,33 @@ def collect() -> list[KernelFacts]:
 
 
 def chosen_configs() -> dict:
-    """The autotune space of each kernel and the configs meant for the paper's size."""
+    """The autotune space of each walk kernel and the configs meant for each size."""
     space = {
         kernel: [{**c.kwargs, "num_warps": c.num_warps} for c in autotune_configs(single=False, backward=backward)]
         for kernel, backward in (("recurrence_fwd", False), ("recurrence_bwd", True))
     }
-    paper = {"recurrence_fwd": PAPER_SIZE_CONFIGS["fwd"], "recurrence_bwd": PAPER_SIZE_CONFIGS["bwd"]}
-    return {"autotune_space": space, "paper_size_configs": paper}
+    return {"autotune_space": space, "size_configs": {name: work.configs for name, work in WORK.items()}}
 
 
 def make_report(facts: list[KernelFacts]) -> dict:
     """The JSON record of a set of facts: what made them, the configs the kernels are tuned over,
-    and one entry per compilation."""
+    the speed model's assumptions and one entry per compilation."""
     return {
         "triton": triton.__version__,
         "config": REPORT_CONFIG,
         **chosen_configs(),
+        "assumptions": assumptions(),
         "kernels": [dataclasses.asdict(f) for f in facts],
     }
 
 
 def _target(entry: dict) -> str:
-    return f"{entry['kernel']} {entry['dtype']} sm_{entry['cc']}"
+    size = f" {entry['size']} size" if entry.get("size") else ""
+    return f"{entry['kernel']} {entry['dtype']} sm_{entry['cc']}{size}"
 
 
 def _by_target(report: dict) -> dict[tuple, dict]:
-    return {(e["kernel"], e["dtype"], int(e["cc"])): e for e in report["kernels"]}
+    return {(e["kernel"], e["dtype"], int(e["cc"]), e.get("size") or ""): e for e in report["kernels"]}
 
 
 @dataclass(frozen=True)
@@ -104,6 +119,35 @@ def _entry_check(base: dict, new: dict) -> tuple[list[str], list[str]]:
         notes.append(f"{where}: registers {b} -> {n}")
     if new["shared_bytes"] != base["shared_bytes"]:
         notes.append(f"{where}: shared bytes {base['shared_bytes']} -> {new['shared_bytes']}")
+    if base.get("config") != new.get("config"):
+        notes.append(f"{where}: config {base.get('config')} -> {new.get('config')}")
+    f, n = _model_check(where, base, new)
+    return failures + f, notes + n
+
+
+def _model_check(where: str, base: dict, new: dict) -> tuple[list[str], list[str]]:
+    """Modeled figures more than MODEL_WORSENING worse fail; hot-loop changes are notes."""
+    failures, notes = [], []
+    new_by_gpu = {m["gpu"]: m for m in new.get("modeled", [])}
+    for old in base.get("modeled", []):
+        now = new_by_gpu.get(old["gpu"])
+        if now is None:
+            failures.append(f"{where}: no modeled figures for {old['gpu']} any more")
+            continue
+        for figure, label in (("ns_per_step", "ns/step"), ("compute_ns_per_step", "compute ns/step")):
+            if now[figure] > old[figure] * (1 + MODEL_WORSENING):
+                failures.append(f"{where}: modeled {old['gpu']} {label} {old[figure]:.1f} -> {now[figure]:.1f}: slower")
+        if now["copy_percent"] < old["copy_percent"] * (1 - MODEL_WORSENING):
+            failures.append(
+                f"{where}: modeled {old['gpu']} % of copy bandwidth {old['copy_percent']:.0f} -> "
+                f"{now['copy_percent']:.0f}: slower"
+            )
+    old_loop, new_loop = base.get("loop") or {}, new.get("loop") or {}
+    for figure in ("instructions", "issue_cycles", "drain_distance"):
+        if old_loop.get(figure) != new_loop.get(figure):
+            notes.append(
+                f"{where}: hot loop {figure.replace('_', ' ')} {old_loop.get(figure)} -> {new_loop.get(figure)}"
+            )
     return failures, notes
 
 
@@ -117,7 +161,9 @@ def check(baseline: dict, current: dict) -> CheckResult:
         )
     if baseline.get("config") != current.get("config"):
         notes.append(f"report config changed: {baseline.get('config')} -> {current.get('config')}")
-    for field in ("autotune_space", "paper_size_configs"):
+    if baseline.get("assumptions") != current.get("assumptions"):
+        notes.append("the speed model's assumptions changed since the baseline")
+    for field in ("autotune_space", "size_configs"):
         if baseline.get(field) != current.get(field):
             notes.append(f"{field.replace('_', ' ')} changed since the baseline")
     base, new = _by_target(baseline), _by_target(current)
@@ -132,14 +178,19 @@ def check(baseline: dict, current: dict) -> CheckResult:
     return CheckResult(tuple(failures), tuple(notes))
 
 
+def _row_head(e: dict) -> list:
+    return [e["kernel"], e["dtype"], f"sm_{e['cc']}", e.get("size") or "-"]
+
+
 def to_markdown(report: dict) -> str:
-    """Two tables: resources and access widths, then PTX instruction counts by kind."""
+    """Tables: resources and access widths, PTX instruction counts by kind, the hot loop and the
+    speed model's figures with its assumptions, and the autotune space."""
     config = ", ".join(f"{k}={v}" for k, v in report["config"].items())
+    head = ["kernel", "dtype", "target", "size"]
     resources = [
         [
-            e["kernel"],
-            e["dtype"],
-            f"sm_{e['cc']}",
+            *_row_head(e),
+            ", ".join(f"{k}={v}" for k, v in e["config"].items()),
             e["registers"],
             e["spill_bytes"],
             e["stack_bytes"],
@@ -149,68 +200,112 @@ def to_markdown(report: dict) -> str:
         ]
         for e in report["kernels"]
     ]
-    counts = [
-        [e["kernel"], e["dtype"], f"sm_{e['cc']}", *(e["ptx_counts"].get(k, 0) for k in PTX_KINDS)]
-        for e in report["kernels"]
-    ]
+    counts = [[*_row_head(e), *(e["ptx_counts"].get(k, 0) for k in PTX_KINDS)] for e in report["kernels"]]
+    resource_headers = ["config", "registers", "spill B", "stack B", "shared B", "load bits", "store bits"]
     return "\n".join(
         [
-            f"## Kernel facts (triton {report['triton']}, {config})",
+            f"## Kernel facts (triton {report['triton']}; a kernel without sizes at {config})",
             "",
-            tabulate(
-                resources,
-                headers=[
-                    "kernel",
-                    "dtype",
-                    "target",
-                    "registers",
-                    "spill B",
-                    "stack B",
-                    "shared B",
-                    "load bits",
-                    "store bits",
-                ],
-                tablefmt="github",
-            ),
+            tabulate(resources, headers=[*head, *resource_headers], tablefmt="github"),
             "",
             "PTX instructions by kind (static counts):",
             "",
-            tabulate(counts, headers=["kernel", "dtype", "target", *PTX_KINDS], tablefmt="github"),
+            tabulate(counts, headers=[*head, *PTX_KINDS], tablefmt="github"),
+            "",
+            _model_markdown(report),
             "",
             _configs_markdown(report),
         ]
     )
 
 
+def _model_markdown(report: dict) -> str:
+    """The hot loop of each compilation per unit of its work, and the modeled time at its size."""
+    rows = []
+    for e in report["kernels"]:
+        loop, units = e["loop"], e["loop"]["units_per_iteration"]
+        sbs = " ".join(f"{sb}:{n}" for sb, n in loop["loads_by_scoreboard"].items())
+        mix = loop["mix"]
+        figures = [
+            f"{m['gpu']} {m['ns_per_step']:.1f} ns/step ({m['bound']}; compute {m['compute_ns_per_step']:.1f}), "
+            f"{m['copy_percent']:.0f}% copy"
+            for m in e.get("modeled", [])
+        ]
+        rows.append(
+            [
+                *_row_head(e),
+                loop["unit"],
+                f"{loop['instructions'] / units:.1f}",
+                f"{loop['issue_cycles'] / units:.1f}",
+                f"{mix['int'] / units:.1f} / {mix['float'] / units:.1f} / {mix['move'] / units:.1f}",
+                f"{loop['drain_distance']} ({loop['drained_by']})" if loop["drain_distance"] is not None else "-",
+                sbs or "-",
+                e["registers"],
+                "; ".join(figures) or "-",
+            ]
+        )
+    headers = ["unit", "instr/unit", "issue cycles/unit", "int/float/move per unit", "D", "loads by scoreboard", "regs"]
+    lines = [
+        "Hot loop (the innermost loop with the most issue cycles, per unit of the work its kernel declares;",
+        "D: fewest issue cycles from a load to the wait that drains it, and that instruction) and the static",
+        "speed model at the size each config is meant for:",
+        "",
+        tabulate(rows, headers=["kernel", "dtype", "target", "size", *headers, "modeled"], tablefmt="github"),
+        "",
+        "Assumptions of the model (estimates, not measurements):",
+        "",
+        *(f"- {line}" for line in report.get("assumptions", [])),
+    ]
+    return "\n".join(lines)
+
+
 def _configs_markdown(report: dict) -> str:
-    """The autotune space of each kernel, the paper-size configs marked."""
+    """The autotune space of each kernel, the configs meant for a size marked."""
     rows = []
     for kernel, space in report.get("autotune_space", {}).items():
-        paper = report.get("paper_size_configs", {}).get(kernel)
+        sizes = report.get("size_configs", {}).get(kernel, {})
         for c in space:
-            steps_ahead = (c["STAGES"] - 1) * c["CHUNK"]
-            mark = "paper size" if c == paper else ""
-            rows.append([kernel, c["BLOCK"], c["num_warps"], c["CHUNK"], c["STAGES"], steps_ahead, mark])
-    headers = ["kernel", "BLOCK", "warps", "CHUNK", "STAGES", "steps loaded ahead", "meant for"]
+            meant = ", ".join(size for size, config in sizes.items() if config == c)
+            rows.append([kernel, c["BLOCK"], c["num_warps"], c["CHUNK"], meant])
+    headers = ["kernel", "BLOCK", "warps", "CHUNK (steps loaded ahead)", "meant for"]
     return "\n".join(["Autotune space:", "", tabulate(rows, headers=headers, tablefmt="github")])
 
 
 def read_baseline(path: str | Path) -> dict:
+    """A baseline file: {"by_triton": {version: report}}."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"no kernel baseline {path}; make one with `run_bench.py kernel-report --update {path}`")
     try:
         baseline = json.loads(path.read_text())
-        _by_target(baseline)
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        for report in baseline["by_triton"].values():
+            _by_target(report)
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
         raise UsageError(f"{path} is not a kernel baseline: {e}") from e
     return baseline
+
+
+def report_for(baseline: dict, version: str) -> tuple[dict, str | None]:
+    """The baseline's report for a Triton version, or the newest one with a note saying so."""
+    reports = baseline["by_triton"]
+    if version in reports:
+        return reports[version], None
+    newest = max(reports, key=lambda v: tuple(int(p) if p.isdigit() else 0 for p in v.split(".")))
+    return reports[newest], f"the baseline has no report for triton {version}: held to triton {newest}'s"
 
 
 def write_report(path: str | Path, report: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+
+
+def update_baseline(path: str | Path, report: dict) -> None:
+    """Write `report` as its Triton version's entry of the baseline at `path`, keeping the others."""
+    path = Path(path)
+    baseline = read_baseline(path) if path.is_file() else {"by_triton": {}}
+    baseline["by_triton"][report["triton"]] = report
+    write_report(path, baseline)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -228,7 +323,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="BASELINE",
         nargs="?",
         const=DEFAULT_BASELINE,
-        help="write the facts as the new BASELINE (default: results/kernel_baseline.json)",
+        help="write the facts as this Triton version's part of BASELINE (default: results/kernel_baseline.json)",
     )
 
 
@@ -239,12 +334,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json_out:
         write_report(args.json_out, report)
     if args.update:
-        write_report(args.update, report)
-        print(f"\nwrote the kernel baseline {args.update}")
+        update_baseline(args.update, report)
+        print(f"\nwrote triton {report['triton']}'s part of the kernel baseline {args.update}")
     if baseline is None:
         return 0
-    result = check(baseline, report)
-    lines = [f"- note: {n}" for n in result.notes] + [f"- FAIL: {f}" for f in result.failures]
+    held_to, version_note = report_for(baseline, report["triton"])
+    result = check(held_to, report)
+    notes = [version_note, *result.notes] if version_note else list(result.notes)
+    lines = [f"- note: {n}" for n in notes] + [f"- FAIL: {f}" for f in result.failures]
     print(f"\n## Check against {args.check}\n", *lines, sep="\n")
     print("PASS: no kernel got slower-shaped." if result.ok else f"FAIL: {len(result.failures)} figure(s) got worse.")
     return 0 if result.ok else 1

@@ -22,11 +22,15 @@ from suite.core.errors import ResultsError
 from suite.core.paths import meta_path, summary_path
 from suite.core.rowfile import whole_lines
 from suite.core.store import read_meta
+from suite.render import claims
 from suite.render.markdown import fmt_x, markdown_table, provenance_fields, write_beside
 
 INDRNN_PREFIX = "indrnn"  # models whose name starts so are IndRNNs; every other model is a baseline
 PRIMARY_INDRNN = "indrnn"  # the IndRNN the verdict is about, when the run has it
 NEITHER = "neither solved"
+CLAIM = "IndRNN solves the adding problem in less training time than LSTM, GRU and a Transformer"
+CLAIM_BASELINES = ("lstm", "gru", "transformer")  # the models the claim names
+CLAIM_FACTOR = 1.0  # "less training time": more than 1x faster
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,15 @@ def censored_steps(rows: pd.DataFrame) -> pd.Series:
     return rows["steps_to_target"].where(rows["reached"], math.inf).astype(float)
 
 
+def seed_bounds(rows: pd.DataFrame) -> tuple[claims.Seed, ...]:
+    """Per seed: the bounds of its seconds to the target, (t, t) when it reached the target and
+    (seconds trained, infinity) when it stopped before."""
+    return tuple(
+        (float(t), float(t)) if reached else (float(spent), math.inf)
+        for t, spent, reached in zip(rows["seconds_to_target"], rows["train_s"], rows["reached"], strict=True)
+    )
+
+
 @dataclass(frozen=True)
 class Cell:
     """One model at one T, over its seeds."""
@@ -106,6 +119,7 @@ class Cell:
     max_steps: int
     max_seconds: float
     stopped_by: dict[str, int]  # why the seeds that did not reach the target stopped
+    bounds: tuple[claims.Seed, ...]  # per seed, the bounds of its seconds to the target (seed_bounds)
 
     @property
     def solved(self) -> bool:
@@ -135,13 +149,15 @@ def cells(run: ConvergeRun) -> dict[tuple[str, int], Cell]:
             max_steps=int(rows["max_steps"].max()),
             max_seconds=float(rows["max_seconds"].max()),
             stopped_by=unsolved["stopped_by"].value_counts().to_dict(),
+            bounds=seed_bounds(rows),
         )
     return out
 
 
 @dataclass(frozen=True)
 class Speedup:
-    """IndRNN's time to the target against one baseline's, at one T."""
+    """IndRNN's time to the target against one baseline's, at one T, and the rule's judgement of
+    "less training time" from their seeds."""
 
     indrnn: str
     baseline: str
@@ -149,18 +165,14 @@ class Speedup:
     ratio: float | None  # baseline median seconds / IndRNN median seconds
     at_least: bool  # the baseline did not reach the target: ratio is a floor from its spent time
     text: str
-
-    @property
-    def indrnn_first(self) -> bool | None:
-        """Whether the IndRNN reached the target first; None when neither reached it."""
-        if self.ratio is not None:
-            return self.ratio >= 1
-        return None if self.text == NEITHER else False
+    judgement: claims.Judgement
 
 
 def speedup(indrnn: Cell, baseline: Cell) -> Speedup:
+    judgement = claims.judge_seeds(indrnn.bounds, baseline.bounds, CLAIM_FACTOR)
+
     def make(ratio: float | None, at_least: bool, text: str) -> Speedup:
-        return Speedup(indrnn.model, baseline.model, indrnn.seq_len, ratio, at_least, text)
+        return Speedup(indrnn.model, baseline.model, indrnn.seq_len, ratio, at_least, text, judgement)
 
     if indrnn.solved and baseline.solved:
         ratio = baseline.seconds[0] / indrnn.seconds[0]
@@ -187,38 +199,36 @@ def speedups(run: ConvergeRun) -> list[Speedup]:
     return out
 
 
-def verdict(run: ConvergeRun) -> tuple[str, str]:
-    """(verdict, why) on "IndRNN reaches the target first, at every T it ran", from the data."""
+def subject(run: ConvergeRun) -> str | None:
+    """The IndRNN the verdict is about."""
     indrnns = [m for m in run.models if is_indrnn(m)]
-    if not indrnns:
-        return "no data", "the run has no IndRNN."
-    subject = PRIMARY_INDRNN if PRIMARY_INDRNN in indrnns else indrnns[0]
-    table = cells(run)
-    wins, losses, why = [], [], []
-    for seq_len in run.seq_lens:
-        against = [s for s in speedups(run) if s.indrnn == subject and s.seq_len == seq_len]
-        if not against:
-            continue
-        solved_by = [s.baseline for s in against if table[(s.baseline, seq_len)].solved]
-        if not table[(subject, seq_len)].solved:
-            if solved_by:  # nobody solving a T decides nothing
-                losses.append(seq_len)
-                why.append(f"at T={seq_len} `{subject}` did not reach the target and {', '.join(solved_by)} did")
-            continue
-        first = [s.baseline for s in against if s.ratio is not None and s.ratio < 1]
-        (losses if first else wins).append(seq_len)
-        if first:
-            why.append(f"at T={seq_len} {', '.join(first)} reached it first")
-    if not wins and not losses:
-        return "no data", f"no T where `{subject}` or a baseline reached the target."
-    if not losses:
-        return "holds", f"`{subject}` reached the target first at every T ({', '.join(map(str, wins))})."
-    if not wins:
-        return "does not hold", why[0][0].upper() + "; ".join(why)[1:] + "."
-    return (
-        "holds in part",
-        f"`{subject}` reached the target first at T = {', '.join(map(str, wins))}; " + "; ".join(why) + ".",
-    )
+    return PRIMARY_INDRNN if PRIMARY_INDRNN in indrnns else next(iter(indrnns), None)
+
+
+def per_seq_len(run: ConvergeRun) -> dict[int, list[Speedup]]:
+    """Per T, the subject's comparisons with the baselines the claim names."""
+    about = subject(run)
+    out: dict[int, list[Speedup]] = {}
+    for s in speedups(run):
+        if s.indrnn == about and s.baseline in CLAIM_BASELINES:
+            out.setdefault(s.seq_len, []).append(s)
+    return out
+
+
+def verdict(run: ConvergeRun) -> tuple[str, str]:
+    """(verdict, what it was computed over) on the claim: at each T, the subject against every
+    baseline the claim names that ran (claims.against_each), then over T (claims.where_it_holds)."""
+    if subject(run) is None:
+        return claims.NO_DATA, "the run has no IndRNN"
+    ran = [b for b in CLAIM_BASELINES if b in run.models]
+    not_run = [b for b in CLAIM_BASELINES if b not in run.models]
+    at_t = per_seq_len(run)
+    if not at_t:
+        return claims.NO_DATA, (
+            f"no T has both {subject(run)} and {claims.names(ran)}" if ran else claims.scope([], not_run)
+        )
+    result = claims.where_it_holds(claims.against_each(s.judgement.verdict for s in found) for found in at_t.values())
+    return result, claims.scope(ran, not_run)
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -368,34 +378,58 @@ def _speedup_section(run: ConvergeRun) -> list[str]:
     return lines + [markdown_table(rows, ["T", "IndRNN", *(f"vs `{b}`" for b in baselines)])]
 
 
-def _against_each_baseline(run: ConvergeRun) -> list[str]:
-    """Per IndRNN and baseline: the T where the IndRNN reached the target first, and where not
-    (the baseline first, or the IndRNN never; a T neither solved decides nothing)."""
-    lines = []
-    found = speedups(run)
-    for indrnn in dict.fromkeys(s.indrnn for s in found):
-        for baseline in dict.fromkeys(s.baseline for s in found if s.indrnn == indrnn):
-            pairs = [s for s in found if s.indrnn == indrnn and s.baseline == baseline]
-            first = [str(s.seq_len) for s in pairs if s.indrnn_first]
-            not_first = [str(s.seq_len) for s in pairs if s.indrnn_first is False]
-            lines.append(
-                f"- `{indrnn}` vs `{baseline}`: first to the target at T = {', '.join(first) or 'none'}"
-                + (f"; not at T = {', '.join(not_first)}" if not_first else "")
-                + "."
-            )
-    return lines
+def fmt_bound(value: float) -> str:
+    # Three decimals below 10x: a range that ends at 1.002x is on the other side of 1 from 0.998x.
+    return f"{value:.1f}x" if value >= 10 else f"{value:.3f}x"
+
+
+def fmt_range(low: float, high: float) -> str:
+    """The range of baseline time / IndRNN time that the seeds allow."""
+    if math.isinf(high):
+        return "unbounded" if low == 0 else f"above {fmt_bound(low)}"
+    return f"below {fmt_bound(high)}" if low == 0 else f"{fmt_bound(low)} - {fmt_bound(high)}"
+
+
+def _comparisons(run: ConvergeRun) -> list[str]:
+    """Every IndRNN against every baseline at every T, judged by the rule."""
+    rows = []
+    for s in speedups(run):
+        j = s.judgement
+        decided = j.verdict if j.by_rank_test is None else f"{j.verdict} (rank test, p = {j.by_rank_test:.2g})"
+        rows.append(
+            [s.seq_len, f"`{s.indrnn}`", f"`{s.baseline}`", s.text, fmt_range(j.low, j.high), decided, j.settle or "-"]
+        )
+    headers = ["T", "IndRNN", "baseline", "median ratio", "range over seeds", "verdict", "would settle it"]
+    return [markdown_table(rows, headers)]
+
+
+COMBINED = (
+    f"At one T the claim names {claims.names(CLAIM_BASELINES)} at once: there it holds when it holds against each "
+    "baseline that ran, and does not hold when it fails against any. Over T the verdict holds or does not "
+    "hold when every T says so, and is partly when some T hold and some do not."
+)
 
 
 def _verdict_section(run: ConvergeRun) -> list[str]:
-    result, why = verdict(run)
-    return [
-        "## Verdict",
-        "",
-        f'Claim: "IndRNN solves the adding problem in less training time than LSTM, GRU and a Transformer". '
-        f"**Verdict: {result}.** {why}",
-        "",
-        *_against_each_baseline(run),
-    ]
+    result, over = verdict(run)
+    said = f"**Verdict: no data** ({over})." if result == claims.NO_DATA else f"**Verdict: {result} {over}.**"
+    lines = ["## Verdict", "", f'Claim: "{CLAIM}". {said}']
+    at_t = per_seq_len(run)
+    if at_t:
+        lines += [
+            "",
+            f"Per T, `{subject(run)}` against the claim's baselines there together (the verdict combines these):",
+            "",
+        ]
+        for seq_len, found in at_t.items():
+            by_outcome = {}
+            for s in found:
+                by_outcome.setdefault(s.judgement.verdict, []).append(s.baseline)
+            detail = "; ".join(f"{outcome} against {claims.names(b)}" for outcome, b in by_outcome.items())
+            lines.append(f"- T={seq_len}: {claims.against_each(s.judgement.verdict for s in found)} ({detail}).")
+    if speedups(run):
+        lines += ["", *_comparisons(run)]
+    return lines + ["", claims.statement(CLAIM_FACTOR, claims.seeds_evidence(), COMBINED)]
 
 
 def _per_seed(run: ConvergeRun) -> list[str]:

@@ -28,6 +28,8 @@ from suite.core.paths import meta_path
 from suite.core.schema import CONFIG_COLUMNS as CONFIG
 from suite.core.schema import MODES, PHASES_OF_MODE, Lineup
 from suite.core.store import read_meta, read_results
+from suite.render import claims
+from suite.render.markdown import fmt_x
 
 # A comparison is fair only between rows that agree on every column of CONFIG (the row key
 # without the provider). Which provider is the IndRNN, a variant of it or a baseline is the
@@ -236,7 +238,7 @@ class Fig2:
 
     table: pd.DataFrame
     config: dict  # the batch, dtype, timing and input size our cells were measured at ({} when none)
-    verdict: str  # holds | partly | not reproduced | no data
+    verdict: str  # holds | partly | does not hold | not enough evidence | no data (suite.render.claims)
     summary: str  # one sentence: where >10x holds and where it does not
     headline: str  # the paper's own >10x cells, reproduced or not
     has_sru: bool
@@ -247,30 +249,28 @@ def cell_label(layers: int, seq_len: int) -> str:
 
 
 def claim_verdict(table: pd.DataFrame) -> tuple[str, str]:
-    """Verdict on ">10x faster than LSTM" from a table with columns layers, seq_len, speedup
-    (NaN where not measured): holds everywhere measured, partly, not reproduced, or no data."""
+    """Verdict on ">10x faster than LSTM" from a table with columns layers, seq_len, speedup and its
+    p20-p80 range speedup_lo, speedup_hi (NaN where not measured): each config judged by the rule
+    of suite.render.claims, then holds, partly, does not hold, not enough evidence, or no data."""
     measured = table[table["speedup"].notna()]
     missing = table[table["speedup"].isna()]
-    holds = measured[measured["speedup"] >= CLAIM_FACTOR]
-    fails = measured[measured["speedup"] < CLAIM_FACTOR]
     if measured.empty:
-        return "no data", "None of the Fig. 2 configs was measured for both IndRNN and LSTM."
-
-    def cells(df: pd.DataFrame) -> str:
-        return ", ".join(f"{cell_label(r.layers, r.seq_len)} ({r.speedup:.1f}x)" for r in df.itertuples())
-
-    if holds.empty:
-        verdict = "not reproduced"
-        text = f"IndRNN is under {CLAIM_FACTOR:g}x faster than LSTM at every measured config: {cells(fails)}."
-    elif fails.empty:
-        verdict = "holds"
-        text = f"IndRNN is at least {CLAIM_FACTOR:g}x faster than LSTM at every measured config: {cells(holds)}."
-    else:
-        verdict = "partly"
-        text = f">{CLAIM_FACTOR:g}x holds at {cells(holds)}; not at {cells(fails)}."
+        return claims.NO_DATA, "None of the Fig. 2 configs was measured for both IndRNN and LSTM."
+    judged = [claims.judge_spread(r.speedup_lo, r.speedup_hi, CLAIM_FACTOR) for r in measured.itertuples()]
+    parts = []
+    for outcome in (claims.HOLDS, claims.FAILS, claims.UNSURE):
+        cells = [
+            f"{cell_label(r.layers, r.seq_len)} ({_with_spread(r.speedup, r.speedup_lo, r.speedup_hi)})"
+            for r, j in zip(measured.itertuples(), judged, strict=True)
+            if j.verdict == outcome
+        ]
+        if cells:
+            settle = f", where {claims.QUIETER} would settle it" if outcome == claims.UNSURE else ""
+            parts.append(f"{outcome} at {', '.join(cells)}{settle}")
+    text = f">{CLAIM_FACTOR:g}x " + "; ".join(parts) + "."
     if not missing.empty:
         text += " No data: " + ", ".join(cell_label(r.layers, r.seq_len) for r in missing.itertuples()) + "."
-    return verdict, text
+    return claims.where_it_holds(j.verdict for j in judged), text
 
 
 def _choose_fig2_config(ok: pd.DataFrame, indrnn: str, timing: str | None) -> dict:
@@ -360,8 +360,12 @@ def fig2(res: Results, paper_path: str | os.PathLike = PAPER_FIG2, timing: str |
     return Fig2(table, config, verdict, summary, headline, has_sru)
 
 
+def _with_spread(ratio: float, lo: float, hi: float) -> str:
+    return f"{fmt_x(ratio)}, p20-p80 {lo:.2f}-{hi:.2f}"
+
+
 def _headline(table: pd.DataFrame) -> str:
-    """The cells where the paper itself reports >10x: do we reproduce them?"""
+    """The cells where the paper itself reports >10x: what the rule says of ours there."""
     claimed = table[table["paper_ratio"] > CLAIM_FACTOR]
     parts = []
     for r in claimed.itertuples():
@@ -369,8 +373,8 @@ def _headline(table: pd.DataFrame) -> str:
         if pd.isna(r.speedup):
             parts.append(f"{label}: no data")
         else:
-            word = "reproduced" if r.speedup >= CLAIM_FACTOR else "not reproduced"
-            parts.append(f"{label}: ours {r.speedup:.1f}x, {word}")
+            judged = claims.judge_spread(r.speedup_lo, r.speedup_hi, CLAIM_FACTOR)
+            parts.append(f"{label}: ours {_with_spread(r.speedup, r.speedup_lo, r.speedup_hi)}, {judged.verdict}")
     return "; ".join(parts)
 
 
@@ -423,6 +427,37 @@ def noise(res: Results) -> Noise:
     return Noise(wide.reset_index(drop=True), tuple(busy))
 
 
+# Time against work along T. Every model here does work linear in T (the recurrences) or at most
+# quadratic in it (attention), so a median that grows by more than the square of the step ratio
+# between two consecutive measured T is not the model's work: on a CPU, denormal floats in a long
+# backward chain do it (an LSTM at 63x the time for 4x the steps); so can memory running out.
+WORK_GROWTH_POWER = 2.0
+
+
+def growth_along_t(res: Results) -> pd.DataFrame:
+    """Every pair of consecutive measured T of one provider at one config (ok rows, everything but
+    T fixed): the medians, time_ratio = later / earlier, steps_ratio = T ratio, and `outgrown` where
+    time_ratio exceeds steps_ratio ** WORK_GROWTH_POWER."""
+    columns = ["provider", "role", *CONFIG, "seq_len_from", "p50_ms_from", "p50_ms", "time_ratio", "steps_ratio"]
+    others = [c for c in CONFIG if c != "seq_len"]
+    records = []
+    for _, series in res.ok.groupby(["provider", *others], sort=True):
+        series = series.sort_values("seq_len")
+        for (_, before), (_, after) in zip(series.iterrows(), series.iloc[1:].iterrows(), strict=False):
+            records.append(
+                {
+                    **{c: after[c] for c in ("provider", "role", *CONFIG)},
+                    "seq_len_from": before["seq_len"],
+                    "p50_ms_from": before["p50_ms"],
+                    "p50_ms": after["p50_ms"],
+                    "time_ratio": after["p50_ms"] / before["p50_ms"],
+                    "steps_ratio": after["seq_len"] / before["seq_len"],
+                }
+            )
+    growth = pd.DataFrame(records, columns=columns)
+    return growth.assign(outgrown=growth["time_ratio"] > growth["steps_ratio"] ** WORK_GROWTH_POWER)
+
+
 SLICE_AXES = AXES  # the axes a summary slices along (the report's and the plots' tables and figures)
 
 
@@ -441,6 +476,7 @@ class Summary:
     overall: pd.DataFrame  # geometric-mean speedup per baseline and mode (overall_speedups)
     noise: Noise
     scan: ScanWins  # the chunked scan against the sequential walk (scan_wins)
+    growth: pd.DataFrame  # consecutive T of each provider and config, time against steps (growth_along_t)
 
 
 def summarise(res: Results) -> Summary:
@@ -461,6 +497,7 @@ def summarise(res: Results) -> Summary:
         overall=overall_speedups(pairs),
         noise=noise(res),
         scan=scan_wins(res),
+        growth=growth_along_t(res),
     )
 
 
