@@ -191,3 +191,106 @@ def test_the_bare_recurrence_is_gated_by_the_torch_loop_not_the_quadratic_plain_
         check_recurrence("torch", x.to(getattr(torch, dtype)), u, bias, dtype, "scan")
     scan, loop = ("torch", "scan"), ("torch", "sequential")
     assert calls == [scan, loop, scan, loop, loop]  # fp32: the loop; bf16: the loop in bf16 and in fp32
+
+
+# ---------------------------------------------------------------------------- a wrong kernel still fails
+
+
+def _scan_with_one_wrong_step(monkeypatch, factor: float = 0.9) -> None:
+    """The torch backend's chunked scan with u scaled by `factor` at the middle step of every walk:
+    a carry that is off where two pieces of the walk meet."""
+    from kernels import scan
+
+    real = scan._relu_scan
+
+    def one_wrong_step(a, u, state):
+        t0 = a.shape[0] // 2
+        head = real(a[:t0], u, state)
+        return torch.cat([head, real(a[t0:], u, factor * head[-1])])
+
+    monkeypatch.setattr(scan, "_relu_scan", one_wrong_step)
+
+
+def test_a_scan_with_one_wrong_step_fails_the_gate_in_every_mode(tmp_path, monkeypatch):
+    _scan_with_one_wrong_step(monkeypatch)
+    modes = ("recurrence", "train", "infer", "packed")
+    df = sweep_rows(tmp_path, [cfg(p, m, seq_len=64) for p in ("indrnn_torch_scan", "indrnn_torch_seq") for m in modes])
+    scan, loop = df[df["provider"] == "indrnn_torch_scan"], df[df["provider"] == "indrnn_torch_seq"]
+    assert (scan["status"] == "failed").all() and scan["reason"].str.startswith("gate: ").all(), scan["reason"]
+    assert (loop["status"] == "ok").all()
+
+
+def test_lengths_off_by_one_fail_the_packed_gate(tmp_path, monkeypatch):
+    """Each row's last step left out of the scan: its output there is 0 instead of the state."""
+    import kernels.recurrence
+
+    real = kernels.recurrence.recurrence_chunked
+
+    def one_short(x, u, h0=None, bias=None, *, lengths=None, reverse=False):
+        short = None if lengths is None else (lengths - 1).clamp(min=1)
+        return real(x, u, h0, bias, lengths=short, reverse=reverse)
+
+    monkeypatch.setattr(kernels.recurrence, "recurrence_chunked", one_short)
+    df = sweep_rows(tmp_path, [cfg("indrnn_torch_scan", m, seq_len=64, batch=4) for m in ("packed", "train")])
+    assert list(df["status"]) == ["failed", "ok"]  # without lengths the scan is right
+    assert df["reason"][0].startswith("gate: output differs")
+
+
+def _flip_and(wrong_backward):
+    """A stand-in backend for check_recurrence on `_flip_input`: column (0, 0) flips at step 3, and
+    `wrong_backward(x, u)` may give x and u wrong gradients without changing their values."""
+
+    def recurrence(x, u, bias, backend, schedule):
+        from kernels import indrnn_recurrence
+
+        if backend == "torch":
+            return indrnn_recurrence(x, u, bias=bias, backend="torch", schedule=schedule)
+        nudge = torch.zeros_like(x)
+        nudge[3, 0, 0] = 2e-6
+        x, u = wrong_backward(x, u)
+        return indrnn_recurrence(x + nudge, u, bias=bias, backend="torch", schedule="sequential")
+
+    return recurrence
+
+
+def _flip_input():
+    T, B, H = 6, 2, 8
+    x, u, bias = torch.ones(T, B, H), torch.full((H,), 0.5), torch.zeros(H)
+    x[3, :, :2] = -0.875 - 1e-6  # as in the flip test: pre-activations of -1e-6 at step 3
+    return x, u, bias
+
+
+def _gradient_off(t: torch.Tensor, index) -> torch.Tensor:
+    """t's values with its gradient 1.1x at `index`."""
+    scale = torch.zeros_like(t)
+    scale[index] = 0.1
+    return t + (scale * t - (scale * t).detach())
+
+
+@pytest.mark.parametrize(
+    ("leaf", "index"),
+    [("x", (2, 1, 5)), ("x", (1, 1, 0)), ("u", 3)],  # the second: the flipped neuron in the other row
+)
+def test_a_wrong_gradient_outside_the_flipped_column_fails_the_gate(monkeypatch, leaf, index):
+    """Leaving a flipped column out must not hide a backward that is wrong elsewhere: dx 10% off at
+    one step of another column fails, and so does du of a neuron none of whose columns flipped."""
+    import suite.sweep.gate as gate
+
+    def wrong(x, u):
+        return (_gradient_off(x, index), u) if leaf == "x" else (x, _gradient_off(u, index))
+
+    monkeypatch.setattr(gate, "indrnn_recurrence", _flip_and(wrong))
+    x, u, bias = _flip_input()
+    with pytest.raises(GateError, match=f"gate: grad {leaf} differs"):
+        check_recurrence("wrong", x, u, bias, "float32")
+    monkeypatch.setattr(gate, "indrnn_recurrence", _flip_and(lambda x, u: (x, u)))
+    assert check_recurrence("flip", x, u, bias, "float32").relu_flips == 1  # the flip alone passes
+
+
+def test_the_columns_left_out_reach_the_row(tmp_path, monkeypatch):
+    from suite.sweep.gate import Passed
+
+    monkeypatch.setattr(measure, "check_recurrence", lambda *args: Passed(3e-7, 2))
+    df = sweep_rows(tmp_path, [cfg("indrnn_torch_scan", "recurrence", seq_len=16)])
+    notes = [analysis.notes_of(e) for e in df["extra"]]
+    assert [(n["gate_relu_flips"], n["gate_max_rel_err"]) for n in notes] == [("2", "3.00e-07")] * 2  # fwd, bwd
