@@ -385,3 +385,18 @@ def test_run_keep_denormals_is_recorded(tmp_path):
     flags = ["--preset", "ci", "--provider", "lstm", "--mode", "infer", *tiny, "--no-progress", "--out", str(out)]
     assert cli.main(["run", *flags, "--keep-denormals"]) == 0
     assert read_meta(out)["denormals"] == "kept"
+
+
+@pytest.mark.parametrize(
+    ("pays", "rule"),
+    [
+        (lambda t, n: False, None),  # auto never scans
+        (lambda t, n: t >= 100, {"min_steps": 100, "max_columns": 2**40}),  # at any width
+        (lambda t, n: t >= 256 and n < 16896, {"min_steps": 256, "max_columns": 16895}),  # a GPU of 132 SMs
+    ],
+)
+def test_the_recorded_scan_rule_is_read_off_any_monotone_rule(monkeypatch, pays, rule):
+    from suite.sweep import measure
+
+    monkeypatch.setattr(measure, "scan_pays", lambda t, n, device: pays(t, n))
+    assert measure.scan_rule(torch.device("cpu")) == rule

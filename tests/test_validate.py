@@ -8,9 +8,11 @@ import sys
 
 import pytest
 import synthetic_results as syn
+import torch
 
 from suite.commands import cli, validate
 from suite.commands.validate import Check, PlanItem, build_plan, fit_to_budget, plan_for
+from suite.sweep.providers import PROVIDERS
 
 STEPS_OK = dict(passed=5, failed=0, skipped=1, error=0, exit=0)
 
@@ -223,3 +225,17 @@ def test_bad_budget_and_a_file_as_folder_are_usage_errors(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     assert cli.main(["validate", "--rehearse", "--out-dir", str(tmp_path / "file")]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_rehearsal_runs_each_triton_provider_as_its_torch_twin_on_the_same_schedule():
+    plan = build_plan()
+    for item in validate.rehearsal_plan(plan):
+        for c in item.configs:
+            assert "triton" not in c.provider
+            if c.provider.startswith("indrnn"):
+                assert PROVIDERS[c.provider].unavailable(c, torch.device("cpu")) is None
+    pinned = next(i for i in plan if "each schedule pinned" in i.name)
+    for gpu in pinned.configs:
+        cpu = validate.rehearsal_config(gpu)
+        assert PROVIDERS[cpu.provider].recurrence_backend == "torch"
+        assert PROVIDERS[cpu.provider].schedule == PROVIDERS[gpu.provider].schedule != "auto"
