@@ -122,6 +122,7 @@ def test_a_wrong_scan_fails_the_gate_under_auto_too(tmp_path, monkeypatch):
     assert (df.loc[df["provider"] == "indrnn_torch_seq", "status"] == "ok").all()
 
 
+@pytest.mark.triton
 @pytest.mark.parametrize("schedule", ["sequential", "scan"])
 @pytest.mark.parametrize("mode", ["train", "recurrence"])
 def test_both_schedules_of_the_triton_backend_pass_the_gate(schedule, mode, device):
