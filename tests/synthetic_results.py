@@ -14,6 +14,8 @@ from suite.sweep.providers import lineup, role_of
 
 DEVICE = "Synthetic GPU 80GB"
 PHASE = {"train": "fwd+bwd", "infer": "fwd"}
+# Where auto takes the scan on the synthetic GPU (132 SMs), as a run's metadata records it.
+SCAN_RULE = {"min_steps": 256, "max_columns": 16895}
 
 
 def row(
@@ -87,6 +89,7 @@ def write(path: Path, rows: list[ResultRow], with_meta: bool = True, **meta) -> 
             cuda="12.8",
             driver="570.00",
             copy_gbytes_per_s=2000.0,
+            notes={"scan_rule": SCAN_RULE},
         )
         fields.update(meta)
         write_meta(path, RunMeta(**fields))
@@ -107,11 +110,53 @@ def transformer_ms(t: int, depth: int = 1, batch: int = 32) -> float:
     return depth * (0.2 + 2e-5 * t * t) * (batch / 32)
 
 
+# The two schedules of the recurrence (ms): the walk pays a step's latency T times, or the bytes of
+# x and h once the columns fill the device; the scan pays 14 bytes an element and two more launches.
+SCAN_SIZES = ((1, 128), (8, 128), (64, 1024))  # (B, H): 128, 1024 and 65536 columns
+BYTES_PER_MS = 2e9
+
+
+def walk_ms(t: int, columns: int) -> float:
+    return 0.005 + max(t * 5e-5, t * columns * 8 / BYTES_PER_MS)
+
+
+def scan_ms(t: int, columns: int) -> float:
+    return 0.015 + t * columns * 14 / BYTES_PER_MS
+
+
+def scan_rows(backend: str = "triton", seq_lens=(256, 1024, 4096), sizes=SCAN_SIZES, **fields) -> list[ResultRow]:
+    """Recurrence rows of an IndRNN pinned to each schedule (forward; the backward 1.5x as long)."""
+    rows = []
+    for t in seq_lens:
+        for batch, hidden in sizes:
+            for schedule, short, ms in (("sequential", "seq", walk_ms), ("scan", "scan", scan_ms)):
+                for phase, factor in (("fwd", 1.0), ("bwd", 1.5)):
+                    notes = f"backend={backend};schedule_asked={schedule}"
+                    if schedule == "scan":
+                        notes += ";gate_max_rel_err=2.50e-07"
+                    rows.append(
+                        row(
+                            f"indrnn_{backend}_{short}",
+                            factor * ms(t, batch * hidden),
+                            mode="recurrence",
+                            phase=phase,
+                            seq_len=t,
+                            batch=batch,
+                            hidden=hidden,
+                            schedule=schedule,
+                            extra=notes,
+                            **fields,
+                        )
+                    )
+    return rows
+
+
 def sweep_rows(
     indrnn: str = "indrnn_triton", lstm=lstm_ms, baselines=("lstm", "gru", "transformer", "sru")
 ) -> list[ResultRow]:
     """A small `paper`-like sweep: T at H=128 B=32 (depth 1 and 2), batch and depth sweeps at T=512,
-    an infer mode, recurrence rows, and one row of each failing status."""
+    an infer mode, recurrence rows (the IndRNN's, and each schedule's over T x B*H), and one row of
+    each failing status."""
     models = {
         "lstm": lstm,
         "gru": lambda t, d=1, b=32: 0.8 * lstm(t, d, b),
@@ -149,6 +194,7 @@ def sweep_rows(
                     ns_per_step=40.0,
                 )
             )
+    rows += scan_rows()
     rows.append(row("transformer", None, seq_len=4096, status="oom", reason="CUDA out of memory (tried 12 GiB)"))
     rows.append(row(indrnn, None, seq_len=4096, status="oom", reason="CUDA out of memory"))
     rows.append(row("hgrn", None, status="skipped", reason="fla not installed"))

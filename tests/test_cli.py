@@ -127,3 +127,19 @@ def test_top_level_help_shows_the_run_options():
     assert done.returncode == 0, done.stderr
     for option in ("`run` is the default command", "--preset NAME", "--dry-run", "--resume", "--seq-len"):
         assert option in done.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the point is planning without a GPU")
+def test_a_dry_run_plans_a_gpu_preset_on_a_machine_without_one(tmp_path, monkeypatch, capsys):
+    from suite.commands import cli
+    from suite.sweep.cost import CostModel
+    from suite.sweep.presets import load_preset
+
+    monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path)  # no earlier GPU run: the prior
+    assert cli.main(["run", "--preset", "long", "--device", "cuda", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "preset: long (given); device: cuda (none on this machine: planned only)"
+    minutes = CostModel.from_results("cuda").total(load_preset("long")) / 60
+    assert lines[1].startswith(f"estimated duration: about {minutes:.0f} min (an estimate: a coarse guess per config")
+    assert cli.main(["run", "--preset", "long", "--device", "cuda"]) == 2  # measuring still needs the GPU
+    assert "no CUDA device is available" in capsys.readouterr().err

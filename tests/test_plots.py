@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
 import synthetic_results as syn
 
@@ -22,6 +23,8 @@ FULL_SET = {
     "peak_memory_train",
     "peak_memory_infer",
     "recurrence_bandwidth",
+    "scan_speedup_triton_recurrence_fwd",
+    "scan_speedup_triton_recurrence_bwd",
     "fig2",
 }
 
@@ -66,7 +69,7 @@ def test_absent_data_is_skipped_not_crashed(tmp_path):
     result = plots.plot_all(path, lineup(), tmp_path / "out")
     assert _names(result.written) == {"speedup_vs_seq_len_train", "speedup_vs_batch_train", "latency_vs_seq_len_train"}
     skipped = {line.split(":")[0] for line in result.skipped}
-    assert skipped == {"speedup_vs_depth", "peak_memory_train", "recurrence_bandwidth", "fig2"}
+    assert skipped == {"speedup_vs_depth", "peak_memory_train", "recurrence_bandwidth", "scan_speedup", "fig2"}
     _assert_pngs(result.written)
 
 
@@ -82,6 +85,7 @@ def test_single_config_draws_nothing(tmp_path):
         "latency_vs_seq_len",
         "peak_memory",
         "recurrence_bandwidth",
+        "scan_speedup",
     }
     _assert_pngs(result.written)
 
@@ -186,3 +190,26 @@ def test_bandwidth_at_one_size_is_not_drawn(tmp_path):
     result = plots.plot_all(syn.write(tmp_path / "one_size.csv", rows), lineup(), tmp_path / "out")
     assert "recurrence_bandwidth" not in _names(result.written)
     assert any(line.startswith("recurrence_bandwidth: recurrence rows at one size only") for line in result.skipped)
+
+
+def test_the_scan_map_colours_each_speedup_and_draws_the_auto_boundary(tmp_path):
+    summary = analysis.summarise(analysis.load(syn.write(tmp_path / "sweep.csv", syn.sweep_rows()), lineup()))
+    pairs = summary.scan.pairs.query("phase == 'fwd'")
+    fig = plots._scan_figure(
+        summary.res, {"backend": "triton", "mode": "recurrence", "phase": "fwd"}, pairs, syn.SCAN_RULE
+    )
+    ax = fig.axes[0]
+    (dots,) = ax.collections
+    assert list(dots.get_array()) == pytest.approx(list(np.log2(pairs["speedup"])))
+    wins = dots.norm(dots.get_array()) > 0.5  # the upper half of the diverging map: the scan wins
+    assert list(wins) == list(pairs["speedup"] > 1)
+    (boundary,) = [line for line in ax.get_lines() if "auto takes the scan" in line.get_label()]
+    steps, columns = syn.SCAN_RULE["min_steps"], syn.SCAN_RULE["max_columns"]
+    assert list(boundary.get_xdata())[:2] == [steps, steps] and list(boundary.get_ydata())[1:] == [columns, columns]
+    assert {t.get_text().split("\n")[0] for t in ax.texts} == {plots.fmt_x(s) for s in pairs["speedup"]}
+    plots.plt.close(fig)
+    without_rule = plots._scan_figure(
+        summary.res, {"backend": "triton", "mode": "recurrence", "phase": "fwd"}, pairs, None
+    )
+    assert not without_rule.axes[0].get_lines()
+    plots.plt.close(without_rule)

@@ -4,8 +4,10 @@ overrides replace axes; bad input raises PresetError."""
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 
 import pytest
+import torch
 
 from suite.core.errors import PresetError
 from suite.sweep import presets
@@ -78,3 +80,53 @@ def test_overrides_replace_axes_and_recurrence_is_normalised():
 def test_bad_presets_and_overrides_raise(name, overrides, message):
     with pytest.raises(PresetError, match=message):
         load_preset(name, overrides)
+
+
+def test_paper_preset_has_the_fig2_cells_on_each_schedule():
+    at_batch_32 = {(c.provider, c.depth, c.seq_len) for c in load_preset("paper") if c.batch == 32}
+    for provider in ("indrnn_triton_seq", "indrnn_triton_scan"):
+        assert {(provider, d, t) for d in (1, 2) for t in (256, 512, 1024)} <= at_batch_32
+
+
+# The sizes the long preset's description promises to stay within: elements of x (T*B*H) for the
+# bare recurrence and for the models, which hold more tensors of that size at once.
+LONG_ELEMENTS = {"recurrence": 2**30, "infer": 2**29, "train": 2**29}
+
+
+def test_long_preset_spans_the_scan_regime_within_its_memory_bounds():
+    configs = load_preset("long")
+    assert {c.mode for c in configs} == set(LONG_ELEMENTS) and {c.depth for c in configs} == {1}
+    assert all(c.seq_len * c.batch * c.hidden <= LONG_ELEMENTS[c.mode] for c in configs)
+    rec = [c for c in configs if c.mode == "recurrence"]
+    models = [c for c in configs if c.mode != "recurrence"]
+    assert min(c.seq_len for c in rec) == 256 and max(c.seq_len for c in rec) == 2**20
+    assert {c.batch * c.hidden for c in rec} >= {128, 1024, 65536}  # both sides of a GPU's auto boundary
+    assert {c.seq_len for c in models} == {4096, 16384, 65536, 2**18}
+    assert {c.batch for c in models} == {1, 8} and {c.hidden for c in models} == {128, 1024}
+    # Both schedules at every size of the bare recurrence, the GPU target's among them; every model
+    # size has the IndRNN (auto and the walk) against LSTM and GRU; all on the Triton kernels.
+    sizes = defaultdict(set)
+    for c in configs:
+        sizes[c.mode, c.seq_len, c.batch, c.hidden].add(c.provider)
+    for (mode, *size), providers in sizes.items():
+        expected = (
+            {"indrnn_triton_seq", "indrnn_triton_scan"}
+            if mode == "recurrence"
+            else {"indrnn_triton", "indrnn_triton_seq", "lstm", "gru"}
+        )
+        assert providers == expected, (mode, size)
+    assert ("recurrence", 65536, 1, 256) in sizes
+    assert all(PROVIDERS[c.provider].recurrence_backend in (None, "triton") for c in configs)
+
+
+def test_long_cpu_preset_is_the_torch_scan_against_its_loop_on_one_cpu():
+    configs = load_preset("long-cpu")
+    assert {(c.mode, c.hidden, c.depth, c.dtype) for c in configs} == {("recurrence", 128, 1, "float32")}
+    assert {c.seq_len for c in configs} == {4096, 16384, 65536} and {c.batch for c in configs} == {1, 2, 4}
+    sizes = defaultdict(set)
+    for c in configs:
+        sizes[c.seq_len, c.batch].add(c.provider)
+    assert len(sizes) == 9 and all(
+        p == {"indrnn_torch", "indrnn_torch_seq", "indrnn_torch_scan"} for p in sizes.values()
+    )
+    assert all(PROVIDERS[c.provider].unavailable(c, torch.device("cpu")) is None for c in configs)

@@ -4,6 +4,7 @@ CPU (GPU: the Triton recurrence kernels), and bad flags as one-line errors."""
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 
 import pytest
 import torch
@@ -127,3 +128,15 @@ def test_triton_step_on_gpu_counts_recurrence_kernels():
     kernels = {p.name: p.category for p in result.pieces}
     assert kernels["recurrence_fwd_kernel"] == "recurrence forward"
     assert kernels["recurrence_bwd_kernel"] == "recurrence backward"
+
+
+@pytest.mark.parametrize(("provider", "scans"), [("indrnn_torch_scan", True), ("indrnn_torch_seq", False)])
+def test_a_pinned_provider_is_profiled_on_its_schedule(monkeypatch, provider, scans):
+    """At T=8 auto would walk: the pinned scan must still profile the chunked form."""
+    import kernels.recurrence
+
+    calls, real = [], kernels.recurrence.recurrence_chunked
+    monkeypatch.setattr(kernels.recurrence, "recurrence_chunked", lambda *a, **k: calls.append(1) or real(*a, **k))
+    step = profiling.build_step(cfg(provider, "recurrence", seq_len=8), torch.device("cpu"), lambda name: nullcontext())
+    step()
+    assert bool(calls) == scans

@@ -317,6 +317,123 @@ def test_first_line_gives_the_geometric_mean_speedup_per_mode(tmp_path):
     assert "| wall time " in build_report(path) and "123 s" in build_report(path)
 
 
+# ---------------------------------------------------------------------------- where the scan wins
+
+
+def _scan_section(text: str) -> str:
+    return text.split("## Where the chunked scan wins")[1].split("\n## ")[0]
+
+
+def test_scan_section_gives_the_speedup_over_the_walk_and_marks_what_auto_takes(sweep):
+    section = _scan_section(build_report(sweep))
+    assert "### triton backend, recurrence (fwd), depth 1, float32, timed by do_bench" in section
+    fwd = section.split("### triton backend, recurrence (bwd)")[0]
+    for batch, hidden in syn.SCAN_SIZES:
+        cols = batch * hidden
+        line = next(r for r in fwd.splitlines() if r.startswith(f"| {cols} ({batch} x {hidden})"))
+        for t in (256, 1024, 4096):
+            ratio = syn.walk_ms(t, cols) / syn.scan_ms(t, cols)
+            auto = t >= syn.SCAN_RULE["min_steps"] and cols <= syn.SCAN_RULE["max_columns"]
+            assert fmt_speedup(ratio, 0.95 * ratio / 1.05, 1.05 * ratio / 0.95) + ("*" if auto else "") in line
+    assert "from T = 256 on over at most 16895 columns" in section
+    assert section.count("Auto takes the faster schedule at 9 of 9 configs.") == 2
+    assert "largest relative error against the torch loop was 2.5e-07" in section
+
+
+def test_scan_section_names_where_auto_took_the_slower_schedule(tmp_path):
+    rule = {"min_steps": 1024, "max_columns": 1 << 20}  # a rule that scans the wide columns and walks T=256
+    path = syn.write(tmp_path / "run.csv", syn.scan_rows(), notes={"scan_rule": rule})
+    section = _scan_section(build_report(path))
+    speedup = {(t, c): syn.walk_ms(t, c) / syn.scan_ms(t, c) for t in (256, 1024) for c in (128, 65536)}
+    assert "Auto takes the faster schedule at 5 of 9 configs; not at " in section
+    assert f"T=256, 1 x 128 (walk, the scan {fmt_x(speedup[256, 128])})" in section
+    assert f"T=1024, 64 x 1024 (scan, the scan {fmt_x(speedup[1024, 65536])})" in section
+
+
+def test_scan_section_of_a_run_that_did_not_record_the_rule(tmp_path):
+    path = syn.write(tmp_path / "run.csv", syn.scan_rows(), notes={})
+    section = _scan_section(build_report(path))
+    assert "does not record where" in section and ")*" not in section
+    assert "Auto takes" not in section
+
+
+def test_a_pinned_row_stands_for_its_schedule_before_auto_and_a_compiled_model_apart(tmp_path):
+    rows = syn.scan_rows(seq_lens=(1024,), sizes=((1, 128),))
+    size = dict(mode="recurrence", seq_len=1024, batch=1, hidden=128)
+    auto = "backend=triton;schedule_asked=auto"
+    rows.append(syn.row("indrnn_triton", 1e-4, phase="fwd", schedule="scan", extra=auto, **size))  # as fast as nothing
+    res = analysis.load(syn.write(tmp_path / "run.csv", rows), lineup())
+    pair = analysis.scan_pairs(res).query("phase == 'fwd'").iloc[0]
+    assert pair["scan_provider"] == "indrnn_triton_scan" and pair["speedup"] == pytest.approx(
+        syn.walk_ms(1024, 128) / syn.scan_ms(1024, 128)
+    )
+    # Without the pinned scan, auto's row stands for the scan; a compiled model is another implementation.
+    rows = [r for r in rows if r.provider != "indrnn_triton_scan"]
+    compiled = "arch=plain;backend=triton;compiler=inductor"
+    rows.append(syn.row("indrnn_compile_model", 1.0, schedule="scan", extra=compiled, seq_len=1024, batch=1))
+    rows.append(
+        syn.row(
+            "indrnn_triton_seq", 2.0, schedule="sequential", seq_len=1024, batch=1, extra="arch=plain;backend=triton"
+        )
+    )
+    res = analysis.load(syn.write(tmp_path / "again.csv", rows), lineup())
+    pairs = analysis.scan_pairs(res)  # auto ran the forward only; the compiled model pairs with nothing
+    assert list(pairs["scan_provider"]) == ["indrnn_triton"] and list(pairs["phase"]) == ["fwd"]
+    assert pairs["speedup"].iloc[0] == pytest.approx(syn.walk_ms(1024, 128) / 1e-4)
+
+
+@pytest.mark.parametrize(("scan_factor", "threads", "verdict"), [(0.1, 1, "met"), (0.5, 1, "missed"), (0.1, 2, "met")])
+def test_the_cpu_target_is_stated_from_the_data(tmp_path, scan_factor, threads, verdict):
+    """T=16384, B=1, H=128, forward, one thread: the torch backend's scan at least 5x faster than its loop."""
+    target = dict(mode="recurrence", phase="fwd", seq_len=16384, batch=1, hidden=128, timing="cpu_wallclock")
+    rows = [
+        syn.row(
+            "indrnn_torch_seq", 100.0, schedule="sequential", extra="backend=torch;schedule_asked=sequential", **target
+        ),
+        syn.row(
+            "indrnn_torch_scan",
+            100.0 * scan_factor,
+            schedule="scan",
+            extra="backend=torch;schedule_asked=scan;gate_max_rel_err=3.00e-07",
+            **target,
+        ),
+    ]
+    meta = dict(
+        device_kind="cpu",
+        timing="cpu_wallclock",
+        threads=threads,
+        notes={"scan_rule": {"min_steps": 256, "max_columns": 1024}},
+    )
+    text = build_report(syn.write(tmp_path / "cpu.csv", rows, **meta))
+    line = next(line for line in text.splitlines() if line.startswith("**Target:"))
+    ratio = 1 / scan_factor
+    assert "torch backend's scan at least 5x faster than its walk** (T=16384, B=1, H=128, recurrence fwd" in line
+    assert f"**{verdict}**, {fmt_speedup(ratio, 0.95 * ratio / 1.05, 1.05 * ratio / 0.95)}" in line
+    assert "within 3.0e-07" in line and ("(this run had 2 threads)" in line) == (threads == 2)
+    gpu = build_report(syn.write(tmp_path / "gpu.csv", rows))  # a target is held on its kind of device only
+    assert "**Target:" not in gpu
+
+
+def test_scan_section_counts_the_columns_the_gate_left_out_for_a_relu_flip(tmp_path):
+    rows = [
+        dataclasses.replace(r, extra=r.extra + ";gate_relu_flips=2") if r.schedule == "scan" and r.phase == "fwd" else r
+        for r in syn.scan_rows(seq_lens=(4096,), sizes=((1, 128),))
+    ]
+    section = _scan_section(build_report(syn.write(tmp_path / "run.csv", rows)))
+    assert "at 1 config(s) the gradients of 2 column(s) were left out" in section
+
+
+def test_the_header_says_which_schedule_the_indrnn_ran_where_its_rows_recorded_one(tmp_path, sweep):
+    assert "Its rows record the schedule" not in build_report(sweep)  # the synthetic IndRNN recorded none
+    rows = [
+        syn.row("indrnn_triton", 1.0, seq_len=t, schedule="scan" if t >= 256 else "sequential") for t in (64, 256, 512)
+    ] + [syn.row("lstm", 5.0, seq_len=t) for t in (64, 256, 512)]
+    text = build_report(syn.write(tmp_path / "run.csv", rows))
+    assert "Its rows record the schedule that ran: the chunked scan in 2 of 3, the sequential walk in the rest." in text
+    text = build_report(syn.write(tmp_path / "scan.csv", [r for r in rows if r.seq_len >= 256]))
+    assert "Its rows record the schedule that ran: the chunked scan in all 2." in text
+
+
 def _cpu_run(tmp_path, lstm_ms: dict[int, float], **meta):
     """A CPU training sweep at the Fig. 2 setting: a linear IndRNN, and the LSTM at the given ms per T."""
     rows = []

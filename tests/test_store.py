@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+import pandas as pd
 import pytest
 import synthetic_results as syn
 
@@ -88,3 +89,17 @@ def test_a_folder_without_results_says_what_to_pass(tmp_path, capsys):
     assert cli.main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pass a results CSV" in err[0]
+
+
+def test_a_file_written_before_rows_recorded_their_schedule_loads_and_reports(tmp_path):
+    """An older results file has no schedule column: it reads with the column empty, and its
+    report has no scan section (the committed runs are such files: tests/test_committed_reports.py)."""
+    new = syn.write(tmp_path / "new.csv", syn.sweep_rows())
+    old = tmp_path / "old.csv"
+    pd.read_csv(new, keep_default_na=False).drop(columns="schedule").to_csv(old, index=False)
+    old.with_suffix(".meta.json").write_text(new.with_suffix(".meta.json").read_text())
+    rows = read_results(old)
+    assert (rows["schedule"] == "").all() and len(rows) == len(read_results(new))
+    text = syn.build_report(old)
+    assert "## Where the chunked scan wins" not in text and "## Recurrence kernel alone" in text
+    assert "## Where the chunked scan wins" in syn.build_report(new)

@@ -12,12 +12,14 @@ import torch
 from harness_helpers import FAST, cfg, indrnn_build, register, sweep_rows
 from synthetic_results import build_report
 
+from kernels.recurrence import scan_pays
 from suite.commands import cli
 from suite.core import denormals
 from suite.core.errors import UsageError
 from suite.core.paths import profile_path
 from suite.core.schema import COLUMNS, KEY_COLUMNS, PHASES_OF_MODE, STATUSES, RunMeta, SweepConfig, key_of, plan_hash
 from suite.core.store import read_meta, read_results, read_samples
+from suite.render import analysis
 from suite.sweep import profiling, sweep
 from suite.sweep.presets import load_preset
 from suite.sweep.profiling import CATEGORIES
@@ -308,6 +310,45 @@ def test_samples_profile_and_machine_state_are_kept_beside_the_rows(tmp_path, mo
     assert len(pd.read_csv(profile_path(out))) == len(CATEGORIES) and len(read_results(out)) == len(rows)
 
 
+# ---------------------------------------------------------------------------- schedules
+
+
+def test_rows_record_the_schedule_that_ran_and_read_it_back(tmp_path):
+    """auto walks a short sequence and scans a long one over few columns (on a CPU: T >= 256, at most
+    1024 columns); a pinned provider runs its schedule at any T; other models record none."""
+    long = 256
+    configs = [
+        cfg(provider, mode, seq_len=t)
+        for provider in ("indrnn_torch", "indrnn_torch_seq", "indrnn_torch_scan", "lstm")
+        for mode in ("recurrence", "infer")
+        for t in (8, long)
+        if mode in PROVIDERS[provider].modes
+    ]
+    df = sweep_rows(tmp_path, configs)
+    assert (df["status"] == "ok").all(), df["reason"].tolist()
+    ran = {(r.provider, r.mode, r.seq_len): r.schedule for r in df.itertuples()}
+    for mode in ("recurrence", "infer"):
+        assert ran["indrnn_torch", mode, 8] == "sequential" and ran["indrnn_torch", mode, long] == "scan"
+        assert {ran["indrnn_torch_seq", mode, t] for t in (8, long)} == {"sequential"}
+        assert {ran["indrnn_torch_scan", mode, t] for t in (8, long)} == {"scan"}
+    assert set(df.loc[df["provider"] == "lstm", "schedule"]) == {""}
+    asked = {
+        r.provider: analysis.notes_of(r.extra)["schedule_asked"] for r in df[df["provider"] != "lstm"].itertuples()
+    }
+    assert asked == {"indrnn_torch": "auto", "indrnn_torch_seq": "sequential", "indrnn_torch_scan": "scan"}
+    assert tuple(pd.read_csv(tmp_path / "run.csv", nrows=0).columns) == COLUMNS and "schedule" in COLUMNS
+    assert "schedule" not in KEY_COLUMNS  # the schedule is what a provider ran, not another config
+
+
+def test_metadata_records_where_auto_takes_the_scan(tmp_path):
+    sweep_rows(tmp_path, [cfg("lstm", "infer")])
+    rule = read_meta(tmp_path / "run.csv")["notes"]["scan_rule"]
+    cpu = torch.device("cpu")
+    steps, columns = rule["min_steps"], rule["max_columns"]
+    assert scan_pays(steps, columns, cpu) and scan_pays(10 * steps, 1, cpu)
+    assert not scan_pays(steps - 1, 1, cpu) and not scan_pays(steps, columns + 1, cpu)
+
+
 # ---------------------------------------------------------------------------- denormal floats
 
 
@@ -344,3 +385,18 @@ def test_run_keep_denormals_is_recorded(tmp_path):
     flags = ["--preset", "ci", "--provider", "lstm", "--mode", "infer", *tiny, "--no-progress", "--out", str(out)]
     assert cli.main(["run", *flags, "--keep-denormals"]) == 0
     assert read_meta(out)["denormals"] == "kept"
+
+
+@pytest.mark.parametrize(
+    ("pays", "rule"),
+    [
+        (lambda t, n: False, None),  # auto never scans
+        (lambda t, n: t >= 100, {"min_steps": 100, "max_columns": 2**40}),  # at any width
+        (lambda t, n: t >= 256 and n < 16896, {"min_steps": 256, "max_columns": 16895}),  # a GPU of 132 SMs
+    ],
+)
+def test_the_recorded_scan_rule_is_read_off_any_monotone_rule(monkeypatch, pays, rule):
+    from suite.sweep import measure
+
+    monkeypatch.setattr(measure, "scan_pays", lambda t, n, device: pays(t, n))
+    assert measure.scan_rule(torch.device("cpu")) == rule

@@ -8,9 +8,11 @@ import sys
 
 import pytest
 import synthetic_results as syn
+import torch
 
 from suite.commands import cli, validate
 from suite.commands.validate import Check, PlanItem, build_plan, fit_to_budget, plan_for
+from suite.sweep.providers import PROVIDERS
 
 STEPS_OK = dict(passed=5, failed=0, skipped=1, error=0, exit=0)
 
@@ -30,6 +32,12 @@ def test_plan_has_the_issue_order_and_targets():
     assert {("indrnn_triton", d, t) for d in (1, 2) for t in (256, 512, 1024)} <= cells
     assert {("lstm", 1, t) for t in (256, 512, 1024)} <= cells
     assert all(c.batch == 32 and c.hidden == 128 and c.timing == "auto" for c in figure.configs)
+    assert not any(c.provider.startswith(("indrnn_triton_", "indrnn_torch_")) for c in figure.configs)
+    pinned = next(i for i in plan if "each schedule pinned" in i.name)
+    assert pinned.priority > 0  # dropped before the groups that were there first
+    assert {(c.provider, c.depth, c.seq_len) for c in pinned.configs} == {
+        (p, d, t) for p in ("indrnn_triton_seq", "indrnn_triton_scan") for d in (1, 2) for t in (256, 512, 1024)
+    }
     graph = next(i for i in plan if "CUDA graphs" in i.name)
     assert {c.timing for c in graph.configs} == {"cuda_graph"}
     assert {("lstm", 1), ("indrnn_triton", 1), ("indrnn_triton", 2)} <= {(c.provider, c.depth) for c in graph.configs}
@@ -217,3 +225,17 @@ def test_bad_budget_and_a_file_as_folder_are_usage_errors(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     assert cli.main(["validate", "--rehearse", "--out-dir", str(tmp_path / "file")]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_rehearsal_runs_each_triton_provider_as_its_torch_twin_on_the_same_schedule():
+    plan = build_plan()
+    for item in validate.rehearsal_plan(plan):
+        for c in item.configs:
+            assert "triton" not in c.provider
+            if c.provider.startswith("indrnn"):
+                assert PROVIDERS[c.provider].unavailable(c, torch.device("cpu")) is None
+    pinned = next(i for i in plan if "each schedule pinned" in i.name)
+    for gpu in pinned.configs:
+        cpu = validate.rehearsal_config(gpu)
+        assert PROVIDERS[cpu.provider].recurrence_backend == "torch"
+        assert PROVIDERS[cpu.provider].schedule == PROVIDERS[gpu.provider].schedule != "auto"

@@ -192,7 +192,9 @@ def _recorded_grid(out: Path, asked: list[SweepConfig] | None) -> list[SweepConf
 
 
 def run(args: argparse.Namespace) -> int:
-    device = flags.device_from(args.device)
+    # A dry run measures nothing, so it plans for a GPU on a machine without one too.
+    planning_only = args.dry_run and args.device == "cuda" and not torch.cuda.is_available()
+    device = torch.device("cuda") if planning_only else flags.device_from(args.device)
     if args.list:
         print_list(device)
         return 0
@@ -216,7 +218,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         chosen = "given" if args.preset else f"the default on {device.type}"
         custom = f"; custom: {', '.join(overrides)} overridden" if overrides else ""
-        print(f"preset: {base} ({chosen}{custom}); device: {device.type} ({env.device_name(device)})")
+        name = "none on this machine: planned only" if planning_only else env.device_name(device)
+        print(f"preset: {base} ({chosen}{custom}); device: {device.type} ({name})")
         print(estimate_duration(configs, device))
         print_grid(configs)
         return 0

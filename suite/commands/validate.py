@@ -42,7 +42,7 @@ from suite.core.errors import UsageError
 from suite.core.schema import SweepConfig
 from suite.sweep.cost import CostModel
 from suite.sweep.presets import load_preset
-from suite.sweep.providers import lineup
+from suite.sweep.providers import lineup, role_of
 
 ROOT = paths.REPO_ROOT
 
@@ -146,7 +146,8 @@ class PlanItem:
     configs: tuple[SweepConfig, ...] = ()
 
 
-# Compiling the whole autotune space of both kernels once per dtype, before any shape is tuned.
+# Compiling the whole autotune space of both kernels once per dtype, before any shape is tuned; a
+# group whose keys triton's autotune cache all holds tunes nothing, and compiles its best configs only.
 COMPILE_SPACE_S = 45.0
 
 
@@ -156,19 +157,25 @@ def _recurrence(t: int, b: int, h: int, dtype: str) -> SweepConfig:
     )
 
 
-def build_plan() -> list[PlanItem]:
-    """Everything validate would do with an unlimited budget, in execution order."""
+def build_plan(costs: CostModel | None = None) -> list[PlanItem]:
+    """Everything validate would do with an unlimited budget, in execution order, estimated by
+    `costs` (default: the GPU runs in results/ and triton's autotune cache)."""
     recurrence = [_recurrence(*size, dtype) for size in (BIG, PAPER) for dtype in ("float32", "bfloat16")]
     paper = load_preset("paper")
-    eager_fig = tuple(c for c in paper if c.batch == 32 and c.provider != "indrnn_torch" and c.timing == "auto")
+    eager_fig = tuple(
+        c
+        for c in paper
+        if c.batch == 32 and c.provider != "indrnn_torch" and c.timing == "auto" and role_of(c.provider) != "variant"
+    )
+    pinned_fig = tuple(c for c in paper if c.batch == 32 and role_of(c.provider) == "variant")
     graph_fig = tuple(c for c in paper if c.batch == 32 and c.timing == "cuda_graph")
     eager_loop = tuple(c for c in paper if c.batch == 32 and c.provider == "indrnn_torch")
     batch_sweep = tuple(c for c in paper if c.batch != 32)
-    costs = CostModel.from_results("cuda")
+    costs = CostModel.from_results("cuda") if costs is None else costs
 
     def group(name: str, priority: int, configs, first_compile: bool = False) -> PlanItem:
         configs = tuple(configs)
-        seconds = costs.total(configs) + (COMPILE_SPACE_S if first_compile else 0.0)
+        seconds = costs.total(configs) + (COMPILE_SPACE_S if first_compile and costs.cold(configs) else 0.0)
         return PlanItem(name, priority, seconds, configs)
 
     return [
@@ -177,6 +184,7 @@ def build_plan() -> list[PlanItem]:
         group("paper preset: Fig. 2 (batch 32)", 0, eager_fig),
         group("paper preset: Fig. 2 in CUDA graphs", 1, graph_fig),
         group("recurrence bf16", 2, [c for c in recurrence if c.dtype == "bfloat16"], True),
+        group("paper preset: Fig. 2 with each schedule pinned", 2, pinned_fig),
         group("paper preset: batch sweep", 3, batch_sweep),
         group("paper preset: eager torch loop", 4, eager_loop),
         PlanItem("report and plots", 0, 30.0),
@@ -197,15 +205,15 @@ def fit_to_budget(items: list[PlanItem], budget_s: float) -> tuple[list[PlanItem
     return kept, dropped
 
 
-def plan_for(budget_s: float) -> tuple[list[PlanItem], list[PlanItem], float]:
+def plan_for(budget_s: float, costs: CostModel | None = None) -> tuple[list[PlanItem], list[PlanItem], float]:
     """The plan for a wall-time budget: steps fitted to PLAN_FRACTION of it after start-up.
     Returns (kept, dropped, seconds the steps may take)."""
     steps_s = PLAN_FRACTION * budget_s - STARTUP_S
-    kept, dropped = fit_to_budget(build_plan(), steps_s)
+    kept, dropped = fit_to_budget(build_plan(costs), steps_s)
     return kept, dropped, steps_s
 
 
-def print_plan(kept: list[PlanItem], dropped: list[PlanItem], budget_s: float) -> None:
+def print_plan(kept: list[PlanItem], dropped: list[PlanItem], budget_s: float, costs: CostModel | None = None) -> None:
     rows = [[i.name, i.priority, len(i.configs) or "-", f"{i.estimate_s:.0f}"] for i in kept]
     say(tabulate(rows, ["step", "priority", "configs", "estimate s"], tablefmt="github"))
     total = STARTUP_S + sum(i.estimate_s for i in kept)
@@ -213,6 +221,9 @@ def print_plan(kept: list[PlanItem], dropped: list[PlanItem], budget_s: float) -
         f"estimated {total / 60:.1f} min with {STARTUP_S:.0f} s of start-up, planned within "
         f"{PLAN_FRACTION:.0%} of the {budget_s / 60:.1f} min budget"
     )
+    note = costs.tuning_note(c for i in kept for c in i.configs) if costs else ""
+    if note:
+        say(f"autotuning: {note}")
     for item in dropped:
         say(f"dropped to fit the budget: {item.name} (priority {item.priority}, ~{item.estimate_s:.0f} s)")
     if total > PLAN_FRACTION * budget_s:
@@ -221,7 +232,7 @@ def print_plan(kept: list[PlanItem], dropped: list[PlanItem], budget_s: float) -
 
 def rehearsal_config(cfg: SweepConfig) -> SweepConfig:
     """A CPU stand-in for a GPU config: the torch backend at a tiny size, same mode and shape of grid."""
-    provider = "indrnn_torch" if cfg.provider == "indrnn_triton" else cfg.provider
+    provider = cfg.provider.replace("indrnn_triton", "indrnn_torch")  # each Triton IndRNN's torch twin
     small = dict(seq_len=min(cfg.seq_len, 16), batch=min(cfg.batch, 2), hidden=min(cfg.hidden, 8))
     input_size = small["hidden"] if cfg.mode == "recurrence" else min(cfg.input_size, 8)
     return replace(cfg, provider=provider, input_size=input_size, **small)
@@ -533,9 +544,10 @@ def run(args: argparse.Namespace) -> int:
     if args.budget_min <= 0:
         raise UsageError(f"--budget-min must be positive, got {args.budget_min}")
     budget_s = args.budget_min * 60
-    kept, dropped, _ = plan_for(budget_s)
+    costs = CostModel.from_results("cuda")
+    kept, dropped, _ = plan_for(budget_s, costs)
     if args.dry_run:
-        print_plan(kept, dropped, budget_s)
+        print_plan(kept, dropped, budget_s, costs)
         return 0
     if not args.rehearse and not torch.cuda.is_available():
         say("validate: no CUDA device here, so nothing to validate on a GPU; running the CPU-side checks instead")
@@ -560,7 +572,7 @@ def run(args: argparse.Namespace) -> int:
     if fatal:
         say("validate: stopping before any step: " + "; ".join(f"{c.name}: {c.detail}" for c in fatal))
         return 1
-    print_plan(kept, dropped, budget_s)
+    print_plan(kept, dropped, budget_s, costs)
     return execute(
         kept, dropped, budget_s, folder, rehearse=args.rehearse, retry_failed=args.retry_failed, checks=checks
     )

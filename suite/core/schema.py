@@ -146,6 +146,9 @@ class ResultRow:
     reason: str = ""  # why a row is not ok; empty when ok
     device: str = ""  # device name, e.g. "NVIDIA H100 80GB HBM3" or the CPU model
     timing: str = ""  # do_bench | cuda_graph | cpu_wallclock
+    # The schedule an IndRNN's recurrences ran: sequential | scan (kernels.resolve_schedule), both
+    # joined by "+" where its recurrences differ; empty for other models and for rows not measured.
+    schedule: str = ""
     p20_ms: float | None = None
     p50_ms: float | None = None
     p80_ms: float | None = None

@@ -114,7 +114,7 @@ def read_results(path: str | os.PathLike, lineup: Lineup | None = None) -> pd.Da
             io.StringIO(text),
             keep_default_na=False,
             na_values=[""],
-            dtype={c: str for c in ("reason", "extra", "l2_flush", "launch", "cudnn_algo")},
+            dtype={c: str for c in ("reason", "extra", "l2_flush", "launch", "cudnn_algo", "schedule")},
             engine="python",  # the engine that hands bad lines to a callback, so they can be counted
             on_bad_lines=lambda fields: bad_lines.append(fields),
         )
@@ -129,7 +129,10 @@ def read_results(path: str | os.PathLike, lineup: Lineup | None = None) -> pd.Da
     missing = [c for c in KEY_COLUMNS + ("status",) if c not in df.columns]
     if missing:
         raise ResultsError(f"{path} is not a results file of this suite: missing columns {missing}")
-    for c in ("reason", "extra", "device", "timing", "preset", "run_id", "l2_flush", "launch", "cudnn_algo"):
+    if "schedule" not in df.columns:  # written before rows recorded the schedule that ran
+        df["schedule"] = ""
+    text_columns = ("reason", "extra", "device", "timing", "preset", "run_id", "l2_flush", "launch", "cudnn_algo")
+    for c in text_columns + ("schedule",):
         if c in df.columns:
             df[c] = df[c].fillna("")
     if lineup is not None and "role" not in df.columns:

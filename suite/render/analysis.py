@@ -26,7 +26,7 @@ from suite.core.paper import (
 )
 from suite.core.paths import meta_path
 from suite.core.schema import CONFIG_COLUMNS as CONFIG
-from suite.core.schema import MODES, Lineup
+from suite.core.schema import MODES, PHASES_OF_MODE, Lineup
 from suite.core.store import read_meta, read_results
 from suite.render import claims
 from suite.render.markdown import fmt_x
@@ -475,6 +475,7 @@ class Summary:
     fig2_graph: Fig2 | None  # the same at CUDA-graph timing, when the file has such rows beside eager ones
     overall: pd.DataFrame  # geometric-mean speedup per baseline and mode (overall_speedups)
     noise: Noise
+    scan: ScanWins  # the chunked scan against the sequential walk (scan_wins)
     growth: pd.DataFrame  # consecutive T of each provider and config, time against steps (growth_along_t)
 
 
@@ -495,5 +496,136 @@ def summarise(res: Results) -> Summary:
         fig2_graph=graph if graph is not None and graph.verdict != "no data" else None,
         overall=overall_speedups(pairs),
         noise=noise(res),
+        scan=scan_wins(res),
         growth=growth_along_t(res),
     )
+
+
+# ---------------------------------------------------------------------------- where the scan wins
+
+# The same IndRNN on both schedules (kernels.recurrence): the chunked scan against the sequential
+# walk, in one run. Rows record the schedule that ran; two rows are the same implementation when
+# their notes agree on these (a compiled model is not the eager one), and a row pinned to its
+# schedule stands for it before one where auto chose it.
+IMPLEMENTATION_NOTES = ("arch", "backend", "compiler")
+SCHEDULE_GROUP = ("backend", "mode", "phase", "dtype", "depth", "timing")  # one table or figure each
+
+
+@dataclass(frozen=True)
+class ScanTarget:
+    """A speedup the scan was built to reach over the walk, at one config of one kind of device."""
+
+    backend: str
+    device_kind: str
+    mode: str
+    phase: str
+    seq_len: int
+    batch: int
+    hidden: int
+    dtype: str
+    factor: float
+    condition: str  # how it is to be measured, in words
+
+
+SCAN_TARGETS = (
+    ScanTarget("torch", "cpu", "recurrence", "fwd", 16384, 1, 128, "float32", 5.0, "one thread"),
+    ScanTarget("triton", "cuda", "recurrence", "fwd", 65536, 1, 256, "float32", 20.0, "one GPU"),
+)
+
+
+@dataclass(frozen=True)
+class TargetOutcome:
+    target: ScanTarget
+    pair: dict  # the pair of `ScanWins.pairs` at the target's config
+    met: bool
+
+
+@dataclass(frozen=True)
+class ScanWins:
+    """The scan against the walk in one results file: one pair per implementation and config with
+    both schedules measured ok (speedup = walk p50 / scan p50, with its p20-p80 spread; `columns` =
+    B*H; `auto_scan` whether auto takes the scan there, by the run's recorded rule), that rule
+    ({"min_steps", "max_columns"}, or None where the metadata has none), and the targets the file
+    measures."""
+
+    pairs: pd.DataFrame
+    rule: dict | None
+    targets: tuple[TargetOutcome, ...]
+
+
+def notes_of(extra) -> dict[str, str]:
+    """A row's notes, "key=value;key=value", as a dict."""
+    return dict(item.split("=", 1) for item in str(extra).split(";") if "=" in item)
+
+
+def auto_takes_scan(rule: dict | None, seq_len: int, columns: int) -> bool | None:
+    """Whether schedule="auto" takes the scan at T steps over B*H columns, by a recorded rule."""
+    if not rule:
+        return None
+    return seq_len >= rule["min_steps"] and columns <= rule["max_columns"]
+
+
+def _schedule_rows(res: Results) -> pd.DataFrame:
+    """Ok IndRNN rows that ran one schedule, one per implementation, config and schedule."""
+    ok = res.ok
+    rows = ok[ok["role"].isin(("indrnn", "variant")) & ok["schedule"].isin(("sequential", "scan"))]
+    if rows.empty:
+        return rows.assign(implementation=[], backend=[], gate_err=[], gate_flips=[])
+    notes = rows["extra"].map(notes_of)
+    rows = rows.assign(
+        implementation=notes.map(lambda n: ";".join(f"{k}={n.get(k, '')}" for k in IMPLEMENTATION_NOTES)),
+        backend=notes.map(lambda n: n.get("backend", "")),
+        gate_err=notes.map(lambda n: float(n.get("gate_max_rel_err", "nan"))),
+        gate_flips=notes.map(lambda n: int(n.get("gate_relu_flips", 0))),
+        _auto=notes.map(lambda n: n.get("schedule_asked", "auto") == "auto"),
+        _preference=rows["provider"].map(lambda p: res.lineup.preference(p)),
+    )
+    rows = rows.sort_values(["_auto", "_preference"], kind="stable")
+    return rows.drop_duplicates(["implementation", *CONFIG, "schedule"]).drop(columns=["_auto", "_preference"])
+
+
+def scan_pairs(res: Results) -> pd.DataFrame:
+    """The scan's speedup over the walk at every config and implementation with both (ScanWins.pairs)."""
+    rows = _schedule_rows(res)
+    own = ("provider", "gate_err", "gate_flips", *METRICS)
+    keep = ["implementation", "backend", *CONFIG, *own]
+
+    def side(schedule: str, prefix: str) -> pd.DataFrame:
+        part = rows[rows["schedule"] == schedule][keep]
+        return part.rename(columns={c: prefix + c for c in own})
+
+    pairs = side("sequential", "seq_").merge(side("scan", "scan_"), on=["implementation", "backend", *CONFIG])
+    pairs = _add_ratio(pairs, "seq_", "scan_")
+    rule = scan_rule_of(res)
+    pairs["columns"] = pairs["batch"] * pairs["hidden"]
+    pairs["auto_scan"] = [auto_takes_scan(rule, t, n) for t, n in zip(pairs["seq_len"], pairs["columns"], strict=True)]
+    phases = {p: i for i, p in enumerate(dict.fromkeys(p for m in MODES for p in PHASES_OF_MODE[m]))}
+    pairs = pairs.assign(_phase=pairs["phase"].map(phases))
+    order = ["implementation", "backend", "mode", "_phase", "dtype", "depth", "timing", "columns", "batch", "seq_len"]
+    return pairs.sort_values(order).drop(columns="_phase").reset_index(drop=True)
+
+
+def scan_rule_of(res: Results) -> dict | None:
+    """Where auto takes the scan on the run's device, as its metadata recorded it."""
+    return (res.meta.get("notes") or {}).get("scan_rule")
+
+
+def scan_wins(res: Results) -> ScanWins:
+    pairs = scan_pairs(res)
+    outcomes = []
+    for target in SCAN_TARGETS:
+        if res.meta.get("device_kind") != target.device_kind:
+            continue
+        hit = pairs[
+            (pairs["backend"] == target.backend)
+            & (pairs["mode"] == target.mode)
+            & (pairs["phase"] == target.phase)
+            & (pairs["seq_len"] == target.seq_len)
+            & (pairs["batch"] == target.batch)
+            & (pairs["hidden"] == target.hidden)
+            & (pairs["dtype"] == target.dtype)
+        ]
+        if len(hit):
+            pair = hit.iloc[0].to_dict()
+            outcomes.append(TargetOutcome(target, pair, bool(pair["speedup"] >= target.factor)))
+    return ScanWins(pairs, scan_rule_of(res), tuple(outcomes))

@@ -1,8 +1,9 @@
 """`plot`: the figures of one results file, as PNGs (matplotlib, Agg backend).
 
 Speedup against each baseline along T, depth and batch (p20-p80 bands, the 10x line), latency
-and peak memory against T per provider, recurrence bandwidth as % of the copy bandwidth, and
-a Fig. 2-style bar chart beside the paper's bars. A figure whose data the file lacks is not
+and peak memory against T per provider, recurrence bandwidth as % of the copy bandwidth,
+a Fig. 2-style bar chart beside the paper's bars, and where the chunked scan beats the
+sequential walk over T x B*H, with the boundary of the auto schedule. A figure whose data the file lacks is not
 drawn and is listed as skipped. The numbers come from `suite.render.analysis`, as the report's do.
 """
 
@@ -20,6 +21,7 @@ matplotlib.use("Agg")  # files only: no display on benchmark machines
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from suite.core import paths  # noqa: E402
@@ -28,6 +30,7 @@ from suite.core.paper import CLAIM_FACTOR, FIG2_HIDDEN, FIG2_LAYERS  # noqa: E40
 from suite.core.schema import Lineup  # noqa: E402
 from suite.render import analysis  # noqa: E402
 from suite.render.analysis import AXIS_LABELS, Results  # noqa: E402
+from suite.render.markdown import fmt_x  # noqa: E402
 
 log = logging.getLogger(__name__)
 SPEEDUP_AXES = ("seq_len", "depth", "batch")
@@ -36,6 +39,10 @@ SPEEDUP_AXES = ("seq_len", "depth", "batch")
 PROVIDER_STYLES = {
     "indrnn_triton": {"color": "tab:blue", "marker": "o"},
     "indrnn_torch": {"color": "tab:cyan", "marker": "o"},
+    "indrnn_triton_seq": {"color": "darkblue", "marker": "<"},
+    "indrnn_triton_scan": {"color": "royalblue", "marker": ">"},
+    "indrnn_torch_seq": {"color": "darkcyan", "marker": "<"},
+    "indrnn_torch_scan": {"color": "mediumturquoise", "marker": ">"},
     "indrnn_compile": {"color": "tab:purple", "marker": "P"},
     "indrnn_residual": {"color": "tab:olive", "marker": "h"},
     "indrnn_dense": {"color": "tab:pink", "marker": "p"},
@@ -50,6 +57,7 @@ OTHER_STYLE = {"color": "black", "marker": "x"}  # a provider this suite does no
 FIG2_LAYER_STYLES = {1: {"color": "navy"}, 2: {"color": "teal"}}
 PHASE_LINES = {"fwd": "-", "bwd": "--"}  # recurrence rows: the provider's colour, a line per phase
 CLAIM_LINE = {"ls": "--", "color": "black", "lw": 1}  # the 10x line, apart from every provider's colour
+SCAN_CMAP = "RdBu"  # the scan's speedup over the walk: blue where the scan wins, red where the walk does
 
 
 def style_of(provider: str) -> dict:
@@ -213,6 +221,65 @@ def _fig2_figure(res: Results, fig2: analysis.Fig2) -> Figure:
     return fig
 
 
+def _scan_name(fixed: dict, implementation: str) -> str:
+    parts = ["scan_speedup", fixed["backend"], fixed["mode"], fixed["phase"].replace("+", "_")]
+    parts += [f"depth{fixed['depth']}"] if fixed["depth"] != 1 else []
+    parts += [fixed["dtype"]] if fixed["dtype"] != "float32" else []
+    parts += ["cuda_graph"] if fixed["timing"] == "cuda_graph" else []
+    parts += ["compiled"] if analysis.notes_of(implementation).get("compiler") else []
+    return "_".join(parts)
+
+
+def _scan_figure(res: Results, fixed: dict, pairs: pd.DataFrame, rule: dict | None) -> Figure:
+    """The scan's speedup over the walk at each measured (T, B*H), coloured on a log scale centred
+    on parity and written beside its square, with the line past which auto takes the scan."""
+    fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
+    # Configs with the same T and B*H (8 x 128 and 1 x 1024) are drawn side by side.
+    slot = pairs.groupby(["seq_len", "columns"]).cumcount()
+    count = pairs.groupby(["seq_len", "columns"])["batch"].transform("size")
+    x = pairs["seq_len"] * 2.0 ** (0.3 * (slot - (count - 1) / 2))
+    y = pairs["columns"].astype(float)
+    log_speedup = np.log2(pairs["speedup"].astype(float))
+    reach = max(1.0, float(log_speedup.abs().max()))
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=-reach, vmax=reach)
+    dots = ax.scatter(x, y, c=log_speedup, cmap=SCAN_CMAP, norm=norm, marker="s", s=260, edgecolors="0.3")
+    for xi, yi, r in zip(x, y, pairs.itertuples(), strict=True):
+        ax.annotate(
+            f"{fmt_x(r.speedup)}\n{r.batch}x{r.hidden}", (xi, yi), xytext=(0, 13), textcoords="offset points",
+            ha="center", fontsize=6,
+        )  # fmt: skip
+    t_values, c_values = sorted(pairs["seq_len"].unique()), sorted(pairs["columns"].unique())
+    x_lo, x_hi, y_lo, y_hi = t_values[0] / 2, t_values[-1] * 2, c_values[0] / 2, c_values[-1] * 4
+    if rule and rule["max_columns"] <= 64 * c_values[-1]:  # a boundary far above the data is not drawn
+        y_hi = max(y_hi, rule["max_columns"] * 2)
+        x_lo = min(x_lo, rule["min_steps"] / 2)
+        t_values, c_values = [*t_values, rule["min_steps"]], [*c_values, rule["max_columns"]]  # ticked too
+        ax.plot(
+            [rule["min_steps"], rule["min_steps"], x_hi],
+            [y_lo, rule["max_columns"], rule["max_columns"]],
+            label=f"auto takes the scan right of and below this line (T >= {rule['min_steps']}, B*H <= {rule['max_columns']})",
+            **CLAIM_LINE,
+        )
+        ax.legend(fontsize=7, loc="best")
+    _log_x(ax, t_values)
+    ax.set_yscale("log", base=2)
+    c_values = sorted(set(int(c) for c in c_values))
+    ax.set_yticks(c_values)
+    ax.set_yticklabels([str(c) for c in c_values])
+    ax.minorticks_off()
+    ax.set_xlim(x_lo, x_hi)
+    ax.set_ylim(y_lo, y_hi)
+    ax.set_xlabel("T")
+    ax.set_ylabel("columns B*H")
+    ticks = np.arange(-np.floor(reach), np.floor(reach) + 1)
+    bar = fig.colorbar(dots, ax=ax, ticks=ticks)
+    bar.ax.set_yticklabels([fmt_x(2.0**t) for t in ticks])
+    bar.set_label("scan speedup over the walk (walk p50 / scan p50)")
+    what = f"Where the chunked scan wins: {fixed['backend']}, {fixed['mode']} ({fixed['phase']})"
+    _title(fig, res, what, {k: v for k, v in fixed.items() if k not in ("backend", "mode", "phase")})
+    return fig
+
+
 def _figures(summary: analysis.Summary):
     """(name, figure or None, why not drawn) for every figure this suite draws."""
     res = summary.res
@@ -257,6 +324,17 @@ def _figures(summary: analysis.Summary):
         yield "recurrence_bandwidth", None, "recurrence rows at one size only: a curve against size needs two"
     else:
         yield "recurrence_bandwidth", lambda: _recurrence_figure(res, rec), ""
+
+    scan = summary.scan
+    if scan.pairs.empty:
+        yield "scan_speedup", None, "no config with both schedules of the same IndRNN measured ok"
+    for (implementation, *group), pairs in scan.pairs.groupby(["implementation", *analysis.SCHEDULE_GROUP], sort=False):
+        fixed = dict(zip(analysis.SCHEDULE_GROUP, group, strict=True))
+        name = _scan_name(fixed, implementation)
+        if len(pairs) < 2:
+            yield name, None, "both schedules at one config only: a map needs two"
+        else:
+            yield name, lambda f=fixed, p=pairs: _scan_figure(res, f, p, scan.rule), ""
 
     fig2 = summary.fig2
     if fig2.verdict == "no data":

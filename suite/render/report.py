@@ -2,8 +2,9 @@
 
 Sections: the environment that produced the numbers, the Fig. 2 claim of the Deep IndRNN paper
 with a verdict computed from the data, speedup tables along every swept axis, the crossover in
-sequence length, memory and parameters, recurrence bandwidth, and every config that did not
-run with its reason. All numbers come from the results file (see `suite.render.analysis`).
+sequence length, memory and parameters, recurrence bandwidth, where the chunked scan beats the
+sequential walk, and every config that did not run with its reason. All numbers come from the
+results file (see `suite.render.analysis`).
 """
 
 from __future__ import annotations
@@ -96,6 +97,19 @@ def _which_indrnn(res: Results) -> str:
             "the file has no ok rows for `indrnn_triton`."
         )
     return "The file has no ok rows for `indrnn_triton` or `indrnn_torch`: no speedup can be computed."
+
+
+def _indrnn_schedule(res: Results) -> str:
+    """How often the IndRNN of the report ran the scan, where its rows recorded a schedule."""
+    ran = res.ok.loc[(res.ok["provider"] == res.indrnn) & (res.ok["schedule"] != ""), "schedule"]
+    if ran.empty:
+        return ""
+    scans, rows = int((ran == "scan").sum()), len(ran)
+    if scans in (0, rows):
+        which = f"the {'chunked scan' if scans else 'sequential walk'} in all {rows}"
+    else:
+        which = f"the chunked scan in {scans} of {rows}, the sequential walk in the rest"
+    return f" Its rows record the schedule that ran: {which}."
 
 
 def fig2_table(fig: analysis.Fig2) -> str:
@@ -446,6 +460,113 @@ def _recurrence_section(s: Summary) -> list[str]:
     return lines + [markdown_table(rows, headers)]
 
 
+def _scan_section(s: Summary) -> list[str]:
+    """The chunked scan against the sequential walk, where a run has both: where the scan wins,
+    whether auto took the faster one, and the targets the scan was built for."""
+    scan = s.scan
+    if scan.pairs.empty:
+        return []
+    lines = [
+        "## Where the chunked scan wins",
+        "",
+        "The same IndRNN on both schedules: speedup of the chunked scan over the sequential walk = the walk's "
+        "median / the scan's median, same run, same config and implementation (p20-p80 spread in brackets; a row "
+        "pinned to its schedule stands for it before one where auto chose it). Both passed the correctness gate "
+        "against the torch loop before they were timed. Rows: the B*H columns the walk runs in parallel (B x H); "
+        "columns: the sequence length T.",
+        "",
+    ]
+    rule = scan.rule
+    if rule:
+        lines.append(
+            f'On this device `schedule="auto"` takes the scan from T = {rule["min_steps"]} on over at most '
+            f"{rule['max_columns']} columns: those cells are marked *."
+        )
+    else:
+        lines.append(
+            'The run\'s metadata does not record where `schedule="auto"` takes the scan (an older run): '
+            "its choice is not marked."
+        )
+    for (_, *group), pairs in scan.pairs.groupby(["implementation", *analysis.SCHEDULE_GROUP], sort=False):
+        fixed = dict(zip(analysis.SCHEDULE_GROUP, group, strict=True))
+        lines += ["", f"### {_schedule_title(fixed, pairs)}", "", _scan_table(pairs)]
+        lines += _auto_and_gate(pairs)
+    for outcome in scan.targets:
+        lines += ["", _target_line(outcome, s.res.meta)]
+    return lines
+
+
+def _schedule_title(fixed: dict, pairs: pd.DataFrame) -> str:
+    compiler = analysis.notes_of(pairs["implementation"].iloc[0]).get("compiler")
+    parts = [f"{fixed['backend']} backend" + (f", compiled ({compiler})" if compiler else "")]
+    parts.append(f"{fixed['mode']} ({fixed['phase']})")
+    parts += [f"depth {fixed['depth']}", fixed["dtype"], f"timed by {fixed['timing']}"]
+    return ", ".join(parts)
+
+
+def _scan_table(pairs: pd.DataFrame) -> str:
+    seq_lens = sorted(pairs["seq_len"].unique())
+    rows = []
+    for (columns, batch, hidden), line in pairs.groupby(["columns", "batch", "hidden"], sort=True):
+        by_t = {r.seq_len: r for r in line.itertuples()}
+        cells = []
+        for t in seq_lens:
+            r = by_t.get(t)
+            if r is None:
+                cells.append("-")
+                continue
+            cells.append(fmt_speedup(r.speedup, r.speedup_lo, r.speedup_hi) + ("*" if r.auto_scan is True else ""))
+        rows.append([f"{columns} ({batch} x {hidden})", *cells])
+    return markdown_table(rows, ["B*H (B x H)", *(f"T={t}" for t in seq_lens)])
+
+
+def _auto_and_gate(pairs: pd.DataFrame) -> list[str]:
+    """Whether auto took the faster schedule, and how close the scan came to the torch loop."""
+    lines = []
+    judged = pairs[pairs["auto_scan"].notna()]
+    if len(judged):
+        wrong = judged[judged["auto_scan"].astype(bool) != (judged["speedup"] > 1)]
+        text = f"Auto takes the faster schedule at {len(judged) - len(wrong)} of {len(judged)} configs"
+        if len(wrong):
+            text += "; not at " + ", ".join(
+                f"T={r.seq_len}, {r.batch} x {r.hidden} ({'scan' if r.auto_scan else 'walk'}, "
+                f"the scan {fmt_x(r.speedup)})"
+                for r in wrong.itertuples()
+            )
+        lines += ["", text + "."]
+    errors = pairs["scan_gate_err"].dropna()
+    if len(errors):
+        text = (
+            f"In the gate the scan's largest relative error against the torch loop was {errors.max():.1e} "
+            "(max |difference| / max |loop| over h and every gradient)"
+        )
+        flips = pairs.loc[pairs["scan_gate_flips"] > 0]
+        if len(flips):
+            text += (
+                f"; at {len(flips)} config(s) the gradients of {int(flips['scan_gate_flips'].sum())} column(s) "
+                "were left out, where a state within rounding of 0 took the other side of the ReLU"
+            )
+        lines += ["", text + "."]
+    return lines
+
+
+def _target_line(outcome: analysis.TargetOutcome, meta: dict) -> str:
+    t, pair = outcome.target, outcome.pair
+    where = f"T={t.seq_len}, B={t.batch}, H={t.hidden}, {t.mode} {t.phase}, {t.dtype}, {t.condition}"
+    text = (
+        f"**Target: the {t.backend} backend's scan at least {t.factor:g}x faster than its walk** ({where}): "
+        f"**{'met' if outcome.met else 'missed'}**, "
+        f"{fmt_speedup(pair['speedup'], pair['speedup_lo'], pair['speedup_hi'])} in this run"
+    )
+    if pd.notna(pair["scan_gate_err"]):
+        text += f", the scan within {pair['scan_gate_err']:.1e} (max relative error) of the torch loop in the gate"
+        if pair["scan_gate_flips"]:
+            text += f" ({pair['scan_gate_flips']} column(s) left out for a ReLU flip)"
+    if t.condition == "one thread" and meta.get("threads") != 1:
+        text += f" (this run had {meta.get('threads')} threads)"
+    return text + "."
+
+
 def _not_measured_section(s: Summary) -> list[str]:
     res = s.res
     bad = res.rows[res.rows["status"] != "ok"]
@@ -545,7 +666,7 @@ def _header(s: Summary) -> list[str]:
         "",
         *_environment(s),
         "",
-        _which_indrnn(s.res),
+        _which_indrnn(s.res) + _indrnn_schedule(s.res),
     ]
 
 
@@ -630,7 +751,7 @@ def _packed_section(s: Summary) -> list[str]:
     padded = ok[ok["mode"] == "train"][[*config, "p50_ms"]].rename(columns={"p50_ms": "padded_ms"})
     rows = []
     for r in packed.merge(padded, on=config, how="left").sort_values(config).itertuples():
-        notes = dict(item.split("=", 1) for item in str(r.extra).split(";") if "=" in item)
+        notes = analysis.notes_of(r.extra)
         valid = float(notes["valid_frac"]) if "valid_frac" in notes else math.nan
         saved = 1 - r.p50_ms / r.padded_ms  # NaN without a padded row
         skipped = saved / (1 - valid) if valid < 1 else math.nan
@@ -664,6 +785,7 @@ SECTIONS = (
     _crossover_section,
     _memory_section,
     _recurrence_section,
+    _scan_section,
     _not_measured_section,
     _unmeasured_plan_section,
     _all_measurements_section,

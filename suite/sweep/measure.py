@@ -12,6 +12,10 @@ copy bandwidth measured once per run. bidir = train's step for bidirectional mod
 train's step on a PackedSequence whose lengths are uniform in [T/4, T] (`packed_lengths`), the
 head on each sequence's last step; its rows note valid_frac, the share of the T*B steps that
 are real.
+
+IndRNN rows record the schedule their recurrences ran (sequential or scan) and what the gate found
+among their notes: the largest relative error where it compared fp32 results (`gate_max_rel_err`)
+and the columns of the bare recurrence whose ReLU flipped (`gate_relu_flips`, see suite.sweep.gate).
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from kernels import indrnn_recurrence
+from kernels import indrnn_recurrence, resolve_schedule
+from kernels.recurrence import scan_pays
 from suite.core import env
 from suite.core.method import TAKEN
 from suite.core.schema import PHASES_OF_MODE, SweepConfig
@@ -66,6 +71,11 @@ def _timed(fn: Callable[[], object], timer: Timer, device: torch.device) -> dict
 
 def _tokens_per_s(cfg: SweepConfig, p50_ms: float) -> float:
     return cfg.seq_len * cfg.batch / (p50_ms * 1e-3)
+
+
+def _notes(*items: str) -> str:
+    """Row notes joined as "key=value;key=value", empty items left out."""
+    return ";".join(filter(None, items))
 
 
 def random_input(cfg: SweepConfig, device: torch.device, batch_first: bool) -> torch.Tensor:
@@ -160,12 +170,12 @@ def measure_model(cfg: SweepConfig, provider: Provider, device: torch.device, ti
         compile_s = time.perf_counter() - start
     gate_x = model_input(cfg, device, built.batch_first)
     forward, reference = padded_forward(built.forward, cfg), padded_forward(built.reference, cfg)
-    check_model(forward, reference, built.model, gate_x, cfg.dtype, training)
+    passed = check_model(forward, reference, built.model, gate_x, cfg.dtype, training)
     fields = _timed(step, timer, device)
-    extra = built.extra
+    extra = _notes(built.extra, passed.notes())
     if cfg.mode == "packed":
         valid_frac = packed_lengths(cfg).sum().item() / (cfg.seq_len * cfg.batch)
-        extra = ";".join(filter(None, [extra, f"valid_frac={valid_frac:.4f}"]))
+        extra = _notes(extra, f"valid_frac={valid_frac:.4f}")
     return [
         dict(
             phase=PHASES_OF_MODE[cfg.mode][0],
@@ -173,6 +183,7 @@ def measure_model(cfg: SweepConfig, provider: Provider, device: torch.device, ti
             params=param_count(built.model),
             compile_s=compile_s,
             extra=extra,
+            schedule=built.schedule,
             cudnn_algo=row_algo(cfg, provider.cudnn_cell, device) if provider.cudnn_cell else "",
             **fields,
         )
@@ -188,15 +199,15 @@ def recurrence_inputs(cfg: SweepConfig, device: torch.device) -> tuple[torch.Ten
 
 
 def recurrence_phases(
-    x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor, backend: str
+    x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor, backend: str, schedule: str
 ) -> tuple[tuple[str, Callable[[], object], int], ...]:
     """(phase, call, tensors of x's size it must move) of the bare recurrence: the forward, and
     the backward alone through a graph recorded once."""
     leaves = [t.clone().requires_grad_() for t in (x, u, bias)]
-    h, _ = indrnn_recurrence(leaves[0], leaves[1], bias=leaves[2], backend=backend)
+    h, _ = indrnn_recurrence(leaves[0], leaves[1], bias=leaves[2], backend=backend, schedule=schedule)
     dh = torch.randn_like(h)
     return (
-        ("fwd", lambda: indrnn_recurrence(x, u, bias=bias, backend=backend), 2),
+        ("fwd", lambda: indrnn_recurrence(x, u, bias=bias, backend=backend, schedule=schedule), 2),
         ("bwd", lambda: torch.autograd.grad(h, leaves, dh, retain_graph=True), 3),
     )
 
@@ -206,12 +217,13 @@ def measure_recurrence(
 ) -> list[dict]:
     """Forward and backward of the bare recurrence over x (T, B, H), as two rows.
     Bytes that must move: forward reads x and writes h; backward reads h and dh, writes dx."""
-    backend = provider.recurrence_backend
+    backend, schedule = provider.recurrence_backend, provider.schedule
     T, H = cfg.seq_len, cfg.hidden
     x, u, bias = recurrence_inputs(cfg, device)
-    check_recurrence(backend, x, u, bias, cfg.dtype)
+    passed = check_recurrence(backend, x, u, bias, cfg.dtype, schedule)
+    ran = resolve_schedule(x, "relu", backend, schedule)
     rows = []
-    for phase, fn, tensors_moved in recurrence_phases(x, u, bias, backend):
+    for phase, fn, tensors_moved in recurrence_phases(x, u, bias, backend, schedule):
         if phase == "bwd" and timer.method == "cuda_graph":
             # The autograd graph of h was recorded outside the capture, on another stream: its
             # backward cannot be captured and replayed on its own.
@@ -227,11 +239,34 @@ def measure_recurrence(
                 pct_copy_bw=100 * gbps / copy_gbps if copy_gbps else None,
                 ns_per_step=fields["p50_ms"] * 1e6 / T,
                 params=2 * H,  # u and bias
-                extra=f"backend={backend}",
+                extra=_notes(f"backend={backend};schedule_asked={schedule}", passed.notes()),
+                schedule=ran,
                 **fields,
             )
         )
     return rows
+
+
+def scan_rule(device: torch.device) -> dict[str, int] | None:
+    """Where schedule="auto" takes the scan on `device`, as kernels.recurrence.scan_pays decides:
+    from `min_steps` steps on, over at most `max_columns` columns (B*H). Read off the rule by
+    bisection (it is monotone in both), so that a run's metadata carries the boundary and a report
+    draws it without the device; None where auto never takes the scan."""
+    limit = 2**40
+
+    def first_true(pred: Callable[[int], bool]) -> int:  # pred monotone, false then true, true at limit
+        lo, hi = 1, limit
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if pred(mid) else (mid + 1, hi)
+        return lo
+
+    if not scan_pays(limit, 1, device):
+        return None
+    min_steps = first_true(lambda t: scan_pays(t, 1, device))
+    if scan_pays(min_steps, limit, device):
+        return {"min_steps": min_steps, "max_columns": limit}
+    return {"min_steps": min_steps, "max_columns": first_true(lambda n: not scan_pays(min_steps, n, device)) - 1}
 
 
 def is_oom(error: BaseException) -> bool:

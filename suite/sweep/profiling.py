@@ -137,7 +137,10 @@ def build_step(cfg: SweepConfig, device: torch.device, phase: Callable[[str], ob
         built.model.train(cfg.mode == "train")
         return model_step(built, cfg, device, phase)
     calls = dict(
-        (name, fn) for name, fn, _ in recurrence_phases(*recurrence_inputs(cfg, device), provider.recurrence_backend)
+        (name, fn)
+        for name, fn, _ in recurrence_phases(
+            *recurrence_inputs(cfg, device), provider.recurrence_backend, provider.schedule
+        )
     )
 
     def recurrence() -> None:

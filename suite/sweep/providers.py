@@ -3,9 +3,12 @@
 A provider turns a SweepConfig into a `Built` model on a device: a module whose parameters
 are counted and trained, a `forward(x) -> output sequence`, and, for the IndRNN variants, a
 `reference` forward over the same weights that the correctness gate compares against.
-Every provider in a comparison gets the same hidden size, depth (num_layers), dtype and
-input. `unavailable` says why a provider cannot run a config here (no CUDA, a package not
-installed, a compile too long to wait for): such configs become skipped rows, never crashes.
+An IndRNN provider asks its recurrences for a schedule (kernels.indrnn_recurrence: "auto", the
+default a user gets, or a pinned "sequential" or "scan"), and its rows record the schedule that
+ran, so one sweep can hold both schedules of the same model at every size. Every provider in a
+comparison gets the same hidden size, depth (num_layers), dtype and input. `unavailable` says why
+a provider cannot run a config here (no CUDA, a package not installed, a compile too long to wait
+for): such configs become skipped rows, never crashes.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from kernels.recurrence import SCHEDULES, resolve_schedule
 from suite.core.schema import ROLES, Lineup, SweepConfig
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -42,6 +46,7 @@ class Built:
     batch_first: bool = False  # x is (B, T, I) and the output (B, T, F); else time first
     reference: Forward | None = None  # same weights, the reference implementation (the gate)
     extra: str = ""  # provider notes for the row, "key=value;key=value"
+    schedule: str = ""  # the schedule its IndRNN recurrences run (see `schedule_run`); "" for other models
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ class Provider:
     preference: int | None = None  # indrnn role only: 0 is preferred over 1, ...
     modes: tuple[str, ...] = ("train", "infer")
     recurrence_backend: str | None = None  # the indrnn_recurrence backend timed in recurrence mode
+    schedule: str = "auto"  # the schedule asked of its IndRNN recurrences (kernels.SCHEDULES)
     compiles: bool = False  # first call compiles: the harness records its seconds as compile_s
     cudnn_cell: str | None = None  # a cuDNN RNN on CUDA (LSTM, GRU): rows record its algorithm (suite.sweep.cudnn)
 
@@ -66,6 +72,8 @@ class Provider:
             raise ValueError(f"provider {self.name}: role must be one of {ROLES}, got {self.role!r}")
         if (self.role == "indrnn") != (self.preference is not None):
             raise ValueError(f"provider {self.name}: a preference is given exactly to the indrnn role")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"provider {self.name}: schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 
 
 def dtype_of(name: str) -> torch.dtype:
@@ -92,7 +100,7 @@ def _needs_package(module: str, package: str, cuda: bool = False) -> Callable[[S
 # ---------------------------------------------------------------------------- IndRNN
 
 
-def _indrnn(cfg: SweepConfig, device: torch.device, architecture: str, backend: str) -> nn.Module:
+def _indrnn(cfg: SweepConfig, device: torch.device, architecture: str, backend: str, schedule: str) -> nn.Module:
     from kernels import IndRNN
 
     return IndRNN(
@@ -104,20 +112,36 @@ def _indrnn(cfg: SweepConfig, device: torch.device, architecture: str, backend: 
         batch_norm=architecture != "plain",  # the deep architectures are defined with BN
         seq_len=cfg.seq_len,  # the papers' init: u ~ U(0, 2^(1/T))
         backend=backend,
+        schedule=schedule,
     ).to(device=device, dtype=dtype_of(cfg.dtype))
 
 
-def _with_backend(model: nn.Module, backend: str) -> Forward:
-    """model's forward run with `backend`, whatever backend the model is set to."""
+def _running(model: nn.Module, backend: str, schedule: str) -> Forward:
+    """model's forward run with `backend` and `schedule`, whatever the model is set to."""
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        saved, model.backend = model.backend, backend
+        saved, (model.backend, model.schedule) = (model.backend, model.schedule), (backend, schedule)
         try:
             return model(x)[0]
         finally:
-            model.backend = saved
+            model.backend, model.schedule = saved
 
     return forward
+
+
+def schedule_run(model: nn.Module, cfg: SweepConfig, device: torch.device) -> str:
+    """The schedule an IndRNN's recurrences run on an input of cfg's T and B, as
+    `kernels.resolve_schedule` decides it for each recurrence's width; the schedules joined by "+"
+    where the widths (a dense IndRNN's) lead to both. Each recurrence's input is stood in for by a
+    broadcast scalar: its shape, dtype and device, no memory."""
+    probe = torch.empty((), device=device, dtype=dtype_of(cfg.dtype))
+    ran = {
+        resolve_schedule(
+            probe.expand(cfg.seq_len, cfg.batch, unit.hidden_size), unit.activation, model.backend, model.schedule
+        )
+        for unit in model.recurrences
+    }
+    return "+".join(sorted(ran))
 
 
 def _harness_backend(device: torch.device) -> str:
@@ -126,16 +150,25 @@ def _harness_backend(device: torch.device) -> str:
     return "triton" if device.type == "cuda" else "torch"
 
 
-def _indrnn_builder(architecture: str, backend: str | None) -> Callable[[SweepConfig, torch.device], Built]:
+def _indrnn_builder(
+    architecture: str, backend: str | None, schedule: str = "auto"
+) -> Callable[[SweepConfig, torch.device], Built]:
+    """An IndRNN on `backend` (None: the harness's choice for the device) asking for `schedule`.
+    Its reference is the torch loop (the torch backend's sequential schedule) over the same
+    weights, unless it is that loop itself."""
+
     def build(cfg: SweepConfig, device: torch.device) -> Built:
         chosen = backend or _harness_backend(device)
-        model = _indrnn(cfg, device, architecture, chosen)
+        model = _indrnn(cfg, device, architecture, chosen, schedule)
+        ran = schedule_run(model, cfg, device)
+        loop = chosen == "torch" and ran == "sequential"
         return Built(
             model,
-            _with_backend(model, chosen),
+            _running(model, chosen, schedule),
             model.output_size,
-            reference=None if chosen == "torch" else _with_backend(model, "torch"),
-            extra=f"arch={architecture};backend={chosen};recurrences={len(model.state_sizes)}",
+            reference=None if loop else _running(model, "torch", "sequential"),
+            extra=f"arch={architecture};backend={chosen};schedule_asked={schedule};recurrences={len(model.state_sizes)}",
+            schedule=ran,
         )
 
     return build
@@ -178,14 +211,15 @@ def _compiled_builder(backend: str, fullgraph: bool) -> Callable[[SweepConfig, t
 
     def build(cfg: SweepConfig, device: torch.device) -> Built:
         _compile_from_scratch()
-        model = _indrnn(cfg, device, "plain", backend)
+        model = _indrnn(cfg, device, "plain", backend, "auto")
         compiled = torch.compile(model, fullgraph=fullgraph)
         return Built(
             model,
             lambda x: compiled(x)[0],
             model.output_size,
-            reference=_with_backend(model, "torch"),
+            reference=_running(model, "torch", "sequential"),
             extra=f"arch=plain;backend={backend};compiler=inductor",
+            schedule=schedule_run(model, cfg, device),
         )
 
     return build
@@ -275,12 +309,31 @@ def _build_hgrn(cfg: SweepConfig, device: torch.device) -> Built:
 
 # ---------------------------------------------------------------------------- registry
 
+
+def _pinned(backend: str, schedule: str) -> Provider:
+    """The plain IndRNN on `backend` pinned to one schedule (indrnn_triton_seq, indrnn_torch_scan,
+    ...): a variant of the IndRNN that lets auto choose, so that one sweep holds both schedules of
+    the same model at every size, and where the scan wins can be read off it."""
+    short = "seq" if schedule == "sequential" else schedule
+    return Provider(
+        f"indrnn_{backend}_{short}",
+        f"the same IndRNN stack on the {backend} backend, pinned to the {schedule} schedule"
+        + (" (CUDA only)" if backend == "triton" else ""),
+        _indrnn_builder("plain", backend, schedule),
+        _needs_cuda if backend == "triton" else _runs_anywhere,
+        role="variant",
+        modes=DROP_IN_MODES + ("recurrence",),
+        recurrence_backend=backend,
+        schedule=schedule,
+    )
+
+
 PROVIDERS: dict[str, Provider] = {
     p.name: p
     for p in (
         Provider(
             "indrnn_triton",
-            "IndRNN stack on the Triton kernels (CUDA only)",
+            "IndRNN stack on the Triton kernels, the schedule auto chooses (CUDA only)",
             _indrnn_builder("plain", "triton"),
             _needs_cuda,
             role="indrnn",
@@ -290,7 +343,7 @@ PROVIDERS: dict[str, Provider] = {
         ),
         Provider(
             "indrnn_torch",
-            "IndRNN stack on the torch backend (eager loops, hand-written backward; runs anywhere)",
+            "IndRNN stack on the torch backend (eager PyTorch, hand-written backward; the schedule auto chooses; runs anywhere)",
             _indrnn_builder("plain", "torch"),
             _runs_anywhere,
             role="indrnn",
@@ -298,6 +351,10 @@ PROVIDERS: dict[str, Provider] = {
             modes=DROP_IN_MODES + ("recurrence",),
             recurrence_backend="torch",
         ),
+        _pinned("triton", "sequential"),
+        _pinned("triton", "scan"),
+        _pinned("torch", "sequential"),
+        _pinned("torch", "scan"),
         Provider(
             "indrnn_compile",
             "the plain autograd loop IndRNN under torch.compile (compile seconds recorded)",
@@ -316,14 +373,14 @@ PROVIDERS: dict[str, Provider] = {
         ),
         Provider(
             "indrnn_residual",
-            "residual IndRNN (pre-activation blocks, BN); Triton on CUDA, torch loop elsewhere",
+            "residual IndRNN (pre-activation blocks, BN); Triton on CUDA, the torch backend elsewhere",
             _indrnn_builder("residual", None),
             _residual_unavailable,
             role="architecture",
         ),
         Provider(
             "indrnn_dense",
-            "dense IndRNN (depth = dense layers, 2 recurrences each, BN); Triton on CUDA, torch loop elsewhere",
+            "dense IndRNN (depth = dense layers, 2 recurrences each, BN); Triton on CUDA, the torch backend elsewhere",
             _indrnn_builder("dense", None),
             _runs_anywhere,
             role="architecture",

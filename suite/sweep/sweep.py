@@ -21,7 +21,7 @@ from suite.core.errors import UsageError
 from suite.core.progress import Progress
 from suite.core.schema import ResultRow, RunMeta, SweepConfig, expected_keys, key_of, plan_hash, timing_of
 from suite.core.store import ResultsWriter, SamplesWriter, existing_keys, read_meta, write_meta
-from suite.sweep.measure import measure
+from suite.sweep.measure import measure, scan_rule
 from suite.sweep.providers import role_of
 from suite.sweep.timing import copy_bandwidth_gbps, make_timer
 
@@ -101,7 +101,8 @@ def run_sweep(
     started = time.perf_counter()
 
     def fresh_meta() -> RunMeta:
-        run_notes = {"timer": asdict(timer), **(notes or {})}
+        # Where the auto schedule takes the scan on this device: the boundary a report draws.
+        run_notes = {"timer": asdict(timer), "scan_rule": scan_rule(device), **(notes or {})}
         if device.type == "cuda":  # fp32 GEMMs and cuDNN RNNs may use TF32: say which did
             run_notes.update(
                 matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
