@@ -167,7 +167,9 @@ def build_host_time_report(csv_path: str | os.PathLike) -> str:
             f"- `schedule='auto'` picks: {picks or 'not recorded'} (marked (auto) below).",
             f"- How: {plan.get('rounds', '?')} rounds of {plan.get('calls', '?')} calls of each step, CPU tensors, "
             "the steps interleaved in alternating order from round to round, the garbage collector off while "
-            "timing; p20 / p50 / p80 over the rounds' microseconds per call.",
+            "timing; p20 / p50 / p80 over the rounds' microseconds per call. On CPU tensors the allocations go "
+            "through the CPU's allocator and the one reduction of the partial sums runs on the CPU, in both steps "
+            "alike; a GPU would allocate from its caching allocator and launch the reduction.",
             f"- Verdict: the suite's rule on the range of IndRec time / minimal time that the spread across rounds "
             f"allows (IndRec p20 / minimal p80 to IndRec p80 / minimal p20): **{HOLDS}** when all of it is at or "
             f"below {target:g}, **{FAILS}** when all of it is above, **{UNSURE}** otherwise (a quieter machine, "
