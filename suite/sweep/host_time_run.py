@@ -32,6 +32,7 @@ from suite.sweep.host_time import (
     SCHEDULES,
     STEPS,
     Size,
+    Step,
     auto_schedule,
     count_call,
     stubbed_launches,
@@ -105,10 +106,14 @@ def load_plan(name: str, calls: int | None = None, rounds: int | None = None) ->
     )
 
 
-def _row_key(size: Size, schedule: str, step: str, round_: int) -> tuple:
-    return key_of(
-        dict(zip(("seq_len", "batch", "hidden"), size, strict=True), schedule=schedule, step=step, round=round_)
-    )
+def _round_rows(plan: HostTimePlan, r: int) -> list[tuple[str, str]]:
+    """(schedule, step) of each row of round r: round 0 counts every step, the others time the timed ones."""
+    return [(s, step) for s in plan.schedules for step in (plan.steps() if r == 0 else plan.timed_steps)]
+
+
+def _row_key(size: Size, schedule: str, step: str, r: int) -> tuple:
+    T, B, H = size
+    return key_of({"seq_len": T, "batch": B, "hidden": H, "schedule": schedule, "step": step, "round": r})
 
 
 def done_keys(out: Path) -> set[tuple]:
@@ -155,6 +160,16 @@ class _Round:
         return f"T={T} B={B} H={H} " + ("counts" if self.round == 0 else f"round {self.round}/{self.rounds}")
 
 
+def _timed_steps(plan: HostTimePlan, size: Size) -> dict[tuple[str, str], Step]:
+    """Each timed step of each schedule at `size` on CPU tensors, called once: caches filled, the
+    autograd graph's first build done."""
+    steps = {(s, step): STEPS[step](size, "cpu", s) for s, step in _round_rows(plan, 1)}
+    with stubbed_launches():
+        for step in steps.values():
+            step()
+    return steps
+
+
 def measure_host_time(plan: HostTimePlan, out: Path, *, resume: bool, progress: bool, argv: list[str]) -> RunMeta:
     """Every row of `plan` missing from `out`, appended as it is measured; the metadata is written
     before the first row and again, with the machine's state at the end, after the last."""
@@ -162,50 +177,32 @@ def measure_host_time(plan: HostTimePlan, out: Path, *, resume: bool, progress: 
     write_meta(out, meta)
     done = done_keys(out) if resume else set()
     todo = [
-        (size, r)
+        (size, r, missing)
         for size in plan.sizes
         for r in range(plan.rounds + 1)
-        if any(
-            _row_key(size, s, step, r) not in done
-            for s in plan.schedules
-            for step in (plan.steps() if r == 0 else plan.timed_steps)
-        )
+        if (missing := [(s, step) for s, step in _round_rows(plan, r) if _row_key(size, s, step, r) not in done])
     ]
     started = time.perf_counter()
     bar = Progress(len(todo), progress)
-    base = {"run_id": meta.run_id, "preset": plan.preset}
+    timed_size, timed = None, {}
     with CsvAppender(out, COLUMNS) as rows:
-        built: dict[Size, dict] = {}
-        for i, (size, r) in enumerate(todo):
+        for i, (size, r, missing) in enumerate(todo):
             bar.show(i, _Round(size, r, plan.rounds))
             T, B, H = size
-            where = {"seq_len": T, "batch": B, "hidden": H}
+            where = {"run_id": meta.run_id, "preset": plan.preset, "seq_len": T, "batch": B, "hidden": H, "round": r}
             if r == 0:
-                for schedule in plan.schedules:
-                    for step in plan.steps():
-                        if _row_key(size, schedule, step, 0) not in done:
-                            counts = count_call(STEPS[step](size, "meta", schedule))
-                            rows.append(
-                                {**base, **where, "schedule": schedule, "step": step, "round": 0, **asdict(counts)}
-                            )
+                for schedule, step in missing:
+                    counts = count_call(STEPS[step](size, "meta", schedule))
+                    rows.append({**where, "schedule": schedule, "step": step, **asdict(counts)})
                 continue
-            if size not in built:
-                built = {
-                    size: {(s, step): STEPS[step](size, "cpu", s) for s in plan.schedules for step in plan.timed_steps}
-                }
-                with stubbed_launches():
-                    for call in built[size].values():
-                        call()  # warm up: caches, the autograd graph's first build
-            order = list(built[size]) if r % 2 else list(reversed(built[size]))
+            if timed_size != size:
+                timed_size, timed = size, _timed_steps(plan, size)
             with stubbed_launches():
-                for schedule, step in order:
-                    if _row_key(size, schedule, step, r) in done:
-                        continue
-                    seconds = timed_call(built[size][schedule, step], plan.calls)
+                for schedule, step in missing if r % 2 else reversed(missing):
+                    seconds = timed_call(timed[schedule, step], plan.calls)
                     rows.append(
-                        {**base, **where, "schedule": schedule, "step": step, "round": r, "calls": plan.calls,
-                         "us_per_call": 1e6 * seconds}
-                    )  # fmt: skip
+                        {**where, "schedule": schedule, "step": step, "calls": plan.calls, "us_per_call": 1e6 * seconds}
+                    )
     bar.close()
     wall = (meta.wall_s or 0.0) + time.perf_counter() - started
     meta = RunMeta(
