@@ -36,6 +36,7 @@ class Comparison:
     schedule: str
     layer: tuple[float, float, float]  # p20, p50, p80 over rounds
     minimal: tuple[float, float, float]
+    paired: tuple[float, float, float]  # p20, p50, p80 of the rounds' own IndRec / minimal: shown, not judged
     rounds: int
     target: float
 
@@ -66,23 +67,30 @@ def _quantiles(values: list[float]) -> tuple[float, float, float]:
 
 def comparisons(rows: list[dict], target: float) -> list[Comparison]:
     """One comparison per size and schedule with timed rows of both steps, in the order the rows came."""
-    times: dict[tuple, list[float]] = {}
+    times: dict[tuple, dict[int, float]] = {}
     for row in rows:
         if int(row["round"]) > 0:
-            times.setdefault((_size(row), row["schedule"], row["step"]), []).append(float(row["us_per_call"]))
-    pairs = dict.fromkeys((size, schedule) for size, schedule, _ in times)
-    return [
-        Comparison(
-            size,
-            schedule,
-            _quantiles(times[size, schedule, "indrec"]),
-            _quantiles(times[size, schedule, "minimal"]),
-            min(len(times[size, schedule, "indrec"]), len(times[size, schedule, "minimal"])),
-            target,
+            times.setdefault((_size(row), row["schedule"], row["step"]), {})[int(row["round"])] = float(
+                row["us_per_call"]
+            )
+    found = []
+    for size, schedule in dict.fromkeys((size, schedule) for size, schedule, _ in times):
+        layer, minimal = times.get((size, schedule, "indrec")), times.get((size, schedule, "minimal"))
+        if not layer or not minimal:
+            continue
+        paired = [layer[r] / minimal[r] for r in layer.keys() & minimal.keys()]
+        found.append(
+            Comparison(
+                size,
+                schedule,
+                _quantiles(list(layer.values())),
+                _quantiles(list(minimal.values())),
+                _quantiles(paired) if paired else (float("nan"),) * 3,
+                min(len(layer), len(minimal)),
+                target,
+            )
         )
-        for size, schedule in pairs
-        if (size, schedule, "indrec") in times and (size, schedule, "minimal") in times
-    ]
+    return found
 
 
 def _size_label(size: tuple[int, int, int]) -> str:
@@ -102,6 +110,7 @@ def _comparison_table(found: list[Comparison], auto: dict[str, str]) -> str:
             _us(c.layer),
             f"{c.ratio:.2f}x",
             f"{c.low:.2f}-{c.high:.2f}",
+            "{1:.2f}x ({0:.2f}-{2:.2f})".format(*c.paired),
             c.rounds,
             f"**{c.verdict}**",
         ]
@@ -114,6 +123,7 @@ def _comparison_table(found: list[Comparison], auto: dict[str, str]) -> str:
         "IndRec us p50 (p20-p80)",
         "IndRec / minimal",
         "range",
+        "round by round p50 (p20-p80)",
         "rounds",
         "target",
     ]
@@ -174,7 +184,9 @@ def build_host_time_report(csv_path: str | os.PathLike) -> str:
             f"allows (IndRec p20 / minimal p80 to IndRec p80 / minimal p20): **{HOLDS}** when all of it is at or "
             f"below {target:g}, **{FAILS}** when all of it is above, **{UNSURE}** otherwise (a quieter machine, "
             "with narrower spreads, would settle it). Over several comparisons: holds when it holds at each, "
-            "does not hold when it fails at any.",
+            "does not hold when it fails at any. The round-by-round column is each round's own IndRec / "
+            "minimal (both timed within the round): a drift slower than a round cancels in it, so it shows where "
+            "the ratio lies on a machine that drifts; it is shown, not judged.",
             "",
             _comparison_table(found, auto),
             "",
