@@ -1,7 +1,7 @@
 """The host side of one layer's forward + backward, counted with the Triton launches stubbed out
 (suite/sweep/host_time.py): what it launches, allocates, fills, reduces, copies to the device and
-waits for. Counts only, on the meta device (a device apart from the host, as a GPU is); the host
-times themselves are a benchmark, never asserted.
+waits for, on each schedule's path. Counts only, on the meta device (a device apart from the host,
+as a GPU is); the host times themselves are a benchmark (`run_bench.py host-time`), never asserted.
 """
 
 import pytest
@@ -9,24 +9,39 @@ import torch
 from torch.nn.utils.rnn import pack_sequence
 
 from kernels import IndRNN
-from suite.sweep import host_time
-from suite.sweep.host_time import SMALL_SIZE, CallCounts, count_call, layer_step, minimal_step, network_step
+from suite.sweep.host_time import SCHEDULES, auto_schedule, count_call, layer_step, minimal_step, network_step
+
+SMALL_SIZE = (16, 4, 32)
+LAUNCHES = {"sequential": 2, "scan": 6}  # forward + backward: the walk's two kernels, the scan's three each way
 
 
-def test_one_layer_does_what_the_minimal_function_does():
-    """Forward + backward of one layer: two launches, nothing zero-filled (the backward kernel
-    writes every partial sum and dh0 itself), one reduction for du and dbias together, no custom
-    operator eagerly, and exactly the tensors the minimal autograd.Function allocates."""
-    layer, minimal = count_call(layer_step(SMALL_SIZE, "meta")), count_call(minimal_step(SMALL_SIZE, "meta"))
-    assert (layer.launches, layer.fills, layer.reductions, layer.custom_ops) == (2, 0, 1, 0)
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_one_layer_does_what_the_minimal_function_does(schedule):
+    """Forward + backward of one layer on either schedule: its kernels' launches, nothing
+    zero-filled (the backward kernels write every partial sum and dh0 themselves), one reduction
+    for du and dbias together, no custom operator eagerly, and exactly the tensors the schedule's
+    minimal autograd.Function allocates."""
+    layer = count_call(layer_step(SMALL_SIZE, "meta", schedule))
+    minimal = count_call(minimal_step(SMALL_SIZE, "meta", schedule))
+    assert (layer.launches, layer.fills, layer.reductions, layer.custom_ops) == (LAUNCHES[schedule], 0, 1, 0)
+    assert minimal.launches == LAUNCHES[schedule]
     assert (layer.syncs, layer.host_to_device) == (0, 0)
     assert layer.fresh_tensors == minimal.fresh_tensors
+
+
+def test_auto_takes_the_gpus_schedule_and_every_kernel_is_stubbed():
+    """schedule="auto" decides as on the GPU the stubs stand for: the scan at the paper's size (its
+    columns fill too little of that GPU), the walk at a short T; at a size where it takes the scan,
+    all six launches are stubs (a kernel left unstubbed would run, and fail, on the meta device)."""
+    assert auto_schedule((1024, 32, 128)) == "scan"
+    assert auto_schedule(SMALL_SIZE) == "sequential"
+    assert count_call(layer_step((256, 4, 32), "meta", "auto")).launches == LAUNCHES["scan"]
 
 
 def test_packed_batch_norm_never_waits_for_the_device():
     """BatchNorm over the valid frames of a packed batch (lengths on the device): no value is read
     back and no copy is made, so nothing waits for the device."""
-    counts = count_call(layer_step(SMALL_SIZE, "meta", packed_batch_norm=True))
+    counts = count_call(layer_step(SMALL_SIZE, "meta", "sequential", packed_batch_norm=True))
     assert counts.launches == 2 and counts.syncs == 0 and counts.host_to_device == 0
 
 
@@ -35,7 +50,7 @@ def test_a_network_copies_lengths_to_the_device_once(batch_norm):
     """A packed IndRNN moves its lengths to the device once per forward, whatever its depth: that
     copy is the only wait for the device in forward + backward."""
     for layers in (2, 3):
-        counts = count_call(network_step(SMALL_SIZE, "meta", num_layers=layers, batch_norm=batch_norm))
+        counts = count_call(network_step(SMALL_SIZE, "meta", "sequential", num_layers=layers, batch_norm=batch_norm))
         assert counts.launches == 2 * layers
         assert counts.host_to_device == 1 and counts.syncs == 1
 
@@ -85,9 +100,3 @@ def test_counts_see_syncs_copies_and_fills():
 
     counts = count_call(step)
     assert (counts.host_to_device, counts.syncs, counts.fills, counts.reductions) == (1, 3, 1, 1)
-
-
-def test_host_times_measures_the_layer_and_the_minimal_function():
-    [row] = host_time.host_times(sizes=((4, 2, 8),), calls=2, rounds=1)
-    assert row.size == (4, 2, 8) and row.layer_us > 0 and row.minimal_us > 0 and row.threads >= 1
-    assert isinstance(host_time.step_counts()["indrec"], CallCounts)

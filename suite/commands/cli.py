@@ -29,6 +29,10 @@ COMMANDS = {
         "suite.commands.ab",
         "two commits measured side by side, alternately, each with its own code; exit 1 on a real regression",
     ),
+    "host-time": (
+        "suite.commands.host_time",
+        "host time of one layer's forward + backward, launches stubbed, against a minimal autograd.Function",
+    ),
     "merge": ("suite.commands.merge", "join the shards of a sweep (run --shard K/N) into one results file"),
     "submit": (
         "suite.commands.submit",

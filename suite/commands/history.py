@@ -18,6 +18,7 @@ from suite.commands import flags
 from suite.converge.files import is_converge_results
 from suite.core import env
 from suite.core.errors import UsageError
+from suite.core.host_rows import is_host_time_results
 from suite.core.paths import HISTORY_RECORD, meta_path, plots_dir
 from suite.core.store import read_meta
 from suite.render.compare import DEFAULT_THRESHOLD, METRICS
@@ -73,12 +74,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _results_files(paths: list[str], preset: str | None) -> list[Path]:
-    """The sweep results files of `paths` (folders: every CSV with its metadata beside it), of
-    `preset` when given."""
+    """The sweep results files of `paths` (folders: every CSV with its metadata beside it, but a
+    converge or host-time run's), of `preset` when given."""
     files = []
     for given in map(Path, paths):
         if given.is_dir():
-            files += sorted(p for p in given.glob("*.csv") if meta_path(p).is_file() and not is_converge_results(p))
+            files += sorted(
+                p
+                for p in given.glob("*.csv")
+                if meta_path(p).is_file() and not is_converge_results(p) and not is_host_time_results(p)
+            )
         elif given.is_file():
             files.append(given)
         else:

@@ -2,12 +2,15 @@
 
 At the paper's size (T=1024, B=32, H=128) the kernels of one layer run for tens of microseconds
 on a GPU, so an eager training step is bound by the host unless the launch path is lean. This
-measures that path on any machine. The kernel objects the launchers call are replaced by a stub
-whose `[grid](...)` records the launch and runs nothing, and the check whether Triton can run
-gives the answer it gives for a CUDA tensor, so tensors of any device take the path CUDA tensors
-take and allocate what they allocate. The yardstick is `MinimalRecurrence`: a bare
-torch.autograd.Function making the same allocations and calling the same stubs, the least an
-eager launch path can do.
+measures that path on any machine. The kernel objects the launchers call (the sequential walk's
+two and the chunked scan's five) are replaced by a stub whose `[grid](...)` records the launch and
+runs nothing, and the questions a launcher asks of the device get the answers of a CUDA GPU with
+GPU_SMS SMs: Triton can run, schedule="auto" takes the scan where it pays on that GPU, and the
+scan is cut into that GPU's chunks. Tensors of any device then take the path CUDA tensors take
+and allocate what they allocate. Each schedule's path is measured on its own (schedule=
+"sequential" and "scan"), against the yardstick of that schedule: `MinimalRecurrence` or
+`MinimalScan`, a bare torch.autograd.Function making the same allocations and calling the same
+stubs, the least an eager launch path can do.
 
 Two measures of one call of forward + backward (`torch.autograd.grad`):
 
@@ -17,21 +20,18 @@ Two measures of one call of forward + backward (`torch.autograd.grad`):
   host, as a GPU is, so lengths handed over on the CPU must be copied to it, and a value read
   back from a layer's tensors is a sync (meta refuses it with an error). On the CPU nothing is
   ever a device sync or a copy to the device.
-- host time, on CPU tensors: rounds of many calls of each step, the steps interleaved, and the
-  median over rounds of the time per call. Set OMP_NUM_THREADS=1 for steady figures:
-
-      OMP_NUM_THREADS=1 python -m suite.sweep.host_time
+- host time, on CPU tensors: many calls of a step timed together, the steps interleaved round by
+  round (suite.sweep.host_time_run runs the rounds and keeps the rows).
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch._library import custom_ops
@@ -41,17 +41,28 @@ from torch.utils._pytree import tree_leaves
 
 import kernels.op
 import kernels.recurrence
+import kernels.scan
 import kernels.sequential
 from kernels import IndRec, IndRNN
 from kernels.common import FLOAT_DTYPES
+from kernels.scan import _chunk_counts, scan_config
 
-PAPER_SIZE = (1024, 32, 128)  # T, B, H of the paper's Fig. 2
-SMALL_SIZE = (16, 4, 32)
+Size = tuple[int, int, int]  # T, B, H
 Step = Callable[[], object]
 
-# The modules that ask whether Triton can run on a tensor, and the kernels the launchers call.
+# The GPU whose launch path the stubs stand for: an H100 or H200 (132 SMs).
+GPU_SMS = 132
+SCHEDULES = ("sequential", "scan")
+_SEQUENTIAL_KERNELS = ("recurrence_fwd_kernel", "recurrence_bwd_kernel")
+_SCAN_KERNELS = (
+    "scan_fwd_maps_kernel",
+    "scan_carry_kernel",
+    "scan_fwd_kernel",
+    "scan_bwd_maps_kernel",
+    "scan_bwd_kernel",
+)
+# The modules that ask whether Triton can run on a tensor.
 _CHECKING_MODULES = (kernels.recurrence, kernels.op)
-_KERNELS = ("recurrence_fwd_kernel", "recurrence_bwd_kernel")
 
 
 class _StubKernel:
@@ -72,29 +83,47 @@ def _unavailable_as_on_cuda(x: torch.Tensor) -> str | None:
     return None if x.dtype in FLOAT_DTYPES else f"the triton backend does not support {x.dtype}"
 
 
+def _scan_pays_on_the_gpu(T: int, n_cols: int, device: torch.device) -> bool:
+    return kernels.recurrence.scan_pays_on_gpu(T, n_cols, GPU_SMS)
+
+
+def _scan_config_of_the_gpu(t: torch.Tensor, T: int, n_cols: int, backward: bool) -> kernels.scan.ScanConfig:
+    return scan_config(T, n_cols, GPU_SMS, backward)
+
+
 @contextmanager
 def stubbed_launches() -> Iterator[list[str]]:
     """Within: no kernel runs, every launch is appended (the kernel's name) to the list yielded, and
-    tensors of any device pass for CUDA tensors."""
+    tensors of any device pass for CUDA tensors on a GPU of GPU_SMS SMs."""
     launches: list[str] = []
-    saved = [(kernels.sequential, name, getattr(kernels.sequential, name)) for name in _KERNELS]
-    saved += [(module, "triton_unavailable_reason", module.triton_unavailable_reason) for module in _CHECKING_MODULES]
+    replaced = [(kernels.sequential, name, _StubKernel(name, launches)) for name in _SEQUENTIAL_KERNELS]
+    replaced += [(kernels.scan, name, _StubKernel(name, launches)) for name in _SCAN_KERNELS]
+    replaced += [(module, "triton_unavailable_reason", _unavailable_as_on_cuda) for module in _CHECKING_MODULES]
+    replaced += [
+        (kernels.recurrence, "scan_pays", _scan_pays_on_the_gpu),
+        (kernels.scan, "_config_for", _scan_config_of_the_gpu),
+    ]
+    saved = [(module, name, getattr(module, name)) for module, name, _ in replaced]
     try:
-        for name in _KERNELS:
-            setattr(kernels.sequential, name, _StubKernel(name, launches))
-        for module in _CHECKING_MODULES:
-            module.triton_unavailable_reason = _unavailable_as_on_cuda
+        for module, name, value in replaced:
+            setattr(module, name, value)
         yield launches
     finally:
         for module, name, value in saved:
             setattr(module, name, value)
 
 
+def auto_schedule(size: Size) -> str:
+    """The schedule that schedule="auto" runs for a relu layer of this size on the GPU the stubs stand for."""
+    with stubbed_launches():
+        return kernels.recurrence.resolve_schedule(torch.empty(size, device="meta"), "relu", "triton", "auto")
+
+
 # ---------------------------------------------------------------------------- the steps measured
 
 
 class MinimalRecurrence(torch.autograd.Function):
-    """The recurrence with bias, as lean as an eager launch path can be: the states, dx, the
+    """The sequential walk with bias, as lean as an eager launch path can be: the states, dx, the
     per-column partial sums of du and dbias, dh0 and one reduction of the partial sums are all it
     allocates, and it calls the two kernels with the arguments their launchers pass."""
 
@@ -124,23 +153,83 @@ class MinimalRecurrence(torch.autograd.Function):
         return dx, du, dbias
 
 
-def _layer_inputs(
-    size: tuple[int, int, int], device: str, batch_norm: bool = False
-) -> tuple[IndRec, torch.Tensor, torch.Tensor]:
+class MinimalScan(torch.autograd.Function):
+    """The chunked scan with bias, as lean as an eager launch path can be: forward the states, the
+    chunk maps and the states entering each chunk; backward dx, dh0, the backward's maps and
+    states, the per-chunk partial sums of du and dbias and one reduction of them; three kernels
+    each way, cut as the launchers cut them on the GPU the stubs stand for."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        T, B, H = x.shape
+        n_cols = B * H
+        cfg = scan_config(T, n_cols, GPU_SMS)
+        chunks, n_chunks = _chunk_counts(T, cfg)
+        h = torch.empty_like(x)
+        maps = torch.empty((n_cols, n_chunks, 4), dtype=torch.float32, device=x.device)
+        states = torch.empty((n_cols, n_chunks), dtype=torch.float32, device=x.device)
+        flags = dict(HAS_BIAS=True, HAS_LENGTHS=False, REVERSE=False)
+        meta = dict(BLOCK=cfg.block, CHUNK=cfg.chunk, SUB=cfg.sub, num_warps=cfg.warps, enable_fp_fusion=True)
+        kernels.scan.scan_fwd_maps_kernel[None](
+            x, u, bias, u, maps, T, n_chunks, n_cols, H, x.stride(0), x.stride(1), **flags, **meta
+        )
+        kernels.scan.scan_carry_kernel[None](
+            maps, u, states, n_chunks, n_cols, HAS_INIT=False, HAS_BOUNDS=True, DESCENDING=False,
+            BLOCK=cfg.carry_block, GROUP=cfg.group, num_warps=cfg.carry_warps, enable_fp_fusion=True,
+        )  # fmt: skip
+        kernels.scan.scan_fwd_kernel[None](
+            x, u, bias, states, u, h, T, n_chunks, n_cols, H, x.stride(0), x.stride(1), h.stride(0), h.stride(1),
+            **flags, **meta,
+        )  # fmt: skip
+        ctx.save_for_backward(h, u)
+        return h
+
+    @staticmethod
+    def backward(ctx, dh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h, u = ctx.saved_tensors
+        T, B, H = h.shape
+        n_cols = B * H
+        cfg = scan_config(T, n_cols, GPU_SMS, backward=True)
+        chunks, n_chunks = _chunk_counts(T, cfg)
+        dx = torch.empty_like(h)
+        dh0 = torch.empty((B, H), dtype=torch.float32, device=h.device)
+        maps = torch.empty((n_cols, n_chunks, 2), dtype=torch.float32, device=h.device)
+        states = torch.empty((n_cols, n_chunks), dtype=torch.float32, device=h.device)
+        parts = torch.empty((2, chunks, B, H), dtype=torch.float32, device=h.device)
+        strides = (h.stride(0), h.stride(1), dh.stride(0), dh.stride(1))
+        flags = dict(HAS_LENGTHS=False, REVERSE=False)
+        meta = dict(BLOCK=cfg.block, CHUNK=cfg.chunk, SUB=cfg.sub, num_warps=cfg.warps, enable_fp_fusion=True)
+        kernels.scan.scan_bwd_maps_kernel[None](h, dh, u, u, maps, T, n_chunks, n_cols, H, *strides, **flags, **meta)
+        kernels.scan.scan_carry_kernel[None](
+            maps, u, states, n_chunks, n_cols, HAS_INIT=False, HAS_BOUNDS=False, DESCENDING=True,
+            BLOCK=cfg.carry_block, GROUP=cfg.group, num_warps=cfg.carry_warps, enable_fp_fusion=True,
+        )  # fmt: skip
+        kernels.scan.scan_bwd_kernel[None](
+            h, dh, u, u, states, dx, parts[0], parts[1], dh0, u, T, n_chunks, n_cols, H, *strides, HAS_H0=False,
+            **flags, **meta,
+        )  # fmt: skip
+        du, dbias = parts.sum((1, 2)).unbind()
+        return dx, du, dbias
+
+
+MINIMAL = {"sequential": MinimalRecurrence, "scan": MinimalScan}
+
+
+def _layer_inputs(size: Size, device: str, batch_norm: bool = False) -> tuple[IndRec, torch.Tensor, torch.Tensor]:
     T, B, H = size
     layer = IndRec(H, bias=True, batch_norm=batch_norm, activation="relu", recurrent_max=1.0).to(device)
     x = torch.randn(T, B, H, device=device, requires_grad=True)
     return layer, x, torch.randn(T, B, H, device=device)
 
 
-def minimal_step(size: tuple[int, int, int], device: str) -> Step:
-    """`MinimalRecurrence` forward, then the gradients of x, u and bias."""
+def minimal_step(size: Size, device: str, schedule: str) -> Step:
+    """The schedule's minimal Function forward, then the gradients of x, u and bias."""
     layer, x, dh = _layer_inputs(size, device)
     inputs = (x, layer.weight_hh, layer.bias)
-    return lambda: torch.autograd.grad(MinimalRecurrence.apply(*inputs), inputs, dh)
+    return lambda: torch.autograd.grad(MINIMAL[schedule].apply(*inputs), inputs, dh)
 
 
-def layer_step(size: tuple[int, int, int], device: str, *, packed_batch_norm: bool = False) -> Step:
+def layer_step(size: Size, device: str, schedule: str, *, packed_batch_norm: bool = False) -> Step:
     """One IndRec through the triton backend, forward then the gradients of x, u and bias; with
     `packed_batch_norm`, BatchNorm over the valid frames of rows of lengths T, T-1, ..., given on
     the layer's device as IndRNN hands them over."""
@@ -148,20 +237,29 @@ def layer_step(size: tuple[int, int, int], device: str, *, packed_batch_norm: bo
     inputs = (x, *layer.parameters())
     T, B, _ = size
     lengths = torch.arange(T, T - B, -1, device=device).clamp_min(1) if packed_batch_norm else None
-    return lambda: torch.autograd.grad(layer(x, None, "triton", lengths)[0], inputs, dh)
+    return lambda: torch.autograd.grad(layer(x, None, "triton", lengths, False, schedule)[0], inputs, dh)
 
 
-def network_step(size: tuple[int, int, int], device: str, num_layers: int = 2, batch_norm: bool = True) -> Step:
+def network_step(size: Size, device: str, schedule: str, num_layers: int = 2, batch_norm: bool = True) -> Step:
     """An IndRNN of `num_layers` plain layers (with BatchNorm by default) over a PackedSequence
     (rows of lengths T, T-1, ..., sorted so that packing needs no index from the device), forward
     then the gradients of its input and every parameter."""
     T, B, H = size
-    model = IndRNN(H, H, num_layers, batch_norm=batch_norm, backend="triton").to(device)
+    model = IndRNN(H, H, num_layers, batch_norm=batch_norm, backend="triton", schedule=schedule).to(device)
     sequences = [torch.randn(max(T - b, 1), H, device=device) for b in range(B)]
     packed = pack_sequence([s.requires_grad_() for s in sequences])
     inputs = (packed.data, *model.parameters())
     d_out = torch.randn(packed.data.shape[0], H, device=device)
     return lambda: torch.autograd.grad(model(packed)[0].data, inputs, d_out)
+
+
+# Every step by name: (size, device, schedule) -> Step. "minimal" is the yardstick of "indrec".
+STEPS: dict[str, Callable[[Size, str, str], Step]] = {
+    "minimal": minimal_step,
+    "indrec": layer_step,
+    "indrec_packed_bn": partial(layer_step, packed_batch_norm=True),
+    "indrnn_2_layers_packed_bn": network_step,
+}
 
 
 # ---------------------------------------------------------------------------- counts
@@ -249,87 +347,16 @@ def count_call(step: Step) -> CallCounts:
     )
 
 
-def step_counts(device: str = "meta") -> dict[str, CallCounts]:
-    """Counts of the minimal step, one IndRec (plain, and with packed BatchNorm) and a 2-layer
-    packed IndRNN with BatchNorm, at a small size (counts do not depend on it)."""
-    steps = {
-        "minimal": minimal_step(SMALL_SIZE, device),
-        "indrec": layer_step(SMALL_SIZE, device),
-        "indrec_packed_bn": layer_step(SMALL_SIZE, device, packed_batch_norm=True),
-        "indrnn_2_layers_packed_bn": network_step(SMALL_SIZE, device),
-    }
-    return {name: count_call(step) for name, step in steps.items()}
-
-
-# ---------------------------------------------------------------------------- host time
-
-
-def interleaved_medians(steps: dict[str, Step], calls: int, rounds: int) -> dict[str, float]:
-    """Median over `rounds` of each step's mean seconds per call over `calls` calls. Within a round
-    the steps run one after the other, in alternating order from round to round, so that drifts of
-    the machine fall on all of them; the garbage collector is off while timing."""
-    with stubbed_launches():
-        for step in steps.values():
+def timed_call(step: Step, calls: int) -> float:
+    """Seconds per call of `step` over `calls` calls in a row, the garbage collector off; the launches
+    must be stubbed (`stubbed_launches`)."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        for _ in range(calls):
             step()
-        seconds: dict[str, list[float]] = {name: [] for name in steps}
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            for r in range(rounds):
-                for name in list(steps) if r % 2 == 0 else list(reversed(steps)):
-                    step = steps[name]
-                    start = time.perf_counter()
-                    for _ in range(calls):
-                        step()
-                    seconds[name].append((time.perf_counter() - start) / calls)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-    return {name: statistics.median(values) for name, values in seconds.items()}
-
-
-@dataclass(frozen=True)
-class HostTime:
-    """Host microseconds per forward + backward of one IndRec and of the minimal Function."""
-
-    size: tuple[int, int, int]
-    layer_us: float
-    minimal_us: float
-    threads: int
-
-    @property
-    def ratio(self) -> float:
-        return self.layer_us / self.minimal_us
-
-
-def host_times(
-    sizes: tuple[tuple[int, int, int], ...] = (PAPER_SIZE, SMALL_SIZE), calls: int = 200, rounds: int = 25
-) -> list[HostTime]:
-    """The layer's and the minimal step's host time at each size, on CPU tensors."""
-    results = []
-    for size in sizes:
-        steps = {"layer": layer_step(size, "cpu"), "minimal": minimal_step(size, "cpu")}
-        medians = interleaved_medians(steps, calls, rounds)
-        results.append(HostTime(size, 1e6 * medians["layer"], 1e6 * medians["minimal"], torch.get_num_threads()))
-    return results
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=200, help="calls per step per round (default 200)")
-    parser.add_argument("--rounds", type=int, default=25, help="interleaved rounds (default 25)")
-    args = parser.parse_args()
-    print("per call of forward + backward, launches stubbed; counts on the meta device:")
-    for name, counts in step_counts().items():
-        print(f"  {name:28s} " + " ".join(f"{k}={v}" for k, v in asdict(counts).items()))
-    print(f"host time, CPU tensors, median of {args.rounds} rounds x {args.calls} calls:")
-    for row in host_times(calls=args.calls, rounds=args.rounds):
-        T, B, H = row.size
-        print(
-            f"  T={T} B={B} H={H}: IndRec {row.layer_us:.1f} us, minimal {row.minimal_us:.1f} us, "
-            f"ratio {row.ratio:.2f} ({row.threads} thread(s))"
-        )
-
-
-if __name__ == "__main__":
-    main()
+        return (time.perf_counter() - start) / calls
+    finally:
+        if gc_was_enabled:
+            gc.enable()
