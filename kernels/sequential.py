@@ -68,7 +68,9 @@ SPACE = {
     },
 }
 # The configs the speed model is read at: for the paper's size the one-warp config with the best
-# modeled ns per step over triton 3.6 and 3.9; for the large size four columns a thread.
+# modeled ns per step over triton 3.6 and 3.9, and the same for a long sequence of one batch row (its
+# 256 columns make 8 programs of BLOCK 32: no config of the space spreads them wider); for the large
+# size four columns a thread.
 PAPER_SIZE_CONFIGS = {
     "fwd": {"BLOCK": 32, "CHUNK": 40, "num_warps": 1},
     "bwd": {"BLOCK": 32, "CHUNK": 24, "num_warps": 1},
@@ -422,8 +424,12 @@ def _walk_work(tensors: int, direction: str) -> Work:
         units_per_iteration=lambda config: 2 * config["CHUNK"],
         programs=lambda config, shape: triton.cdiv(shape.B * shape.H, config["BLOCK"]),
         units_per_program=lambda config, shape: shape.T,
-        bytes_moved=lambda shape, element_bytes: tensors * shape.T * shape.B * shape.H * element_bytes,
-        configs={"paper": PAPER_SIZE_CONFIGS[direction], "large": LARGE_SIZE_CONFIGS[direction]},
+        bytes_moved=lambda config, shape, element_bytes: tensors * shape.T * shape.B * shape.H * element_bytes,
+        configs={
+            "paper": PAPER_SIZE_CONFIGS[direction],
+            "large": LARGE_SIZE_CONFIGS[direction],
+            "long": PAPER_SIZE_CONFIGS[direction],
+        },
     )
 
 
