@@ -85,11 +85,14 @@ def scan_pays(T: int, n_cols: int, device: torch.device) -> bool:
     """The auto rule for a relu recurrence of T steps over n_cols = B*H columns on `device`: the
     walk is long (T >= SCAN_MIN_STEPS) and its columns cannot fill the device (on CUDA fewer than
     FILL_WARPS_PER_SM warps of 32 columns per SM, elsewhere at most CPU_SCAN_MAX_COLUMNS)."""
-    if T < SCAN_MIN_STEPS:
-        return False
     if device.type == "cuda":
-        return n_cols < FILL_WARPS_PER_SM * 32 * torch.cuda.get_device_properties(device).multi_processor_count
-    return n_cols <= CPU_SCAN_MAX_COLUMNS
+        return scan_pays_on_gpu(T, n_cols, torch.cuda.get_device_properties(device).multi_processor_count)
+    return T >= SCAN_MIN_STEPS and n_cols <= CPU_SCAN_MAX_COLUMNS
+
+
+def scan_pays_on_gpu(T: int, n_cols: int, n_sm: int) -> bool:
+    """The auto rule on a GPU with n_sm SMs (see `scan_pays`)."""
+    return T >= SCAN_MIN_STEPS and n_cols < FILL_WARPS_PER_SM * 32 * n_sm
 
 
 def resolve_schedule(x: torch.Tensor, activation: str = "relu", backend: str = "auto", schedule: str = "auto") -> str:
