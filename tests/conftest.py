@@ -39,3 +39,13 @@ def pytest_collection_modifyitems(config, items):
 def device() -> str:
     """Where kernel tests run: the GPU when there is one, else CPU through the interpreter."""
     return DEVICE
+
+
+@pytest.fixture(scope="session")
+def report_facts():
+    """Every kernel, dtype, target and size that `kernel-report` compiles, compiled once for every test
+    that reads them (kernels/aot.py; no GPU needed)."""
+    from kernels.aot import compile_facts
+    from suite.commands.kernel_report import report_jobs
+
+    return compile_facts(report_jobs())

@@ -1,17 +1,12 @@
 """Every kernel compiles ahead of time for sm_80 and sm_90 (no GPU needed) into fast-shaped code:
-no register spills anywhere in the autotune space, and 128-bit global loads and stores."""
+no register spills anywhere in the autotune space, and 128-bit global loads and stores. The
+kernels at the configs kernel-report compiles come from the session's `report_facts` (conftest)."""
 
 import pytest
 
 from kernels.aot import compile_facts
 from kernels.sequential import autotune_configs
 from suite.commands.kernel_report import report_jobs
-
-
-@pytest.fixture(scope="module")
-def report_facts():
-    """Every kernel, dtype and target at the config meant for each size (what kernel-report compiles)."""
-    return compile_facts(report_jobs())
 
 
 def test_every_kernel_compiles_without_spills(report_facts):
@@ -35,6 +30,7 @@ def test_fp32_forward_uses_128_bit_loads(report_facts):
 STACK_FRAME_BYTES = 8
 
 
+@pytest.mark.slow
 def test_whole_autotune_space_has_no_spills():
     """The GPU autotuner may pick any of these; none may spill on either target in fp32 or bf16."""
     jobs = [
