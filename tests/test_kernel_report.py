@@ -127,6 +127,10 @@ def test_schedules_add_up_their_launches(compiled):
         fill = len(launches) * h100.load_latency_ns / SIZES[row["size"]].T
         assert row["ns_per_step"] == pytest.approx(fill + sum(m["ns_per_step"] for m in parts))
         assert row["l2_ns_per_step"] == pytest.approx(fill + sum(m["l2_ns_per_step"] for m in parts))
+        # held to a copy of the walk's bytes: x read and h written, or h and dh read and dx written
+        shape = SIZES[row["size"]]
+        floor = (2 if row["direction"] == "forward" else 3) * shape.T * shape.B * shape.H * 4
+        assert row["copy_percent"] == pytest.approx(100 * floor / h100.copy_gb_s / shape.T / row["ns_per_step"])
     figures = {
         (r["direction"], r["size"], r["schedule"]): r
         for r in kernel_report.schedule_figures(report)
