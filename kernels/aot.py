@@ -13,12 +13,11 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
-import multiprocessing
 import os
 import re
 import subprocess
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -246,29 +245,6 @@ def _compile_groups(jobs: list[dict]) -> list[dict]:
     return list(groups.values())
 
 
-def _facts_here(jobs: list[dict]) -> list[dict]:
-    """compile_facts in this process: distinct compilations in parallel, one per available core
-    (Triton compiles on one core, and most of its time is its own passes, not ptxas)."""
-    groups = _compile_groups(jobs)
-    workers = min(len(groups), len(os.sched_getaffinity(0)))
-    if workers <= 1:
-        done = [_compiled_facts(**group) for group in groups]
-    else:
-        # spawn: a fresh interpreter per worker, whatever the parent holds (threads, a GPU context)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            done = list(pool.map(_compiled_facts_of, groups))
-    by_job = {}
-    for group, facts in zip(groups, done, strict=True):
-        for f in facts:
-            key = json.dumps([group["name"], group["dtype"], group["cc"], group["config"], group["source"], f["size"]])
-            by_job[key] = f
-    return [by_job[json.dumps([j["name"], j["dtype"], j["cc"], j["config"], j["source"], j["size"]])] for j in jobs]
-
-
-def _compiled_facts_of(group: dict) -> list[dict]:
-    return _compiled_facts(**group)
-
-
 def compile_facts(jobs: list[dict]) -> list[KernelFacts]:
     """Facts for many compilations. A job is a dict: name (of KERNELS), dtype, cc, and size (of
     kernels.speed.SIZES: model it there) and/or config (BLOCK, CHUNK, num_warps, ...; default: the
@@ -276,24 +252,43 @@ def compile_facts(jobs: list[dict]) -> list[KernelFacts]:
     a `kernel` object or a "path.py:function" `source`. Jobs that compile the same thing share one
     compilation.
 
-    Under TRITON_INTERPRET=1 (the CPU test setup) `@triton.jit` made interpreted functions,
-    and even Triton's own library functions are interpreted, so nothing can be lowered to PTX
-    in this process: the jobs then run in one child process with the interpreter off."""
+    Distinct compilations run in child processes, one per available core: Triton compiles on one
+    core, most of the time in its own passes rather than in ptxas. Under TRITON_INTERPRET=1 (the CPU
+    test setup) they must run in a child anyway: `@triton.jit` made interpreted functions, and even
+    Triton's own library functions are interpreted, so nothing can be lowered to PTX in this process."""
     jobs = [_job(j) for j in jobs]
-    if not interpreter_enabled():
-        return [KernelFacts(**f) for f in _facts_here(jobs)]
+    groups = _compile_groups(jobs)
+    workers = min(len(groups), len(os.sched_getaffinity(0)))
+    if workers <= 1 and not interpreter_enabled():
+        done = [_compiled_facts(**group) for group in groups]
+    else:
+        batches = [groups[w::workers] for w in range(workers)]  # in turn: the costly kernels spread evenly
+        with ThreadPoolExecutor(workers) as pool:
+            results = list(pool.map(_compiled_in_child, batches))
+        done = [None] * len(groups)
+        for w, facts in enumerate(results):
+            done[w::workers] = facts
+    by_job = {}
+    for group, facts in zip(groups, done, strict=True):
+        for f in facts:
+            by_job[_job_key(group, f["size"])] = f
+    return [KernelFacts(**by_job[_job_key(j, j["size"])]) for j in jobs]
+
+
+def _job_key(job: dict, size: str | None) -> str:
+    return json.dumps([job["name"], job["dtype"], job["cc"], job["config"], job["source"], size], sort_keys=True)
+
+
+def _compiled_in_child(groups: list[dict]) -> list[list[dict]]:
+    """_compiled_facts of each group in a child process with the interpreter off."""
     env = {**os.environ, "TRITON_INTERPRET": "0"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")]))
     done = subprocess.run(
-        [sys.executable, "-m", "kernels.aot"],
-        input=json.dumps(jobs),
-        capture_output=True,
-        text=True,
-        env=env,
+        [sys.executable, "-m", "kernels.aot"], input=json.dumps(groups), capture_output=True, text=True, env=env
     )
     if done.returncode != 0:
         raise RuntimeError(f"ahead-of-time compilation failed:\n{done.stderr.strip()[-2000:]}")
-    return [KernelFacts(**f) for f in json.loads(done.stdout)]
+    return json.loads(done.stdout)
 
 
 def _job(job: dict) -> dict:
@@ -335,5 +330,5 @@ def schedule_facts(facts: list[KernelFacts]) -> list[dict]:
     return rows
 
 
-if __name__ == "__main__":  # the child process of compile_facts: jobs on stdin, facts on stdout
-    print(json.dumps(_facts_here(json.load(sys.stdin))))
+if __name__ == "__main__":  # a child process of compile_facts: groups on stdin, their facts on stdout
+    print(json.dumps([_compiled_facts(**group) for group in json.load(sys.stdin)]))
