@@ -78,6 +78,7 @@ from kernels.common import (
     ACT_CODES,
     activate,
     activation_grad,
+    backward_operands,
     plane_offsets,
     states_like,
     with_unit_neuron_stride,
@@ -591,10 +592,7 @@ def scan_bwd(
     _require_relu(act)
     T, B, H = h.shape
     n_cols = B * H
-    dh = with_unit_neuron_stride(dh)
-    dx = states_like(h)
-    if h.stride() != dx.stride():  # h and dx are walked with one set of strides
-        h = torch.empty_like(dx).copy_(h)
+    h, dh, dx = backward_operands(h, dh)
     if T == 0 or n_cols == 0:
         zeros = torch.zeros(H, dtype=torch.float32, device=h.device)
         return dx, zeros, zeros.clone(), torch.zeros((B, H), dtype=torch.float32, device=h.device)

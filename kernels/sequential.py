@@ -37,6 +37,7 @@ from kernels.common import (
     AUTOTUNE,
     activate,
     activation_grad,
+    backward_operands,
     plane_offsets,
     states_like,
     with_unit_neuron_stride,
@@ -481,10 +482,7 @@ def recurrence_bwd(
     """Launch the backward kernel. Returns dx (T, B, H) in h's dtype, laid out as `states_like(h)`;
     du (H,), dbias (H,) and dh0 (B, H) in fp32."""
     T, B, H = h.shape
-    dh = with_unit_neuron_stride(dh)
-    dx = states_like(h)
-    if h.stride() != dx.stride():  # the kernel walks h and dx with the same strides; the forward's h has them
-        h = torch.empty_like(dx).copy_(h)
+    h, dh, dx = backward_operands(h, dh)
     # Not zero-filled: every program stores all of its columns below B * H, and the grid covers them all.
     cols = torch.empty((2, B, H), dtype=torch.float32, device=h.device)  # per-column partial sums of du, dbias
     dh0 = torch.empty((B, H), dtype=torch.float32, device=h.device)

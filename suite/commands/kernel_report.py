@@ -148,14 +148,8 @@ def _model_check(where: str, base: dict, new: dict) -> tuple[list[str], list[str
         if now is None:
             failures.append(f"{where}: no modeled figures for {old['gpu']} any more")
             continue
-        for figure, label in (("ns_per_step", "ns/step"), ("compute_ns_per_step", "compute ns/step")):
-            if now[figure] > old[figure] * (1 + MODEL_WORSENING):
-                failures.append(f"{where}: modeled {old['gpu']} {label} {old[figure]:.1f} -> {now[figure]:.1f}: slower")
-        if now["copy_percent"] < old["copy_percent"] * (1 - MODEL_WORSENING):
-            failures.append(
-                f"{where}: modeled {old['gpu']} % of copy bandwidth {old['copy_percent']:.0f} -> "
-                f"{now['copy_percent']:.0f}: slower"
-            )
+        times = (("ns_per_step", "ns/step"), ("compute_ns_per_step", "compute ns/step"))
+        failures += _slower(f"{where}: modeled {old['gpu']}", old, now, times)
     old_loop, new_loop = base.get("loop") or {}, new.get("loop") or {}
     for figure in ("instructions", "issue_cycles", "drain_distance"):
         if old_loop.get(figure) != new_loop.get(figure):
@@ -163,6 +157,19 @@ def _model_check(where: str, base: dict, new: dict) -> tuple[list[str], list[str
                 f"{where}: hot loop {figure.replace('_', ' ')} {old_loop.get(figure)} -> {new_loop.get(figure)}"
             )
     return failures, notes
+
+
+def _slower(prefix: str, old: dict, now: dict, times: tuple) -> list[str]:
+    """A failure for each modeled time of `times` ((figure, label) pairs) more than MODEL_WORSENING
+    higher than before, and for a % of copy bandwidth that much lower."""
+    failures = [
+        f"{prefix} {label} {old[figure]:.1f} -> {now[figure]:.1f}: slower"
+        for figure, label in times
+        if now[figure] > old[figure] * (1 + MODEL_WORSENING)
+    ]
+    if now["copy_percent"] < old["copy_percent"] * (1 - MODEL_WORSENING):
+        failures.append(f"{prefix} % of copy bandwidth {old['copy_percent']:.0f} -> {now['copy_percent']:.0f}: slower")
+    return failures
 
 
 def check(baseline: dict, current: dict) -> CheckResult:
@@ -209,13 +216,8 @@ def _schedules_check(base_rows: list[dict], new_rows: list[dict]) -> tuple[list[
         if now is None:
             failures.append(f"{where}: in the baseline but not modelled now (update the baseline?)")
             continue
-        for figure, label in (("ns_per_step", "ns/step"), ("l2_ns_per_step", "ns/step with L2 re-reads")):
-            if now[figure] > old[figure] * (1 + MODEL_WORSENING):
-                failures.append(f"{where}: modeled {label} {old[figure]:.1f} -> {now[figure]:.1f}: slower")
-        if now["copy_percent"] < old["copy_percent"] * (1 - MODEL_WORSENING):
-            failures.append(
-                f"{where}: modeled % of copy bandwidth {old['copy_percent']:.0f} -> {now['copy_percent']:.0f}: slower"
-            )
+        times = (("ns_per_step", "ns/step"), ("l2_ns_per_step", "ns/step with L2 re-reads"))
+        failures += _slower(f"{where}: modeled", old, now, times)
     added = new.keys() - {_schedule_key(r) for r in base_rows}
     return failures, [f"{_schedule_name(new[key])}: not in the baseline" for key in sorted(added)]
 
