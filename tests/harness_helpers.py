@@ -1,8 +1,10 @@
-"""Shared helpers of the harness tests: a tiny SweepConfig, fast timer settings, a test provider."""
+"""Shared helpers of the tests: a tiny SweepConfig, fast timer settings, a test provider, and the
+backend parameter that runs the Triton kernels."""
 
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 import torch
 
 from suite.core.schema import SweepConfig
@@ -11,6 +13,9 @@ from suite.sweep import sweep
 from suite.sweep.providers import PROVIDERS, Built, Provider
 
 FAST = dict(progress=False, warmup=0, repeats=2)  # tiny shapes; the figures are not the point here
+# backend="triton" as a parameter: marked, so that conftest skips it where the kernels cannot run
+# (the torch backend always can).
+TRITON = pytest.param("triton", marks=pytest.mark.triton)
 
 
 def cfg(provider: str = "indrnn_torch", mode: str = "train", **axes) -> SweepConfig:

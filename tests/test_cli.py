@@ -1,5 +1,6 @@
 """`python run_bench.py run ...` as a user types it: listings, the dry-run grid, and bad input
-answered with one line and exit status 2, never a traceback."""
+answered with one line and exit status 2, never a traceback. Each starts a process (seconds of
+imports): all but the help are marked slow."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def run_bench(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_list_shows_presets_and_providers():
     done = run_bench("run", "--list")
     assert done.returncode == 0, done.stderr
@@ -32,6 +34,7 @@ def test_list_shows_presets_and_providers():
         assert name in done.stdout
 
 
+@pytest.mark.slow
 def test_dry_run_lists_the_grid_with_overrides():
     done = run_bench(
         "--preset", "ci", "--provider", "lstm", "gru", "--seq-len", "8", "32", "--mode", "infer", "--dry-run"
@@ -41,6 +44,7 @@ def test_dry_run_lists_the_grid_with_overrides():
     assert "gru" in done.stdout and "32" in done.stdout and "train" not in done.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -62,6 +66,7 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     assert len(lines) == 1 and message in lines[0], done.stderr
 
 
+@pytest.mark.slow
 def test_a_custom_sweep_is_named_so_and_resumes_its_own_grid(tmp_path):
     out = tmp_path / "custom.csv"
     axes = ["--provider", "lstm", "--mode", "infer", "--seq-len", "4", "--batch", "2", "--hidden", "8"]
@@ -82,11 +87,13 @@ def test_a_custom_sweep_is_named_so_and_resumes_its_own_grid(tmp_path):
     assert done.returncode == 2 and "is not the one asked for" in done.stderr
 
 
+@pytest.mark.slow
 def test_retry_failed_needs_resume():
     done = run_bench("--preset", "ci", "--retry-failed", "--no-progress")
     assert done.returncode == 2 and "pass it with --resume" in done.stderr
 
 
+@pytest.mark.slow
 def test_dry_run_says_the_preset_device_and_an_estimated_duration():
     done = run_bench("--preset", "ci", "--dry-run")
     assert done.returncode == 0, done.stderr

@@ -23,20 +23,11 @@ from suite.converge.presets import Preset
 from suite.converge.report import build_converge_report, cells, load_converge, verdict
 from suite.converge.runs import run_converge
 from suite.converge.training import held_out_set, train_to_target
+from suite.core.denormals import flushed_share
 from suite.core.errors import UsageError
 from suite.core.paths import summary_path
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models train fastest on one thread, and a second thread stalls badly when the
-    # machine is shared with other work.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def settings(**changes) -> Settings:
@@ -189,6 +180,26 @@ def test_interrupted_run_resumes_without_redoing_or_losing_anything(tmp_path, mo
 
     with pytest.raises(UsageError, match="other settings"):
         run_converge(tiny_preset(RunKey("gru", 10, 1), max_steps=30), out, device=CPU, resume=True, progress=False)
+
+
+def test_a_cpu_run_trains_with_denormals_flushed_records_it_and_resumes_only_alike(tmp_path, monkeypatch):
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush denormal floats")
+    seen = []
+    real_train = runs.train_to_target
+    monkeypatch.setattr(runs, "train_to_target", lambda *a: seen.append(flushed_share()) or real_train(*a))
+    out = tmp_path / "run.csv"
+    run_converge(tiny_preset(RunKey("lstm", 10, 0), max_steps=10), out, device=CPU, progress=False)
+    assert seen == [1.0] and flushed_share() == 0.0  # on while it trains, off after
+    assert json.loads(out.with_name("run.meta.json").read_text())["denormals"] == "flushed"
+    more = tiny_preset(RunKey("lstm", 10, 0), RunKey("gru", 10, 0), max_steps=10)
+    with pytest.raises(UsageError, match="denormal floats there: flushed, in this run: kept"):
+        run_converge(more, out, device=CPU, resume=True, progress=False, flush_denormals=False)
+    kept = tmp_path / "kept.csv"
+    run_converge(
+        tiny_preset(RunKey("lstm", 10, 0), max_steps=10), kept, device=CPU, progress=False, flush_denormals=False
+    )
+    assert seen[-1] == 0.0 and json.loads(kept.with_name("kept.meta.json").read_text())["denormals"] == "kept"
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import pytest
 import synthetic_results as synthetic
 import torch
 import triton
+from harness_helpers import TRITON
 from synthetic_results import build_report
 from torch import nn
 from torch._dynamo.testing import CompileCounterWithBackend
@@ -55,7 +56,7 @@ def _randomised(model: IndRNN) -> IndRNN:
 # ---------------------------------------------------------------------------- the recurrence
 
 
-@pytest.mark.parametrize("backend", ["triton", "torch", "reference"])
+@pytest.mark.parametrize("backend", [TRITON, "torch", "reference"])
 @pytest.mark.parametrize("with_lengths", [False, True])
 def test_reverse_with_lengths_equals_flipped_forward(backend, with_lengths, device):
     """reverse=True (and lengths) against the float64 reference run forward over a flipped copy:
@@ -84,6 +85,8 @@ def test_reverse_with_lengths_equals_flipped_forward(backend, with_lengths, devi
     assert torch.all(leaves[0].grad[~valid.expand(T, B, H)] == 0)
 
 
+@pytest.mark.slow
+@pytest.mark.triton
 @pytest.mark.parametrize("reverse", [False, True])
 def test_kernels_walk_time_with_deep_pipelines(reverse, device):
     """The kernels launched directly with a config the interpreter's autotuner never picks
@@ -126,7 +129,7 @@ def test_lengths_are_checked():
 # ---------------------------------------------------------------------------- the layer
 
 
-@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("backend", [TRITON, "torch"])
 def test_packed_equals_each_sequence_alone(backend, device):
     """A packed batch of unsorted lengths gives each sequence's outputs, h_n and gradients (of
     the inputs and of every parameter) exactly as running that sequence alone."""
@@ -156,7 +159,7 @@ def test_packed_equals_each_sequence_alone(backend, device):
         assert _rel_err(packed_grads[name], p.grad) < 1e-5, name
 
 
-@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("backend", [TRITON, "torch"])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_padding_never_reaches_a_state(backend, reverse, device):
     """Huge values in the padding change nothing: not the states, not BatchNorm's statistics
@@ -246,6 +249,7 @@ class _CopyWatch(TorchDispatchMode):
         return out
 
 
+@pytest.mark.triton
 @pytest.mark.parametrize("directions", [1, 2])
 def test_batch_first_reads_activations_in_place(directions, monkeypatch, device):
     """batch_first: every forward kernel reads its projection's output itself (same storage, batch
@@ -313,7 +317,7 @@ def _rnn_peer(model: IndRNN) -> nn.RNN:
     return peer
 
 
-@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("backend", [TRITON, "torch"])
 def test_unbatched_equals_nn_rnn(backend, device):
     """One (T, I) sequence and (layers * directions, H) states, as nn.RNN takes them (batch_first
     does not apply to them): output, h_n and the gradients of input and h0 equal those of the
@@ -381,7 +385,7 @@ def test_state_and_lengths_shapes_are_checked():
             model.to(where)(torch.randn(T, B, D, device=where), lengths=torch.tensor([0, 7, 2]))
 
 
-@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("backend", [TRITON, "torch"])
 @pytest.mark.parametrize("lengths_on_device", [False, True])
 def test_lengths_equal_packed(backend, lengths_on_device, device):
     """A padded batch (longer than its longest row, garbage in the padding) with lengths gives what
@@ -420,6 +424,7 @@ def test_lengths_equal_packed(backend, lengths_on_device, device):
 # ---------------------------------------------------------------------------- custom operators
 
 
+@pytest.mark.triton
 def test_opcheck_forward_and_backward(device):
     """torch.library.opcheck: schema, fake (meta) implementation against the real one (strides
     included: batch-first input), autograd registration, and AOT dispatch. On CPU the ops run
@@ -447,6 +452,7 @@ def test_opcheck_forward_and_backward(device):
         assert torch.equal(g, w)
 
 
+@pytest.mark.triton
 def test_compiled_model_traces_whole_and_calls_the_kernels(monkeypatch, device):
     """torch.compile(fullgraph=True) of a model holding a bidirectional IndRNN: no graph break,
     our kernels run forward and backward, and outputs and gradients equal eager's."""
@@ -478,7 +484,7 @@ def test_compiled_model_traces_whole_and_calls_the_kernels(monkeypatch, device):
         assert _rel_err(got.grad, want) < 1e-5
 
 
-@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("backend", ["torch", TRITON])
 def test_compiled_lengths_path_traces_whole(backend, device):
     """torch.compile(fullgraph=True) of a bidirectional IndRNN with BatchNorm given a padded batch
     and lengths: no graph break, one graph for batches of other lengths, and outputs, h_n and

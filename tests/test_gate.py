@@ -72,6 +72,7 @@ def test_gate_accepts_the_reference_recurrence_and_rejects_a_wrong_one(monkeypat
         ("plain", "infer", "bfloat16", 2),
     ],
 )
+@pytest.mark.triton
 def test_gate_passes_the_triton_backend(architecture, mode, dtype, depth, device):
     """The gate's tolerances accept the real kernels (the interpreter without CUDA) against
     the torch loop, so a failed row means a real difference. bf16 gradients are checked on one

@@ -25,6 +25,7 @@ from kernels.sequential import recurrence_bwd_kernel
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.triton
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("B,H,block", [(3, 5, 16), (3, 37, 16), (2, 7, 128)])
 def test_backward_kernel_writes_every_partial_sum_and_dh0(B, H, block, reverse, device):
@@ -63,6 +64,7 @@ class _CustomOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+@pytest.mark.triton
 def test_eager_calls_and_the_custom_operator_give_identical_results(monkeypatch, device):
     """Eagerly a layer runs `EagerRecurrence` and no custom operator; told that torch.compile is
     tracing, it calls the two custom operators instead. States and every gradient are bit-identical."""
@@ -123,6 +125,7 @@ _TUNE_ONCE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_autotune_results_persist_across_processes(tmp_path):
     """A second process with the same triton cache directory takes the config the first one tuned
     from the cache, timing nothing; the cache is a file under that directory."""

@@ -160,6 +160,7 @@ def _run_backends(make, dtype: torch.dtype, device: str) -> dict[str, list[torch
     return results
 
 
+@pytest.mark.triton
 @pytest.mark.parametrize("arch", ARCHS)
 def test_backends_agree(arch, device):
     """Every architecture, with BatchNorm, in fp32: triton and torch agree on every output and gradient."""
@@ -170,6 +171,7 @@ def test_backends_agree(arch, device):
         assert _rel_err(got, want) < TOL[torch.float32]
 
 
+@pytest.mark.triton
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_backends_agree_low_precision(dtype, device):
     """Two plain layers without BatchNorm: deeper low-precision nets differ by rounding noise
@@ -214,6 +216,7 @@ def test_bad_forward_inputs_raise():
         model(torch.randn(T, B, D), torch.zeros(2, B + 1, H))
 
 
+@pytest.mark.triton
 def test_backend_reaches_every_recurrence(monkeypatch):
     seen = []
 

@@ -111,6 +111,7 @@ def test_duplicates_are_dropped_keeping_an_ok_row_over_a_failed_one(ci, tmp_path
         ("git_commit", "f" * 40, "commit"),
         ("device", "Another GPU", "device"),
         ("timing", "do_bench", "timing method"),
+        ("denormals", "kept", "denormal floats"),
     ],
 )
 def test_shards_of_different_sweeps_are_refused_naming_the_file_and_what_differs(

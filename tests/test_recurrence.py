@@ -13,6 +13,7 @@ import numpy
 import pytest
 import torch
 import triton
+from harness_helpers import TRITON
 
 from kernels import indrnn_recurrence, recurrence_reference
 from kernels.common import interpreter_unusable_reason
@@ -64,8 +65,9 @@ def run_against_reference(x, u, h0, bias, activation, backend):
 CASES = [
     # T, B, H, activation, with_h0, with_bias
     (1, 1, 1, "relu", False, False),
-    (63, 3, 500, "relu", True, True),
-    (257, 1, 7, "tanh", True, False),
+    # 12 programs of 63 steps, and 257 steps: long runs through the interpreter
+    pytest.param(63, 3, 500, "relu", True, True, marks=pytest.mark.slow),
+    pytest.param(257, 1, 7, "tanh", True, False, marks=pytest.mark.slow),
     (63, 3, 1, "tanh", False, True),
     (4, 3, 37, "relu", True, True),  # T equal to the time chunk: no tail
 ]
@@ -73,7 +75,7 @@ CASES = [
 
 @pytest.mark.parametrize("T,B,H,activation,with_h0,with_bias", CASES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("backend", [TRITON, "torch"])
 def test_forward_and_gradients_match_float64_reference(T, B, H, activation, with_h0, with_bias, dtype, backend, device):
     x, u, h0, bias = make_inputs(T, B, H, dtype, device, with_h0, with_bias)
     (h, h_last, grads), (h_ref, h_last_ref, grads_ref) = run_against_reference(x, u, h0, bias, activation, backend)
@@ -98,7 +100,7 @@ def test_forward_and_gradients_match_float64_reference(T, B, H, activation, with
             assert rel_error(g, g_ref) < tol, name
 
 
-@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("backend", [TRITON, "torch"])
 def test_noncontiguous_input(backend, device):
     base = torch.randn(40, 2, 6, 9, device=device)
     x = base[::2, :, 1, :]  # strided in time and across the plane
@@ -112,7 +114,7 @@ def test_noncontiguous_input(backend, device):
     assert rel_error(h, h_ref.double()) < 1e-6
 
 
-@pytest.mark.parametrize("backend", ["triton", "torch", "reference"])
+@pytest.mark.parametrize("backend", [TRITON, "torch", "reference"])
 def test_only_h_last_used(backend, device):
     """Gradient that enters through h_last alone reaches every input."""
     x, u, h0, bias = make_inputs(9, 2, 5, torch.float32, device)
@@ -126,7 +128,7 @@ def test_only_h_last_used(backend, device):
         assert rel_error(g, g_ref.double()) < 1e-5
 
 
-@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("backend", [TRITON, "torch"])
 def test_gradients_are_bitwise_deterministic(backend, device):
     x, u, h0, bias = make_inputs(33, 3, 130, torch.float32, device)
     dh = torch.randn_like(x)
@@ -140,7 +142,7 @@ def test_gradients_are_bitwise_deterministic(backend, device):
         assert torch.equal(g1, g2)
 
 
-@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("backend", [TRITON, "torch"])
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 def test_nan_propagates_like_torch(backend, activation, device):
     x = torch.randn(6, 2, 3, device=device)
@@ -164,7 +166,7 @@ def test_empty_sequence_returns_h0(device):
         assert torch.equal(h_last, torch.zeros(2, 3, device=device))
 
 
-@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("backend", [TRITON, "torch"])
 def test_mixed_parameter_dtypes(backend, device):
     """bf16 activations with fp32 parameters: gradients come back in each parameter's dtype."""
     x, u, h0, bias = make_inputs(10, 2, 16, torch.bfloat16, device)
@@ -205,6 +207,7 @@ def test_triton_backend_explains_why_it_cannot_run(monkeypatch):
     assert h.shape == (3, 2, 4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag,tuned", [("0", False), ("1", True)])
 def test_one_flag_decides_autotuning_for_both_kernels(flag, tuned):
     """INDRNN_AUTOTUNE=0 gives the forward and the backward one config each (no tuning); unset
@@ -262,6 +265,8 @@ def assert_kernels_match_reference(x, u, h0, bias, config, lengths=None, reverse
     assert rel_error(cols[0].sum(0), leaves[1].grad) < 1e-5  # the h0 term is added in the kernel
 
 
+@pytest.mark.slow
+@pytest.mark.triton
 @pytest.mark.parametrize(
     "config", [PAPER_SIZE_CONFIGS["fwd"], PAPER_SIZE_CONFIGS["bwd"], dict(BLOCK=64, CHUNK=5, num_warps=2)]
 )
@@ -272,6 +277,7 @@ def test_long_chunks_match_reference(config, device):
     assert_kernels_match_reference(x, u, h0, bias, config)
 
 
+@pytest.mark.triton
 @pytest.mark.parametrize("T", [1, 3, 4, 5, 8, 9, 12, 13, 17])
 @pytest.mark.parametrize("reverse,with_lengths,act", [(False, False, 0), (True, True, 0), (False, True, 1)])
 def test_every_split_of_time_into_head_and_chunks(T, reverse, with_lengths, act, device):

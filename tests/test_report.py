@@ -315,3 +315,43 @@ def test_first_line_gives_the_geometric_mean_speedup_per_mode(tmp_path):
     expected = f"train: lstm {fmt_x(geomean)} ({fmt_x(lo)}-{fmt_x(hi)}, {len(train_lstm)} configs), gru "
     assert expected in line
     assert "| wall time " in build_report(path) and "123 s" in build_report(path)
+
+
+def _cpu_run(tmp_path, lstm_ms: dict[int, float], **meta):
+    """A CPU training sweep at the Fig. 2 setting: a linear IndRNN, and the LSTM at the given ms per T."""
+    rows = []
+    for t, ms in lstm_ms.items():
+        rows.append(syn.row("indrnn_torch", 0.05 * t, seq_len=t, timing="cpu_wallclock"))
+        rows.append(syn.row("lstm", ms, seq_len=t, timing="cpu_wallclock"))
+    cpu = dict(device="Some CPU", device_kind="cpu", timing="cpu_wallclock", cuda=None, driver=None)
+    return syn.write(tmp_path / "cpu.csv", rows, **(cpu | meta))
+
+
+def test_a_baseline_whose_time_outgrows_its_work_along_t_is_flagged_beside_fig2(tmp_path):
+    # Shaped like an LSTM slowed by denormal floats: 63x the time for 4x the steps, then flat.
+    text = build_report(_cpu_run(tmp_path, {64: 11.6, 256: 736.0, 512: 793.0}))
+    section = text[text.index("## Time against work along T") :]
+    section = section[: section.index("\n## ")]
+    assert text.index("**Verdict:") < text.index("## Time against work along T") < text.index("## Speedup of")
+    assert "**Flagged: 1 of 4 pairs.**" in section
+    assert "| lstm " in section and "| 64 -> 256 " in section and "| 63.4x " in section and "| 4.00x " in section
+    assert "256 -> 512" not in section  # 1.08x the time for twice the steps: flat, not flagged
+    assert "**The Fig. 2 comparison rests on such times** (`lstm` depth 1 T=64 -> 256)" in section
+
+
+def test_times_that_grow_with_the_work_along_t_are_not_flagged(tmp_path):
+    text = build_report(_cpu_run(tmp_path, {64: 11.6, 256: 46.4, 512: 110.0}))
+    assert "No provider is flagged (4 pairs of consecutive T checked)." in text
+    assert "Flagged" not in text
+
+
+def test_a_cpu_report_says_how_denormal_floats_were_treated(tmp_path):
+    for recorded, expected in [
+        ("flushed", "flushed to zero on every thread while timing"),
+        ("kept", "kept (`--keep-denormals`)"),
+        ("", "not recorded: the run predates flushing them, so they were kept"),
+    ]:
+        text = build_report(_cpu_run(tmp_path, {64: 1.0, 256: 4.0}, denormals=recorded))
+        (line,) = [line for line in text.splitlines() if line.startswith("| denormal floats ")]
+        assert expected in line
+    assert "| denormal floats " not in build_report(syn.write(tmp_path / "gpu.csv", syn.sweep_rows()))

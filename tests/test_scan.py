@@ -11,6 +11,7 @@ directly.
 import pytest
 import torch
 import triton
+from harness_helpers import TRITON
 
 import kernels.op
 import kernels.recurrence
@@ -86,7 +87,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("T,B,H,reverse,with_lengths,with_h0,with_bias", CASES)
-@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("backend", [TRITON, "torch"])
 def test_scan_matches_walk_and_float64(T, B, H, reverse, with_lengths, with_h0, with_bias, backend, device):
     """Forward and every gradient (x, u, h0, bias, also through h_last) of the scan against the
     walk of the same backend (fp32 rounding apart) and against the float64 reference."""
@@ -127,6 +128,7 @@ def test_scan_matches_walk_and_float64(T, B, H, reverse, with_lengths, with_h0, 
             assert rel_error(got, walk) < FP32_GRAD and rel_error(got, ref) < FP32_GRAD, name
 
 
+@pytest.mark.triton
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 def test_half_precision_storage(dtype, device):
     """fp16/bf16 inputs: states kept in fp32, stored in the input dtype, as the walk stores them."""
@@ -153,6 +155,7 @@ CUTS = [
 ]
 
 
+@pytest.mark.triton
 @pytest.mark.parametrize("config", CUTS, ids=lambda c: f"chunk{c.chunk}-sub{c.sub}-group{c.group}")
 @pytest.mark.parametrize("reverse", [False, True])
 def test_every_cut_matches_the_walk(config, reverse, device):
@@ -171,6 +174,7 @@ def test_every_cut_matches_the_walk(config, reverse, device):
         assert rel_error(g, w) < FP32_GRAD, name
 
 
+@pytest.mark.triton
 def test_batch_first_strides(device):
     """A (B, T, H) tensor viewed time first is read in place; h and dx come back batch first in
     memory, as the walk lays them out."""
@@ -190,7 +194,7 @@ def test_batch_first_strides(device):
     assert rel_error(h_scan, h_ref) < 1e-6
 
 
-@pytest.mark.parametrize("backend", ["triton", "torch"])
+@pytest.mark.parametrize("backend", [TRITON, "torch"])
 def test_gradients_repeat_bit_for_bit(backend, device):
     x, u, h0, bias = make_inputs(45, 3, 20, device)
     dh = torch.randn_like(x)
@@ -289,6 +293,7 @@ def test_auto_rule_on_a_gpu_counts_warps_per_sm(monkeypatch):
     assert not kernels.recurrence.scan_pays(SCAN_MIN_STEPS - 1, 256, cuda)
 
 
+@pytest.mark.triton
 def test_each_backend_runs_the_schedule_it_resolves(monkeypatch, device):
     calls = []
     for module, name in ((kernels.recurrence, "recurrence_chunked"), (kernels.op, "scan_fwd")):
@@ -302,6 +307,7 @@ def test_each_backend_runs_the_schedule_it_resolves(monkeypatch, device):
     assert calls == ["recurrence_chunked", "scan_fwd"]
 
 
+@pytest.mark.triton
 def test_layers_take_a_schedule(monkeypatch, device):
     """Every recurrence of a stack runs the layer's schedule (two layers, both directions: four
     scan launches), and the outputs equal the walk's."""
@@ -321,6 +327,7 @@ def test_layers_take_a_schedule(monkeypatch, device):
 # ---------------------------------------------------------------------------- custom operators
 
 
+@pytest.mark.triton
 def test_opcheck_on_the_scan(device):
     """torch.library.opcheck with scan=True: schema, fake against real (batch-first strides),
     autograd and dispatch, forward and backward."""
@@ -337,6 +344,7 @@ def test_opcheck_on_the_scan(device):
     torch.library.opcheck(kernels.op.recurrence_backward, (h, dh, u, h0, lengths, 0, False, True))
 
 
+@pytest.mark.triton
 def test_compiled_scan_traces_whole(monkeypatch, device):
     """torch.compile(fullgraph=True) through the scan: both scan launchers run, and the result and
     gradients equal eager's."""

@@ -11,13 +11,15 @@ import sys
 import pytest
 
 from suite.commands import cli
-from suite.commands.submit import executor_parameters
+from suite.commands.submit import ShardJob, executor_parameters, shard_command
+from suite.core import paths
 from suite.core.schema import key_of, missing_configs
 from suite.core.store import read_meta, read_results
 from suite.sweep.presets import load_preset
 from suite.sweep.shards import Shard, shard_of
 
 
+@pytest.mark.slow
 def test_submit_local_runs_the_shards_reports_a_failure_and_resumes_only_it(tmp_path, capsys):
     pytest.importorskip("submitit")
     plan = load_preset("ci")
@@ -78,3 +80,13 @@ def test_slurm_jobs_ask_for_one_node_the_gpus_partition_and_time_limit():
         "slurm_array_parallelism": 4,
         "slurm_partition": "gpu",
     }
+
+
+def test_a_shard_job_is_the_run_command_with_the_flags_passed_on(tmp_path):
+    args = argparse.Namespace(preset="quick", warmup="0", repeats=None, keep_denormals=True)
+    command = shard_command(args, ShardJob("1/2", str(tmp_path / "s.csv")))
+    assert command[1:] == [
+        str(paths.REPO_ROOT / "run_bench.py"),
+        *["run", "--preset", "quick", "--shard", "1/2", "--out", str(tmp_path / "s.csv")],
+        *["--warmup", "0", "--keep-denormals"],
+    ]

@@ -9,10 +9,11 @@ import json
 import pandas as pd
 import pytest
 import torch
-from harness_helpers import FAST, cfg, register, sweep_rows
+from harness_helpers import FAST, cfg, indrnn_build, register, sweep_rows
 from synthetic_results import build_report
 
 from suite.commands import cli
+from suite.core import denormals
 from suite.core.errors import UsageError
 from suite.core.paths import profile_path
 from suite.core.schema import COLUMNS, KEY_COLUMNS, PHASES_OF_MODE, STATUSES, RunMeta, SweepConfig, key_of, plan_hash
@@ -26,7 +27,9 @@ from suite.sweep.providers import PROVIDERS
 @pytest.fixture(scope="module")
 def ci_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ci") / "ci.csv"
-    configs = load_preset("ci")
+    # Every provider and mode of the ci preset, at short T: what is checked here does not depend
+    # on T, and `.ci/run` runs the preset itself.
+    configs = load_preset("ci", {"seq_len": [8, 16]})
     sweep.run_sweep(configs, out, preset="ci", **FAST)
     return configs, out, read_results(out), read_meta(out)
 
@@ -303,3 +306,41 @@ def test_samples_profile_and_machine_state_are_kept_beside_the_rows(tmp_path, mo
     sweep.run_sweep(configs, out, preset="test", resume=True, **FAST)
     profiling.profile_fig2(configs, out, torch.device("cpu"))
     assert len(pd.read_csv(profile_path(out))) == len(CATEGORIES) and len(read_results(out)) == len(rows)
+
+
+# ---------------------------------------------------------------------------- denormal floats
+
+
+def test_a_cpu_config_is_timed_with_denormals_flushed_on_every_thread_and_not_after(tmp_path, monkeypatch):
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush denormal floats")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # a flush that reached the calling thread alone would read 0.5
+    seen = []
+
+    def probing(model, x):
+        seen.append(denormals.flushed_share())
+        return model(x)[0]
+
+    register(monkeypatch, "probing", indrnn_build(probing))
+    try:
+        for flush, share, recorded in ((True, 1.0, "flushed"), (False, 0.0, "kept")):
+            seen.clear()
+            out = tmp_path / f"{recorded}.csv"
+            sweep.run_sweep([cfg("probing", "infer")], out, preset="t", flush_denormals=flush, **FAST)
+            assert seen == [0.0, share, share]  # the gate's call, untimed; then the two timed calls
+            assert read_meta(out)["denormals"] == recorded
+            assert denormals.flushed_share() == 0.0  # every thread as it was before
+    finally:
+        torch.set_num_threads(threads)
+    with pytest.raises(UsageError, match="denormal floats there: kept, in this run: flushed"):
+        sweep.run_sweep([cfg("lstm", "infer")], tmp_path / "kept.csv", preset="t", resume=True, **FAST)
+    assert len(read_results(tmp_path / "kept.csv")) == 1
+
+
+def test_run_keep_denormals_is_recorded(tmp_path):
+    out = tmp_path / "run.csv"
+    tiny = ["--seq-len", "8", "--batch", "2", "--hidden", "8", "--depth", "1", "--warmup", "0", "--repeats", "2"]
+    flags = ["--preset", "ci", "--provider", "lstm", "--mode", "infer", *tiny, "--no-progress", "--out", str(out)]
+    assert cli.main(["run", *flags, "--keep-denormals"]) == 0
+    assert read_meta(out)["denormals"] == "kept"

@@ -145,6 +145,7 @@ def test_a_cut_in_the_middle_of_any_step_leaves_a_readable_summary(step, tmp_pat
     assert f"| {step} " in summary and "| running" in summary
 
 
+@pytest.mark.slow
 def test_a_killed_rehearsal_keeps_its_log_and_summary(tmp_path):
     """The real thing on the CPU: SIGKILL when a step starts; every line printed before it is in
     the log (flushed) and the summary names the step."""

@@ -21,6 +21,14 @@ COMMANDS = {
     ),
     "profile": ("suite.commands.profile", "profile one config's step: time per category, launches, trace, ncu command"),
     "compare": ("suite.commands.compare", "compare two results files; exit 1 on a real regression"),
+    "history": (
+        "suite.commands.history",
+        "the runs of one preset in commit order: trends, and the changes between consecutive runs",
+    ),
+    "ab": (
+        "suite.commands.ab",
+        "two commits measured side by side, alternately, each with its own code; exit 1 on a real regression",
+    ),
     "merge": ("suite.commands.merge", "join the shards of a sweep (run --shard K/N) into one results file"),
     "submit": (
         "suite.commands.submit",

@@ -54,6 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "finished runs are kept, an interrupted run starts again from scratch",
     )
     flags.add_device(parser)
+    parser.add_argument(
+        "--keep-denormals",
+        action="store_true",
+        help="CPU: train with denormal floats as they come (default: flushed to zero, for every model)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     grid = parser.add_argument_group("overrides (replace the preset's values)")
     grid.add_argument("--models", nargs="+", metavar="M", help=f"models: {', '.join(MODELS)}")
@@ -143,7 +148,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     started = time.perf_counter()
     try:
-        run_converge(preset, out, device=device, resume=args.resume, progress=not args.no_progress)
+        run_converge(
+            preset,
+            out,
+            device=device,
+            resume=args.resume,
+            progress=not args.no_progress,
+            flush_denormals=not args.keep_denormals,
+        )
     except KeyboardInterrupt:  # cli.main prints it: where the runs so far are, and how to continue
         raise KeyboardInterrupt(
             f"finished runs are in {out}; continue with `python run_bench.py converge --resume --out {out}`"

@@ -12,6 +12,7 @@ import torch
 
 from suite.core import env
 from suite.core.errors import PresetError, UsageError
+from suite.core.mixing import MIXABLE
 from suite.core.schema import AXES, INT_AXES
 from suite.sweep.presets import validate_axis
 
@@ -22,6 +23,18 @@ Parser = tuple[Callable, Callable, str]
 
 def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", metavar="KIND", help="auto, cuda or cpu (default: auto)")
+
+
+def add_allow_mixing(parser: argparse.ArgumentParser) -> None:
+    """history's and ab's flags that let runs of different devices, presets or timing methods be
+    set side by side (suite.core.mixing)."""
+    for field, flag in MIXABLE.items():
+        parser.add_argument(flag, action="store_true", help=f"set runs of different {field}s side by side")
+
+
+def allowed_mixing(args: argparse.Namespace) -> set[str]:
+    """The fields of MIXABLE whose --allow-... flag was given."""
+    return {field for field, flag in MIXABLE.items() if getattr(args, flag.removeprefix("--").replace("-", "_"))}
 
 
 def device_from(requested: str) -> torch.device:

@@ -48,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cuda-graph", action="store_true", help="GPU: time CUDA-graph replays (rows say cuda_graph)")
     parser.add_argument("--warmup", metavar="N", help="CPU: untimed calls (2); GPU: do_bench warm-up ms (25)")
     parser.add_argument("--repeats", metavar="N", help="CPU: timed calls (10, at most 2 s); GPU: do_bench ms (100)")
+    parser.add_argument(
+        "--keep-denormals",
+        action="store_true",
+        help="CPU: time with denormal floats as they come (default: flushed to zero while timing, for every provider)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     parser.add_argument(
         "--profile",
@@ -241,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
             notes={"base_preset": base, "overrides": overrides} if preset == CUSTOM else None,
             plan=plan,
             shard=str(shard) if shard else "",
+            flush_denormals=not args.keep_denormals,
         )
         if args.profile:  # after the sweep, whose wall time and end state are then its own
             profile_fig2(configs, out, device)

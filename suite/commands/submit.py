@@ -69,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout-min", type=int, default=240, metavar="M", help="time limit of a shard job (240)")
     parser.add_argument("--warmup", metavar="N", help="passed to every shard's `run`")
     parser.add_argument("--repeats", metavar="N", help="passed to every shard's `run`")
+    parser.add_argument("--keep-denormals", action="store_true", help="passed to every shard's `run`")
     parser.add_argument("--poll-s", type=float, default=10.0, metavar="S", help="seconds between progress checks (10)")
 
 
@@ -103,6 +104,8 @@ def shard_command(args: argparse.Namespace, job: ShardJob) -> list[str]:
     for flag in ("warmup", "repeats"):
         if getattr(args, flag) is not None:
             command += [f"--{flag}", getattr(args, flag)]
+    if args.keep_denormals:
+        command.append("--keep-denormals")
     return command
 
 

@@ -62,7 +62,10 @@ GPU_TESTS = ["tests/test_gpu.py", "tests/test_recurrence.py", "tests/test_layers
 REHEARSAL_TESTS = ["tests/test_constraint.py"]
 TESTS_TIMEOUT_S = 240
 CPU_CHECKS = [
-    ("interpreter tests", [sys.executable, "-m", "pytest", "-q", "tests/test_recurrence.py", "tests/test_aot.py"]),
+    (
+        "interpreter tests",
+        [sys.executable, "-m", "pytest", "-q", "--slow", "tests/test_recurrence.py", "tests/test_aot.py"],
+    ),
     ("kernel compile report", [sys.executable, "run_bench.py", "kernel-report"]),
 ]
 
@@ -254,7 +257,8 @@ def run_tests(folder: Path, files: list[str] = GPU_TESTS) -> dict[str, int]:
     # One kernel config instead of autotuning every shape the tests touch (minutes on a fresh
     # GPU); the autotuned configs are checked later by the correctness gate of every timed config.
     child_env = {**os.environ, "INDRNN_AUTOTUNE": "0"}
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files]
+    # --slow: the deep pipelines and long runs too, which only the interpreter makes slow.
+    argv = [sys.executable, "-m", "pytest", "-q", "--slow", "-p", "no:cacheprovider", *files]
     with open(folder / "tests.txt", "w") as log:
         try:
             done = subprocess.run(

@@ -2,12 +2,17 @@
 metadata beside them. With resume, finished runs are kept and not redone; a run that was
 interrupted is started again from scratch and its partial curve is removed first. A resumed
 file continues on the same device with the same settings, and notes when it was continued.
+
+On a CPU every run trains with denormal floats flushed to zero (suite.core.denormals), as the
+sweep times its configs: time to target is training time, and a baseline's backward decaying
+into denormals would otherwise time the CPU's slow path for them, not the model's learning.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -25,7 +30,7 @@ from suite.converge.files import (
 from suite.converge.models import MODELS
 from suite.converge.presets import Preset
 from suite.converge.training import held_out_set, train_to_target
-from suite.core import env, machine, paths
+from suite.core import denormals, env, machine, paths
 from suite.core.errors import UsageError
 from suite.core.progress import Progress
 from suite.core.rowfile import CsvAppender
@@ -47,11 +52,11 @@ class _RunStatus:
 
 
 def _run_meta(
-    out: Path, resume: bool, fresh: Callable[[], RunMeta], device: torch.device, settings: Settings
+    out: Path, resume: bool, fresh: Callable[[], RunMeta], device: torch.device, settings: Settings, denormal: str
 ) -> RunMeta:
     """A fresh metadata record, or for --resume the file's own, noting when it was continued and
-    with which commit. A resumed file must continue on the same device with the same settings:
-    one file never mixes them."""
+    with which commit. A resumed file must continue on the same device with the same settings
+    and treatment of denormal floats: one file never mixes them."""
     if not resume:
         return fresh()
     try:
@@ -64,6 +69,7 @@ def _run_meta(
     if had != wanted:
         changed = ", ".join(f"{k} {had.get(k)} -> {v}" for k, v in wanted.items() if had.get(k) != v)
         raise UsageError(f"cannot resume {out} with other settings ({changed}); use a new --out")
+    denormals.check_resumable(out, old.denormals, denormal)
     return env.resumed(old)
 
 
@@ -75,10 +81,14 @@ def run_converge(
     resume: bool = False,
     progress: bool = True,
     argv: list[str] | None = None,
+    flush_denormals: bool = True,
 ) -> Path:
-    """Train every run of the preset not already finished in out_csv; returns the CSV path."""
+    """Train every run of the preset not already finished in out_csv (on a CPU with denormal
+    floats flushed unless `flush_denormals` is False); returns the CSV path."""
     out = Path(out_csv)
     settings = preset.settings
+    cpu = device.type == "cpu"
+    denormal = denormals.describe(flush_denormals) if cpu else ""
 
     def fresh_meta() -> RunMeta:
         recipes = {
@@ -103,10 +113,16 @@ def run_converge(
                 cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
             )
         return env.collect_meta(
-            preset=preset.name, device=device, timing=TIMING, copy_gbytes_per_s=None, argv=argv, notes=notes
+            preset=preset.name,
+            device=device,
+            timing=TIMING,
+            copy_gbytes_per_s=None,
+            argv=argv,
+            notes=notes,
+            denormals=denormal,
         )
 
-    meta = _run_meta(out, resume, fresh_meta, device, settings)
+    meta = _run_meta(out, resume, fresh_meta, device, settings, denormal)
     finished = finished_runs(out) if resume else set()
     dropped = drop_unfinished_curves(out, finished) if resume else 0
     if dropped:
@@ -126,7 +142,8 @@ def run_converge(
                 curves.append({"run_id": meta.run_id, **asdict(key), **asdict(point)})
                 bar.show(i, _RunStatus(key, point))
 
-            outcome = train_to_target(key, settings, device, test_sets[key.seq_len], record)
+            with denormals.denormal_mode(flush_denormals) if cpu else nullcontext():
+                outcome = train_to_target(key, settings, device, test_sets[key.seq_len], record)
             spec = MODELS[key.model]
             summary.append(
                 {

@@ -65,6 +65,12 @@ def git_state() -> tuple[str, bool]:
     return commit, bool(status)
 
 
+def commit_time(commit: str) -> str | None:
+    """The committer date of a commit (ISO 8601), or None where git does not know the commit: the
+    order of a history is the order of its commits, which a run's own timestamp need not follow."""
+    return _command("git", "show", "-s", "--format=%cI", f"{commit}^{{commit}}", "--")
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
@@ -105,6 +111,7 @@ def collect_meta(
         timing=timing,
         git_commit=commit,
         git_dirty=dirty,
+        git_commit_time=commit_time(commit) or "",
         python=sys.version.split()[0],
         torch=torch.__version__,
         triton=triton.__version__,

@@ -17,6 +17,10 @@ from suite.core.errors import ResultsError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO_ROOT / "results"  # committed runs, and where commands write by default
 PLOTS_DIR = REPO_ROOT / "plots"  # the figures of the runs in RESULTS_DIR
+# In a folder of runs measured at several commits (`history --measure`): what was run, commit by commit.
+HISTORY_RECORD = "history.meta.json"
+# In the folder of an A/B run (`ab`): the two commits, the settings and the interleaving, run by run.
+AB_RECORD = "ab.meta.json"
 
 
 def sidecar_path(csv_path: str | os.PathLike, suffix: str) -> Path:

@@ -161,6 +161,12 @@ class ResultRow:
     preset: str = ""
     run_id: str = ""  # ties the row to its metadata record
     extra: str = ""  # provider-specific notes, "key=value;key=value" (e.g. arch=residual)
+    # How the number was taken (suite.core.method): the cache flushed before each timed call or not
+    # (yes | no), the step launched eagerly or replayed from a CUDA graph (eager | cuda_graph), and
+    # for a cuDNN RNN the algorithm PyTorch picks at this config ("" for every other provider).
+    l2_flush: str = ""
+    launch: str = ""
+    cudnn_algo: str = ""
 
 
 COLUMNS = tuple(f.name for f in dataclasses.fields(ResultRow))
@@ -186,6 +192,9 @@ class RunMeta:
     cuda: str | None = None  # CUDA runtime version torch was built with
     driver: str | None = None
     copy_gbytes_per_s: float | None = None  # device-to-device copy bandwidth measured this run
+    # CPU runs: denormal floats while configs were timed, suite.core.denormals.describe ("flushed",
+    # "kept", ...); "" on a GPU, and in files from before the suite recorded it (which kept them).
+    denormals: str = ""
     argv: list = field(default_factory=list)
     notes: dict = field(default_factory=dict)
     configs: list = field(default_factory=list)  # the grid, as SweepConfig dicts in run order
@@ -194,3 +203,4 @@ class RunMeta:
     plan: list = field(default_factory=list)  # a shard's whole plan (SweepConfig dicts); [] when unsharded
     wall_s: float | None = None  # seconds the sweep ran, summed over resumed sessions
     machine: dict = field(default_factory=dict)  # the machine's state (clocks, load) at start and end
+    git_commit_time: str = ""  # committer date of git_commit, ISO 8601 ("" in files made before it was kept)

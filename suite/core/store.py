@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -28,23 +29,34 @@ from suite.core.rowfile import Appender, CsvAppender, whole_lines
 from suite.core.schema import COLUMNS, KEY_COLUMNS, Lineup, ResultRow, RunMeta, key_of
 
 
-def write_meta(csv_path: str | os.PathLike, meta: RunMeta) -> Path:
-    path = meta_path(csv_path)
+def write_record(path: str | os.PathLike, record: dict, sort_keys: bool = False) -> Path:
+    """A JSON record written whole or not at all (a temporary file, then renamed): metadata, and
+    the records `history --measure` and `ab` rewrite after every step."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(meta), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)  # never a half-written metadata file
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=sort_keys) + "\n")
+    os.replace(tmp, path)  # never a half-written record
     return path
+
+
+def read_record(path: str | os.PathLike) -> dict:
+    """A JSON record; ResultsError when it cannot be read."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ResultsError(f"cannot read {path}: {e}") from e
+
+
+def write_meta(csv_path: str | os.PathLike, meta: RunMeta) -> Path:
+    return write_record(meta_path(csv_path), dataclasses.asdict(meta), sort_keys=True)
 
 
 def read_meta(csv_path: str | os.PathLike) -> dict:
     path = meta_path(csv_path)
     if not path.exists():
         raise ResultsError(f"no metadata file {path} beside {csv_path}")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ResultsError(f"cannot read metadata {path}: {e}") from e
+    return read_record(path)
 
 
 class ResultsWriter(CsvAppender):
@@ -55,6 +67,23 @@ class ResultsWriter(CsvAppender):
 
     def append(self, row: ResultRow) -> None:
         super().append({c: getattr(row, c) for c in COLUMNS})
+
+
+def result_row(record: dict) -> ResultRow:
+    """A row read back by pandas as the ResultRow it was written from (NaN -> None, 12.0 -> 12)."""
+    values = {}
+    for f in dataclasses.fields(ResultRow):
+        value = record.get(f.name)
+        if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+            value = "" if f.type == "str" else None
+        elif f.type.startswith("int"):
+            value = int(value)
+        elif f.type.startswith("float"):
+            value = float(value)
+        else:
+            value = str(value)
+        values[f.name] = value
+    return ResultRow(**values)
 
 
 _warned: set[tuple[str, int]] = set()  # (path, size): say once per damaged file, not once per read
@@ -85,7 +114,7 @@ def read_results(path: str | os.PathLike, lineup: Lineup | None = None) -> pd.Da
             io.StringIO(text),
             keep_default_na=False,
             na_values=[""],
-            dtype={"reason": str, "extra": str},
+            dtype={c: str for c in ("reason", "extra", "l2_flush", "launch", "cudnn_algo")},
             engine="python",  # the engine that hands bad lines to a callback, so they can be counted
             on_bad_lines=lambda fields: bad_lines.append(fields),
         )
@@ -100,7 +129,7 @@ def read_results(path: str | os.PathLike, lineup: Lineup | None = None) -> pd.Da
     missing = [c for c in KEY_COLUMNS + ("status",) if c not in df.columns]
     if missing:
         raise ResultsError(f"{path} is not a results file of this suite: missing columns {missing}")
-    for c in ("reason", "extra", "device", "timing", "preset", "run_id"):
+    for c in ("reason", "extra", "device", "timing", "preset", "run_id", "l2_flush", "launch", "cudnn_algo"):
         if c in df.columns:
             df[c] = df[c].fillna("")
     if lineup is not None and "role" not in df.columns:

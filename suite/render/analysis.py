@@ -427,6 +427,37 @@ def noise(res: Results) -> Noise:
     return Noise(wide.reset_index(drop=True), tuple(busy))
 
 
+# Time against work along T. Every model here does work linear in T (the recurrences) or at most
+# quadratic in it (attention), so a median that grows by more than the square of the step ratio
+# between two consecutive measured T is not the model's work: on a CPU, denormal floats in a long
+# backward chain do it (an LSTM at 63x the time for 4x the steps); so can memory running out.
+WORK_GROWTH_POWER = 2.0
+
+
+def growth_along_t(res: Results) -> pd.DataFrame:
+    """Every pair of consecutive measured T of one provider at one config (ok rows, everything but
+    T fixed): the medians, time_ratio = later / earlier, steps_ratio = T ratio, and `outgrown` where
+    time_ratio exceeds steps_ratio ** WORK_GROWTH_POWER."""
+    columns = ["provider", "role", *CONFIG, "seq_len_from", "p50_ms_from", "p50_ms", "time_ratio", "steps_ratio"]
+    others = [c for c in CONFIG if c != "seq_len"]
+    records = []
+    for _, series in res.ok.groupby(["provider", *others], sort=True):
+        series = series.sort_values("seq_len")
+        for (_, before), (_, after) in zip(series.iterrows(), series.iloc[1:].iterrows(), strict=False):
+            records.append(
+                {
+                    **{c: after[c] for c in ("provider", "role", *CONFIG)},
+                    "seq_len_from": before["seq_len"],
+                    "p50_ms_from": before["p50_ms"],
+                    "p50_ms": after["p50_ms"],
+                    "time_ratio": after["p50_ms"] / before["p50_ms"],
+                    "steps_ratio": after["seq_len"] / before["seq_len"],
+                }
+            )
+    growth = pd.DataFrame(records, columns=columns)
+    return growth.assign(outgrown=growth["time_ratio"] > growth["steps_ratio"] ** WORK_GROWTH_POWER)
+
+
 SLICE_AXES = AXES  # the axes a summary slices along (the report's and the plots' tables and figures)
 
 
@@ -444,6 +475,7 @@ class Summary:
     fig2_graph: Fig2 | None  # the same at CUDA-graph timing, when the file has such rows beside eager ones
     overall: pd.DataFrame  # geometric-mean speedup per baseline and mode (overall_speedups)
     noise: Noise
+    growth: pd.DataFrame  # consecutive T of each provider and config, time against steps (growth_along_t)
 
 
 def summarise(res: Results) -> Summary:
@@ -463,4 +495,5 @@ def summarise(res: Results) -> Summary:
         fig2_graph=graph if graph is not None and graph.verdict != "no data" else None,
         overall=overall_speedups(pairs),
         noise=noise(res),
+        growth=growth_along_t(res),
     )

@@ -21,8 +21,9 @@ interval of the change in median. Then a change is real only when the threshold,
 non-overlap and the statistics agree; a change the statistics do not back is noise. Configs
 without samples in both runs (older files, CUDA-graph rows) are judged as before.
 
-`compare_runs` is the API (`validate` and CI call it); `run_bench.py compare` prints the
-markdown table, slowest first, and exits 1 on a real regression.
+`compare_runs` is the API on two files (`validate`, `ab` and CI call it), `compare_results` on two
+loaded runs (`history` judges each run against the one before with it); `run_bench.py compare`
+prints the markdown table, slowest first, and exits 1 on a real regression.
 """
 
 from __future__ import annotations
@@ -257,16 +258,43 @@ def compare_runs(
     metric: str = "time",
     allow_device_mismatch: bool = False,
 ) -> Comparison:
-    """Compare two results files (each with its metadata beside it, if any), read with `lineup`.
+    """Compare two results files (each with its metadata beside it, if any), read with `lineup`:
+    `compare_results` on what they hold, their timing samples included.
 
     Raises UsageError for a bad threshold or metric, or runs from different devices unless
     `allow_device_mismatch`, or when the runs have nothing in common to compare; ResultsError
     for files that are not results of this suite or have no rows."""
+    check_settings(threshold, metric)
+    return compare_results(
+        load(base_csv, lineup),
+        load(new_csv, lineup),
+        (read_samples(base_csv), read_samples(new_csv)),
+        threshold=threshold,
+        metric=metric,
+        allow_device_mismatch=allow_device_mismatch,
+    )
+
+
+def check_settings(threshold: float, metric: str) -> None:
+    """UsageError for a metric compare does not know or a threshold outside [0, 1)."""
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
     if not 0 <= threshold < 1:
         raise UsageError(f"threshold must be a fraction in [0, 1), got {threshold}")
-    base, new = load(base_csv, lineup), load(new_csv, lineup)
+
+
+def compare_results(
+    base: Results,
+    new: Results,
+    samples: tuple[dict, dict] = ({}, {}),
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    metric: str = "time",
+    allow_device_mismatch: bool = False,
+) -> Comparison:
+    """Compare two loaded runs; `samples`: BASE's and NEW's raw timing samples by row key
+    (suite.core.store.read_samples), where kept. Raises as `compare_runs` does."""
+    check_settings(threshold, metric)
     for name, res in (("BASE", base), ("NEW", new)):
         if res.rows.empty:  # before the device check, which would name an 'unknown device'
             raise ResultsError(f"{name} has no rows: {res.path}")
@@ -277,7 +305,6 @@ def compare_runs(
     if metric == "time":
         b, n = _configs(base, ok_only=True), _configs(new, ok_only=True)
         worse_up = True
-        samples = (read_samples(base_csv), read_samples(new_csv))
         rows = _changes(b, n, ("p50_ms", "p20_ms", "p80_ms"), threshold, worse_up, samples)
         # In one file only; a config in both but not ok in one is a status change instead.
         b, n = _configs(base, ok_only=False), _configs(new, ok_only=False)
@@ -292,10 +319,10 @@ def compare_runs(
         # Nothing was compared: passing would let a wrong BASE (another preset, another
         # IndRNN) wave every NEW through.
         what = "config measured ok" if metric == "time" else "IndRNN-vs-baseline pair measured ok"
-        raise UsageError(f"BASE {base_csv} and NEW {new_csv} have no {what} in both: nothing to compare")
+        raise UsageError(f"BASE {base.path} and NEW {new.path} have no {what} in both: nothing to compare")
     return Comparison(
-        base_path=str(base_csv),
-        new_path=str(new_csv),
+        base_path=str(base.path),
+        new_path=str(new.path),
         metric=metric,
         threshold=threshold,
         base_device=base.device,

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from suite.core.denormals import FLUSHED, KEPT
+
 
 def is_missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
@@ -55,14 +57,26 @@ def markdown_table(rows: list[list], headers: list[str]) -> str:
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
+def _denormals(meta: dict) -> str:
+    """How a CPU run treated denormal floats while it timed its work, in words."""
+    recorded = meta.get("denormals") or ""
+    if recorded == FLUSHED:
+        return "flushed to zero on every thread while timing (`--keep-denormals` keeps them)"
+    if recorded == KEPT:
+        return "kept (`--keep-denormals`): a slow denormal path shows in the times"
+    return recorded or "not recorded: the run predates flushing them, so they were kept"
+
+
 def provenance_fields(meta: dict) -> list[tuple[str, str]]:
     """What produced a run, from its metadata: the first rows of every report's environment table."""
     commit = meta.get("git_commit") or "unknown"
     if meta.get("git_dirty"):
         commit += " (dirty: uncommitted changes)"
+    cpu_run = meta.get("device_kind") == "cpu"
     return [
         ("device", f"{meta.get('device', '')} ({meta.get('device_kind', '')})"),
         ("CPU", f"{meta.get('cpu', '')}, {meta.get('threads', '')} threads"),
+        *([("denormal floats", _denormals(meta))] if cpu_run else []),
         ("python / torch / triton", f"{meta.get('python', '')} / {meta.get('torch', '')} / {meta.get('triton', '')}"),
         ("CUDA / driver", f"{meta.get('cuda') or '-'} / {meta.get('driver') or '-'}"),
         ("commit", commit),

@@ -33,6 +33,7 @@ from suite.render.markdown import (
     provenance_fields,
     write_beside,
 )
+from suite.render.method import method_section
 
 AXIS_TITLES = {
     "seq_len": "sequence length T",
@@ -205,6 +206,60 @@ def _fig2_context(s: Summary, fig: analysis.Fig2) -> list[str]:
             why.append(f"p80/p20 above {analysis.SPREAD_LIMIT:g} at " + ", ".join(wide))
         notes.append("Caution: " + "; ".join(why) + ": the ratios there rest on noisy times.")
     return [line for note in notes for line in ("", note)]
+
+
+def _work_growth_section(s: Summary) -> list[str]:
+    """Beside the Fig. 2 verdict: any provider whose time grew along T faster than its work can,
+    whatever the cause, and whether the Fig. 2 comparison rests on such times."""
+    growth = s.growth
+    if growth.empty:
+        return []
+    lines = [
+        "## Time against work along T",
+        "",
+        "Every model here does work linear in T (the recurrences) or at most quadratic in it (attention). A "
+        "provider is flagged where, between two consecutive measured T with everything else fixed, its median "
+        f"time grew by more than the step ratio to the power {analysis.WORK_GROWTH_POWER:g} (more than 4x for twice "
+        "the steps, 16x for four times): that is not the model's work. On a CPU, denormal floats in a long "
+        "backward chain do it; so can memory running out or a machine busy for part of the run.",
+        "",
+    ]
+    outgrown = growth[growth["outgrown"]]
+    if outgrown.empty:
+        return lines + [f"No provider is flagged ({len(growth)} pairs of consecutive T checked)."]
+    rows = [
+        [r.provider, r.mode, r.phase, r.depth, r.batch, r.hidden, r.dtype]
+        + [f"{r.seq_len_from} -> {r.seq_len}", f"{fmt_ms(r.p50_ms_from)} -> {fmt_ms(r.p50_ms)}"]
+        + [fmt_x(r.time_ratio), fmt_x(r.steps_ratio)]
+        for r in outgrown.itertuples()
+    ]
+    headers = ["provider", "mode", "phase", "depth", "B", "H", "dtype", "T", "p50 ms", "time", "steps"]
+    lines += [f"**Flagged: {len(rows)} of {len(growth)} pairs.**", "", markdown_table(rows, headers)]
+    fig2_cells = _fig2_growth(s, outgrown)
+    if fig2_cells:
+        lines += [
+            "",
+            f"**The Fig. 2 comparison rests on such times** ({', '.join(fig2_cells)}): its ratios, and the verdict "
+            "above, measure more than the models' work there.",
+        ]
+    return lines
+
+
+def _fig2_growth(s: Summary, outgrown: pd.DataFrame) -> list[str]:
+    """The flagged pairs that are cells of the Fig. 2 table (its providers, depths and setting)."""
+    fig = s.fig2
+    if not fig.config:
+        return []
+    cells = set(fig.table["seq_len"])
+    depths = {s.res.indrnn: set(fig.table["layers"]), "lstm": {1}, "sru": {1}}
+    hits = outgrown[(outgrown["mode"] == "train") & (outgrown["hidden"] == FIG2_HIDDEN)]
+    for column, value in fig.config.items():
+        hits = hits[hits[column] == value]
+    return [
+        f"`{r.provider}` depth {r.depth} T={r.seq_len_from} -> {r.seq_len}"
+        for r in hits.itertuples()
+        if r.depth in depths.get(r.provider, set()) and (r.seq_len in cells or r.seq_len_from in cells)
+    ]
 
 
 def _noise_section(s: Summary) -> list[str]:
@@ -601,7 +656,9 @@ def _packed_section(s: Summary) -> list[str]:
 SECTIONS = (
     _header,
     _noise_section,
+    method_section,
     _fig2_section,
+    _work_growth_section,
     _axis_sections,
     _variants_section,
     _crossover_section,

@@ -27,7 +27,9 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from kernels import indrnn_recurrence
 from suite.core import env
+from suite.core.method import TAKEN
 from suite.core.schema import PHASES_OF_MODE, SweepConfig
+from suite.sweep.cudnn import row_algo
 from suite.sweep.gate import GateError, check_model, check_recurrence
 from suite.sweep.providers import PROVIDERS, Built, Forward, Provider, dtype_of, param_count
 from suite.sweep.timing import Timer
@@ -45,16 +47,19 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
 
 
 def _timed(fn: Callable[[], object], timer: Timer, device: torch.device) -> dict:
-    """Time fn; the row fields it gives (times, samples, peak memory on GPU), and under
-    "samples_ms" the raw samples, which the sweep keeps beside the row rather than in it."""
+    """Time fn; the row fields it gives (times, samples, peak memory on GPU, how the time was
+    taken), and under "samples_ms" the raw samples, which the sweep keeps beside the row."""
     peak = peak_memory_mb(fn, device) if device.type == "cuda" else None
     t = timer(fn)
+    taken = TAKEN[t.method]
     return dict(
         p20_ms=t.p20_ms,
         p50_ms=t.p50_ms,
         p80_ms=t.p80_ms,
         n_samples=t.n_samples,
         peak_mem_mb=peak,
+        l2_flush=taken.l2_flush,
+        launch=taken.launch,
         samples_ms=list(t.samples_ms),
     )
 
@@ -168,6 +173,7 @@ def measure_model(cfg: SweepConfig, provider: Provider, device: torch.device, ti
             params=param_count(built.model),
             compile_s=compile_s,
             extra=extra,
+            cudnn_algo=row_algo(cfg, provider.cudnn_cell, device) if provider.cudnn_cell else "",
             **fields,
         )
     ]

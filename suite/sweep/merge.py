@@ -2,19 +2,18 @@
 plot and compare read like any other.
 
 Shards are joined only when they are parts of the same plan (plan hash), measured with the same
-commit, on the same device, with the same timing method: anything else would put numbers that
-cannot be compared into one file. A key delivered by several shards is kept once (an ok row over
+commit, on the same device, with the same timing method and denormal floats treated alike:
+anything else would put numbers that cannot be compared into one file. A key delivered by several shards is kept once (an ok row over
 a failed one, else the later file's); configs of the plan that no shard delivered are listed.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
 import statistics
 import sys
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -22,12 +21,26 @@ import pandas as pd
 from suite.core import env
 from suite.core.errors import ResultsError, UsageError
 from suite.core.paths import samples_path
-from suite.core.schema import KEY_COLUMNS, ResultRow, RunMeta, SweepConfig, key_of, missing_configs, plan_hash
-from suite.core.store import ResultsWriter, SamplesWriter, read_meta, read_results, read_samples, write_meta
+from suite.core.schema import KEY_COLUMNS, RunMeta, SweepConfig, key_of, missing_configs, plan_hash
+from suite.core.store import (
+    ResultsWriter,
+    SamplesWriter,
+    read_meta,
+    read_results,
+    read_samples,
+    result_row,
+    write_meta,
+)
 from suite.sweep.providers import lineup
 
 # Metadata that must agree between shards, with how a refusal names it.
-MUST_AGREE = {"plan_hash": "plan", "git_commit": "commit", "device": "device", "timing": "timing method"}
+MUST_AGREE = {
+    "plan_hash": "plan",
+    "git_commit": "commit",
+    "device": "device",
+    "timing": "timing method",
+    "denormals": "denormal floats",
+}
 
 
 @dataclass(frozen=True)
@@ -61,7 +74,7 @@ def check_compatible(metas: dict[Path, RunMeta]) -> None:
             if mine != theirs:
                 raise ResultsError(
                     f"{path} is not of the same sweep as {first}: {what} {mine!r} vs {theirs!r}; "
-                    "merge only shards of one plan, commit, device and timing method"
+                    "merge only shards of one plan, commit, device, timing method and treatment of denormals"
                 )
 
 
@@ -71,23 +84,6 @@ def whole_plan(meta: RunMeta) -> list[SweepConfig]:
     if plan_hash(plan) != meta.plan_hash:
         raise ResultsError(f"run {meta.run_id}: the recorded plan does not match its plan hash {meta.plan_hash}")
     return plan
-
-
-def _result_row(record: dict) -> ResultRow:
-    """A row read back by pandas as the ResultRow it was written from (NaN -> None, 12.0 -> 12)."""
-    values = {}
-    for f in fields(ResultRow):
-        value = record.get(f.name)
-        if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-            value = "" if f.type == "str" else None
-        elif f.type.startswith("int"):
-            value = int(value)
-        elif f.type.startswith("float"):
-            value = float(value)
-        else:
-            value = str(value)
-        values[f.name] = value
-    return ResultRow(**values)
 
 
 def _merged_meta(metas: dict[Path, RunMeta], plan: list[SweepConfig], argv: list[str]) -> RunMeta:
@@ -154,7 +150,7 @@ def merge(shards: list[str | os.PathLike], out_csv: str | os.PathLike, argv: lis
         stale.unlink(missing_ok=True)
     with ResultsWriter(tmp) as writer, SamplesWriter(tmp) as sample_writer:
         for record in kept.drop(columns="_ok").astype(object).to_dict("records"):
-            row = _result_row(record)
+            row = result_row(record)
             writer.append(row)
             row_samples = samples[record["_file"]].get(key_of(record))
             if row_samples:

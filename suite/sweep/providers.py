@@ -59,6 +59,7 @@ class Provider:
     modes: tuple[str, ...] = ("train", "infer")
     recurrence_backend: str | None = None  # the indrnn_recurrence backend timed in recurrence mode
     compiles: bool = False  # first call compiles: the harness records its seconds as compile_s
+    cudnn_cell: str | None = None  # a cuDNN RNN on CUDA (LSTM, GRU): rows record its algorithm (suite.sweep.cudnn)
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -327,8 +328,17 @@ PROVIDERS: dict[str, Provider] = {
             _runs_anywhere,
             role="architecture",
         ),
-        Provider("lstm", "nn.LSTM (cuDNN on GPU)", _rnn_builder(nn.LSTM), _runs_anywhere, modes=DROP_IN_MODES),
-        Provider("gru", "nn.GRU (cuDNN on GPU)", _rnn_builder(nn.GRU), _runs_anywhere, modes=DROP_IN_MODES),
+        Provider(
+            "lstm",
+            "nn.LSTM (cuDNN on GPU)",
+            _rnn_builder(nn.LSTM),
+            _runs_anywhere,
+            modes=DROP_IN_MODES,
+            cudnn_cell="LSTM",
+        ),
+        Provider(
+            "gru", "nn.GRU (cuDNN on GPU)", _rnn_builder(nn.GRU), _runs_anywhere, modes=DROP_IN_MODES, cudnn_cell="GRU"
+        ),
         Provider(
             "transformer",
             "causal nn.TransformerEncoder, d_model = hidden, FFN 4*hidden (SDPA attention)",

@@ -2,8 +2,9 @@
 phase to a results file, with the run's metadata beside it.
 
 Rows are flushed one by one, so an interrupted sweep loses nothing and `resume` continues it:
-configs whose rows are all present are not measured again. One file never mixes devices or
-timing methods. A progress line on stderr shows i/n, the config, elapsed time and ETA.
+configs whose rows are all present are not measured again. One file never mixes devices,
+timing methods, or CPU times taken with denormal floats flushed and kept. A progress line on
+stderr shows i/n, the config, elapsed time and ETA.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from suite.core import env, machine
+from suite.core import denormals, env, machine
 from suite.core.errors import UsageError
 from suite.core.progress import Progress
 from suite.core.schema import ResultRow, RunMeta, SweepConfig, expected_keys, key_of, plan_hash, timing_of
@@ -36,10 +37,12 @@ def _row(cfg: SweepConfig, meta: RunMeta, timing: str, **fields) -> ResultRow:
     )
 
 
-def _meta_for(out: Path, resume: bool, fresh: Callable[[], RunMeta], device: str, timing: str) -> RunMeta:
+def _meta_for(
+    out: Path, resume: bool, fresh: Callable[[], RunMeta], device: str, timing: str, denormal: str
+) -> RunMeta:
     """A resumed run keeps its run id and copy bandwidth (so its rows stay comparable) and
     notes when it was continued. It must continue on the same device, with the same timing
-    method and the same commit: one file never mixes them."""
+    method, the same treatment of denormal floats and the same commit: one file never mixes them."""
     if resume and out.exists():
         try:
             old = RunMeta(**read_meta(out))
@@ -50,6 +53,7 @@ def _meta_for(out: Path, resume: bool, fresh: Callable[[], RunMeta], device: str
                 f"cannot resume {out}: it was measured on {old.device} with {old.timing}, "
                 f"this run is on {device} with {timing}; use a new --out"
             )
+        denormals.check_resumable(out, old.denormals, denormal)
         commit, _ = env.git_state()
         if old.git_commit != commit:
             raise UsageError(
@@ -76,16 +80,19 @@ def run_sweep(
     notes: dict | None = None,
     plan: list[SweepConfig] | None = None,
     shard: str = "",
+    flush_denormals: bool = True,
 ) -> Path:
     """Measure every config into out_csv (rows appended, flushed per row) with its metadata
     beside it. With resume, configs whose rows are all present are not measured again, and a
     partly written config only gets its missing rows; failed and oom rows count as present
     unless `retry_failed`, which measures them again (the newer row wins on reading). When the
-    configs are shard `shard` ("K/N") of a larger `plan`, the metadata records both.
+    configs are shard `shard` ("K/N") of a larger `plan`, the metadata records both. On a CPU
+    configs are timed with denormal floats flushed to zero unless `flush_denormals` is False.
     Returns the CSV path."""
     out = Path(out_csv)
     device = env.pick_device(device) if isinstance(device, str) else device
-    timer = make_timer(device, timing, warmup, repeats)
+    timer = make_timer(device, timing, warmup, repeats, flush_denormals)
+    denormal = denormals.describe(flush_denormals) if device.type == "cpu" else ""
     timers = {timer.method: timer}  # the run's default, and CUDA-graph replays for configs that ask
     if device.type == "cuda" and timer.method != "cuda_graph":
         timers["cuda_graph"] = make_timer(device, "cuda_graph", warmup, repeats)
@@ -111,9 +118,10 @@ def run_sweep(
             plan_hash=plan_hash(configs if plan is None else plan),
             shard=shard,
             plan=[] if plan is None else [asdict(c) for c in plan],
+            denormals=denormal,
         )
 
-    meta = _meta_for(out, resume, fresh_meta, env.device_name(device), timer.method)
+    meta = _meta_for(out, resume, fresh_meta, env.device_name(device), timer.method, denormal)
     # Merged: `machine` holds other records too (GPU clocks). A resumed run's
     # record says the latest session's state.
     meta = replace(meta, machine=machine.record(meta.machine, "start", device))

@@ -4,7 +4,8 @@
 
 GPU: `triton.testing.do_bench` (CUDA events, L2 flushed before every call), or, opt-in,
 `do_bench_cudagraph`, which replays the step from a CUDA graph and so hides launch overhead:
-rows timed that way say "cuda_graph". CPU: wall clock around each call after a warm-up.
+rows timed that way say "cuda_graph". CPU: wall clock around each call after a warm-up, with
+denormal floats flushed to zero on every thread (suite.core.denormals) unless the run keeps them.
 `copy_bandwidth_gbps` measures the floor that recurrence-mode rows are compared against.
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from suite.core.denormals import denormal_mode
 from suite.core.errors import UsageError
 
 QUANTILES = (0.2, 0.5, 0.8)
@@ -100,21 +102,29 @@ def copy_bandwidth_gbps(device: torch.device | str, nbytes: int = 256 * 2**20) -
 @dataclass(frozen=True)
 class Timer:
     """How every config of a run is timed. warmup/repeats: calls on CPU, milliseconds
-    (do_bench's budgets) on GPU. max_s: CPU only, stop repeating after that many seconds."""
+    (do_bench's budgets) on GPU. max_s: CPU only, stop repeating after that many seconds.
+    flush_denormals: CPU only, denormal floats flushed to zero while the calls run (warm-up
+    included), and the threads' mode restored after them."""
 
     method: str
     warmup: float
     repeats: float
     max_s: float | None = None
+    flush_denormals: bool = True
 
     def __call__(self, fn: Callable[[], object]) -> Timing:
         if self.method == "cpu_wallclock":
-            return time_cpu(fn, int(self.warmup), int(self.repeats), self.max_s)
+            with denormal_mode(self.flush_denormals):
+                return time_cpu(fn, int(self.warmup), int(self.repeats), self.max_s)
         return time_gpu(fn, self.warmup, self.repeats, cuda_graph=self.method == "cuda_graph")
 
 
 def make_timer(
-    device: torch.device, timing: str = "auto", warmup: float | None = None, repeats: float | None = None
+    device: torch.device,
+    timing: str = "auto",
+    warmup: float | None = None,
+    repeats: float | None = None,
+    flush_denormals: bool = True,
 ) -> Timer:
     if timing not in TIMING_METHODS:
         raise UsageError(f"unknown timing {timing!r}; choose from {', '.join(TIMING_METHODS)}")
@@ -128,4 +138,5 @@ def make_timer(
         default_warmup if warmup is None else warmup,
         default_repeats if repeats is None else repeats,
         max_s=max_s,
+        flush_denormals=flush_denormals and timing == "cpu_wallclock",
     )
