@@ -25,6 +25,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.runtime.autotuner import Autotuner
+from triton.runtime.cache import get_cache_manager
 
 from kernels import sass, scan
 from kernels.common import interpreter_enabled
@@ -139,10 +140,17 @@ def compile_kernel(kernel, dtype: str, cc: int, constexprs: dict, num_warps: int
     return triton.compile(source, target=GPUTarget("cuda", cc, 32), options=options)
 
 
-def resources_and_sass(cubin: bytes) -> tuple[dict[str, int], str]:
-    """REG, STACK, SHARED and LOCAL of the (single) function in a cubin, and its SASS listing: one
-    cuobjdump, whose resource usage comes before the code."""
-    listing = sass.disassemble(cubin, "--dump-resource-usage")
+def resources_and_sass(compiled) -> tuple[dict[str, int], str]:
+    """REG, STACK, SHARED and LOCAL of the (single) function of a compiled kernel, and its SASS listing:
+    one cuobjdump, whose resource usage comes before the code. The listing is kept beside the cubin in
+    triton's cache: it depends only on the cubin and on the cuobjdump triton bundles, both covered by
+    the cache key, and disassembling is most of the time of a run whose compilations are cached."""
+    cache = get_cache_manager(compiled.hash)
+    name = f"{compiled.name}.sass"
+    path = cache.get_file(name)
+    if path is None:
+        path = cache.put(sass.disassemble(compiled.asm["cubin"], "--dump-resource-usage"), name, binary=False)
+    listing = Path(path).read_text()
     fields = dict(re.findall(r"\b(REG|STACK|SHARED|LOCAL):(\d+)", listing.split("code for", 1)[0]))
     return {k: int(v) for k, v in fields.items()}, listing
 
@@ -195,7 +203,7 @@ def _compiled_facts(name: str, dtype: str, cc: int, config: dict, source: str | 
     num_warps = config["num_warps"]
     constexprs = {k: v for k, v in config.items() if k != "num_warps"}
     compiled = compile_kernel(source or default_kernel, dtype, cc, {**flags, **constexprs}, num_warps)
-    usage, listing = resources_and_sass(compiled.asm["cubin"])
+    usage, listing = resources_and_sass(compiled)
     ptx = compiled.asm["ptx"]
     (instructions,) = sass.parse_sass(listing).values()
     loop = sass.hot_loop(instructions)

@@ -2,6 +2,8 @@
 no register spills anywhere in the autotune space, and 128-bit global loads and stores. The
 kernels at the configs kernel-report compiles come from the session's `report_facts` (conftest)."""
 
+import dataclasses
+
 import pytest
 
 from kernels.aot import compile_facts
@@ -45,3 +47,18 @@ def test_whole_autotune_space_has_no_spills():
         assert facts.spill_bytes == 0 and facts.stack_bytes <= STACK_FRAME_BYTES, (job, facts)
         per_thread = job["config"]["BLOCK"] // (32 * job["config"]["num_warps"])  # elements a thread
         assert facts.load_width_bits == min(128, 32 * per_thread), (job, facts)  # fp32 u loads at least
+
+
+@pytest.mark.slow
+def test_a_compilation_asked_again_reads_its_listing_from_the_cache(tmp_path, monkeypatch):
+    """The SASS listing is kept beside the cubin in triton's cache and read back from there: a listing
+    edited in the cache shows in the facts of the same compilation asked again."""
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
+    job = dict(name="scan_bwd_maps", dtype="fp32", cc=90, size="long")
+    (first,) = compile_facts([job])
+    (listing,) = tmp_path.glob("*/scan_bwd_maps_kernel.sass")
+    text = listing.read_text()
+    assert f"REG:{first.registers} " in text
+    listing.write_text(text.replace(f"REG:{first.registers} ", "REG:7 ", 1))
+    (again,) = compile_facts([job])
+    assert again.registers == 7 and dataclasses.replace(again, registers=first.registers) == first
