@@ -13,7 +13,7 @@ Three markers (pyproject.toml lists them) decide what runs here:
 - `gpu`: needs CUDA; skipped without it.
 - `triton`: runs the Triton kernels; without CUDA, skipped with the reason where Triton's
   interpreter cannot run on this stack (triton < 3.7 with numpy >= 2.4).
-- `slow`: seconds or more on 2 cores (whole-space AOT compiles, deep-pipeline and long
+- `slow`: seconds or more on 2 cores (AOT compiles: the report's kernels, the whole space; deep-pipeline and long
   interpreter runs, end-to-end runs in subprocesses). Left out unless `--slow` is given or a
   `-m` expression chooses (`-m slow` runs only them, as CI's second call does).
 """

@@ -11,6 +11,7 @@ from kernels.sequential import autotune_configs
 from suite.commands.kernel_report import report_jobs
 
 
+@pytest.mark.slow
 def test_every_kernel_compiles_without_spills(report_facts):
     assert len(report_facts) == len(report_jobs())
     for facts in report_facts:
@@ -18,6 +19,7 @@ def test_every_kernel_compiles_without_spills(report_facts):
         assert 0 < facts.registers <= 255, facts
 
 
+@pytest.mark.slow
 def test_fp32_forward_uses_128_bit_loads(report_facts):
     for facts in report_facts:
         if facts.kernel == "recurrence_fwd" and facts.dtype == "fp32" and facts.size == "large":
