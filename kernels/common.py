@@ -1,7 +1,7 @@
 """What both forms of the recurrence share (the sequential walk of kernels/sequential.py and the
 chunked scan): whether Triton can run on an input, the activation and its derivative recomputed
 from h, column offsets in a (B, H) plane read through its batch stride, and the layout of the
-states a launch returns.
+states a launch returns and of the tensors a backward launch reads.
 """
 
 from __future__ import annotations
@@ -63,6 +63,17 @@ def with_unit_neuron_stride(t: torch.Tensor) -> torch.Tensor:
     """t itself when its neurons are adjacent (any time and batch strides: the kernels take them),
     else a contiguous copy."""
     return t if t.stride(2) == 1 else t.contiguous()
+
+
+def backward_operands(h: torch.Tensor, dh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(h, dh, dx) as a backward launch reads and writes them: dh with its neurons adjacent, dx
+    uninitialised and laid out as `states_like(h)`, and h in dx's strides (the kernels walk h and dx
+    with one set of strides; the forward's h has them already, anything else is copied once)."""
+    dh = with_unit_neuron_stride(dh)
+    dx = states_like(h)
+    if h.stride() != dx.stride():
+        h = torch.empty_like(dx).copy_(h)
+    return h, dh, dx
 
 
 def _major_minor(version: str) -> tuple[int, int]:

@@ -91,7 +91,7 @@ def scan_pays(T: int, n_cols: int, device: torch.device) -> bool:
 
 
 def scan_pays_on_gpu(T: int, n_cols: int, n_sm: int) -> bool:
-    """`scan_pays` on a GPU of n_sm SMs: it can be asked without one."""
+    """The auto rule on a GPU of n_sm SMs (see `scan_pays`), which can be asked without one."""
     return T >= SCAN_MIN_STEPS and n_cols < FILL_WARPS_PER_SM * 32 * n_sm
 
 

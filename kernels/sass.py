@@ -35,6 +35,7 @@ _LINE = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.+?)\s*;\s*/\*\s*0x([0-9a-f]{16})\s
 _CONTROL = re.compile(r"^\s*/\*\s*0x([0-9a-f]{16})\s*\*/\s*$")
 _FUNCTION = re.compile(r"Function\s*:\s*(\S+)")
 _PREDICATE = re.compile(r"^@!?U?P[0-7T]\s+")
+_REGISTER = re.compile(r"\bR(\d+)\b")
 
 
 def cuobjdump() -> str:
@@ -44,13 +45,13 @@ def cuobjdump() -> str:
     return os.path.join(os.path.dirname(nvidia.__file__), "bin", "cuobjdump")
 
 
-def disassemble(cubin: bytes) -> str:
-    """`cuobjdump -sass` of a cubin."""
+def disassemble(cubin: bytes, *flags: str) -> str:
+    """`cuobjdump -sass` of a cubin, with any other cuobjdump flags (their output comes first)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "kernel.cubin")
         with open(path, "wb") as f:
             f.write(cubin)
-        return subprocess.run([cuobjdump(), "-sass", path], capture_output=True, text=True, check=True).stdout
+        return subprocess.run([cuobjdump(), "-sass", *flags, path], capture_output=True, text=True, check=True).stdout
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,24 @@ class Loop:
                 counts[barrier] = counts.get(barrier, 0) + 1
         return dict(sorted(counts.items()))
 
+    def loads_before_first_use(self) -> int:
+        """Global loads (into registers) issued in one pass over the body before the first instruction
+        that reads a register one of them wrote: how many loads are in flight together before the
+        first wait for one (all of them when the body reads none)."""
+        loaded: set[int] = set()
+        issued = 0
+        for ins in self.body:
+            operands = _PREDICATE.sub("", ins.text)[len(ins.opcode) :]
+            sources = operands if ins.kind == "global store" else operands.partition(",")[2]
+            if loaded & {int(r) for r in _REGISTER.findall(sources)}:
+                return issued
+            if ins.opcode.split(".")[0] == "LDG":
+                fields = ins.opcode.split(".")
+                first = int(_REGISTER.search(operands).group(1))
+                loaded |= set(range(first, first + (4 if "128" in fields else 2 if "64" in fields else 1)))
+                issued += 1
+        return issued
+
     def drain_distance(self) -> tuple[int, Instruction, Instruction] | None:
         """The load-to-drain distance D: over the global loads of the loop, the fewest issue cycles from
         a load (its own included) to the first instruction that waits for it, walking on across the
@@ -249,33 +268,46 @@ class Loop:
         after issue, any other variable-latency result (constants, shared memory, special functions,
         conversions, a store releasing its registers) other_latency cycles after. An open pass is
         played once: its cycles from start to end."""
+        # What the play needs of each instruction, read once: waits, DEPBAR, what it signals and when.
+        schedule = [
+            (
+                tuple(ins.waits),
+                ins.depbar(),
+                ins.opcode.startswith("LDGSTS"),
+                ins.opcode.startswith("LDGDEPBAR"),
+                ins.write_barrier,
+                load_latency if ins.kind in ("global load", "global store") else other_latency,
+                ins.read_barrier,
+                ins.issue_cycles,
+            )
+            for ins in self.body
+        ]
         pending: dict[int, list[float]] = {}  # scoreboard -> when each of its operations completes
         group: list[float] = []  # cp.async loads not yet closed into a group
         now, starts = 0.0, []
         for _ in range(STEADY_LAPS if self.closed else 1):
             starts.append(now)
-            for ins in self.body:
+            for waits, depbar, cp_async, closes_group, write, latency, read, issue in schedule:
                 ready = now
-                for barrier in ins.waits:
+                for barrier in waits:
                     ready = max([ready, *pending.pop(barrier, [])])
-                depbar = ins.depbar()
                 if depbar:
                     queue = pending.get(depbar[0], [])
                     drained = max(0, len(queue) - depbar[1])
                     ready = max([ready, *queue[:drained]])
                     pending[depbar[0]] = queue[drained:]
-                if ins.opcode.startswith("LDGSTS"):
+                if cp_async:
                     group.append(ready + load_latency)
-                elif ins.write_barrier is not None:
-                    if ins.opcode.startswith("LDGDEPBAR"):
+                elif write is not None:
+                    if closes_group:
                         done, group = max(group, default=ready), []
                     else:
-                        done = ready + (load_latency if ins.kind in ("global load", "global store") else other_latency)
-                    queue = pending.setdefault(ins.write_barrier, [])
+                        done = ready + latency
+                    queue = pending.setdefault(write, [])
                     queue.append(max([done, *queue[-1:]]))  # groups on one scoreboard complete in order
-                if ins.read_barrier is not None:
-                    pending.setdefault(ins.read_barrier, []).append(ready + other_latency)
-                now = ready + ins.issue_cycles
+                if read is not None:
+                    pending.setdefault(read, []).append(ready + other_latency)
+                now = ready + issue
         if not self.closed:
             return now
         return (now - starts[WARMUP_LAPS]) / (STEADY_LAPS - WARMUP_LAPS)

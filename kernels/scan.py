@@ -78,11 +78,13 @@ from kernels.common import (
     ACT_CODES,
     activate,
     activation_grad,
+    backward_operands,
     plane_offsets,
     states_like,
     with_unit_neuron_stride,
 )
 from kernels.reference import last_state, valid_steps
+from kernels.speed import GPUS, SIZES, Shape, Work
 
 BIG = tl.constexpr(3.0e38)  # a finite infinity: u * BIG is 0 where u = 0
 
@@ -590,10 +592,7 @@ def scan_bwd(
     _require_relu(act)
     T, B, H = h.shape
     n_cols = B * H
-    dh = with_unit_neuron_stride(dh)
-    dx = states_like(h)
-    if h.stride() != dx.stride():  # h and dx are walked with one set of strides
-        h = torch.empty_like(dx).copy_(h)
+    h, dh, dx = backward_operands(h, dh)
     if T == 0 or n_cols == 0:
         zeros = torch.zeros(H, dtype=torch.float32, device=h.device)
         return dx, zeros, zeros.clone(), torch.zeros((B, H), dtype=torch.float32, device=h.device)
@@ -623,6 +622,102 @@ def scan_bwd(
     # One plain sum over chunks and batch rows for both: the same order every time.
     du, dbias = parts.sum((1, 2)).unbind()
     return dx, du, dbias, dh0
+
+
+# ---------------------------------------------------------------------------- the work of each pass
+# What each pass's hot loop covers and what a launch moves, for the speed model (kernels/speed.py),
+# at the cut the launcher picks. Bytes count the (T, B, H) tensors and the per-(chunk, column)
+# records (maps, entering states, partial sums), not the per-column vectors (u, bias, h0, dh0).
+
+# The SM count the cuts are read at: that of the sm_90 GPUs of the model. The A100's gives the same
+# cut at every size of the model (tests/test_scan.py holds it).
+_MODEL_SMS = next(gpu.sms for gpu in GPUS if gpu.cc == 90)
+
+
+def _cut(shape: Shape, backward: bool) -> ScanConfig:
+    return scan_config(shape.T, shape.B * shape.H, _MODEL_SMS, backward)
+
+
+def _counts(config: dict, shape: Shape, backward: bool) -> tuple[int, int, int]:
+    """(chunks of T steps, chunks the maps and states hold, blocks of columns) of passes 1 and 3."""
+    default = BACKWARD_CONFIG if backward else FORWARD_CONFIG
+    chunks, n_chunks = _chunk_counts(shape.T, replace(default, chunk=config["CHUNK"]))
+    return chunks, n_chunks, triton.cdiv(shape.B * shape.H, config["BLOCK"])
+
+
+def _chunk_work(backward: bool, maps_pass: bool) -> Work:
+    """Pass 1 (maps_pass) or 3 of a direction: a program walks one chunk of CHUNK time steps, SUB per
+    iteration. Pass 1 runs the padding chunks too (they store identity maps) and writes a record of
+    16 (forward) or 8 (backward) bytes per chunk and column; pass 3 reads the entering states and the
+    backward's writes two partial sums per chunk and column. Pass 3 reads again the data pass 1 read."""
+    tensors_read = 2 if backward else 1  # h and dh, or x
+    record = 8 if backward else 16
+
+    def programs(config: dict, shape: Shape) -> int:
+        chunks, n_chunks, blocks = _counts(config, shape, backward)
+        return (n_chunks if maps_pass else chunks) * blocks
+
+    def bytes_moved(config: dict, shape: Shape, element_bytes: int) -> int:
+        chunks, n_chunks, _ = _counts(config, shape, backward)
+        n_cols, data = shape.B * shape.H, shape.T * shape.B * shape.H * element_bytes
+        if maps_pass:
+            return tensors_read * data + n_cols * n_chunks * record
+        sums = 2 * n_cols * chunks * 4 if backward else 0
+        return (tensors_read + 1) * data + n_cols * chunks * 4 + sums
+
+    def reread(config: dict, shape: Shape, element_bytes: int) -> int:
+        if maps_pass:
+            return 0
+        chunks, _, _ = _counts(config, shape, backward)
+        return tensors_read * shape.T * shape.B * shape.H * element_bytes + shape.B * shape.H * chunks * 4
+
+    def configs_for(shape: Shape) -> dict:
+        cut = _cut(shape, backward)
+        return {"BLOCK": cut.block, "CHUNK": cut.chunk, "SUB": cut.sub, "num_warps": cut.warps}
+
+    return Work(
+        unit="time step",
+        units_per_iteration=lambda config: config["SUB"],
+        programs=programs,
+        units_per_program=lambda config, shape: config["CHUNK"],
+        bytes_moved=bytes_moved,
+        configs={size: configs_for(shape) for size, shape in SIZES.items()},
+        reread=reread,
+    )
+
+
+def _carry_work(backward: bool) -> Work:
+    """Pass 2 of a direction: a program walks every chunk of its columns, 2 * GROUP per iteration,
+    reading each chunk's map record (which pass 1 wrote just before) and writing its entering state."""
+    record = 8 if backward else 16
+
+    def n_chunks(config: dict, shape: Shape) -> int:
+        return _chunk_counts(shape.T, replace(_cut(shape, backward), group=config["GROUP"]))[1]
+
+    def configs_for(shape: Shape) -> dict:
+        cut = _cut(shape, backward)
+        return {"BLOCK": cut.carry_block, "GROUP": cut.group, "num_warps": cut.carry_warps}
+
+    def records(config: dict, shape: Shape) -> int:
+        return shape.B * shape.H * n_chunks(config, shape)
+
+    return Work(
+        unit="chunk",
+        units_per_iteration=lambda config: 2 * config["GROUP"],
+        programs=lambda config, shape: triton.cdiv(shape.B * shape.H, config["BLOCK"]),
+        units_per_program=n_chunks,
+        bytes_moved=lambda config, shape, element_bytes: records(config, shape) * (record + 4),
+        configs={size: configs_for(shape) for size, shape in SIZES.items()},
+        reread=lambda config, shape, element_bytes: records(config, shape) * record,
+    )
+
+
+FWD_MAPS_WORK = _chunk_work(backward=False, maps_pass=True)
+FWD_CARRY_WORK = _carry_work(backward=False)
+FWD_STEPS_WORK = _chunk_work(backward=False, maps_pass=False)
+BWD_MAPS_WORK = _chunk_work(backward=True, maps_pass=True)
+BWD_CARRY_WORK = _carry_work(backward=True)
+BWD_STEPS_WORK = _chunk_work(backward=True, maps_pass=False)
 
 
 # ---------------------------------------------------------------------------- the torch form

@@ -37,6 +37,7 @@ from kernels.common import (
     AUTOTUNE,
     activate,
     activation_grad,
+    backward_operands,
     plane_offsets,
     states_like,
     with_unit_neuron_stride,
@@ -68,7 +69,9 @@ SPACE = {
     },
 }
 # The configs the speed model is read at: for the paper's size the one-warp config with the best
-# modeled ns per step over triton 3.6 and 3.9; for the large size four columns a thread.
+# modeled ns per step over triton 3.6 and 3.9, and the same for a long sequence of one batch row (its
+# 256 columns make 8 programs of BLOCK 32: no config of the space spreads them wider); for the large
+# size four columns a thread.
 PAPER_SIZE_CONFIGS = {
     "fwd": {"BLOCK": 32, "CHUNK": 40, "num_warps": 1},
     "bwd": {"BLOCK": 32, "CHUNK": 24, "num_warps": 1},
@@ -422,8 +425,12 @@ def _walk_work(tensors: int, direction: str) -> Work:
         units_per_iteration=lambda config: 2 * config["CHUNK"],
         programs=lambda config, shape: triton.cdiv(shape.B * shape.H, config["BLOCK"]),
         units_per_program=lambda config, shape: shape.T,
-        bytes_moved=lambda shape, element_bytes: tensors * shape.T * shape.B * shape.H * element_bytes,
-        configs={"paper": PAPER_SIZE_CONFIGS[direction], "large": LARGE_SIZE_CONFIGS[direction]},
+        bytes_moved=lambda config, shape, element_bytes: tensors * shape.T * shape.B * shape.H * element_bytes,
+        configs={
+            "paper": PAPER_SIZE_CONFIGS[direction],
+            "large": LARGE_SIZE_CONFIGS[direction],
+            "long": PAPER_SIZE_CONFIGS[direction],
+        },
     )
 
 
@@ -475,10 +482,7 @@ def recurrence_bwd(
     """Launch the backward kernel. Returns dx (T, B, H) in h's dtype, laid out as `states_like(h)`;
     du (H,), dbias (H,) and dh0 (B, H) in fp32."""
     T, B, H = h.shape
-    dh = with_unit_neuron_stride(dh)
-    dx = states_like(h)
-    if h.stride() != dx.stride():  # the kernel walks h and dx with the same strides; the forward's h has them
-        h = torch.empty_like(dx).copy_(h)
+    h, dh, dx = backward_operands(h, dh)
     # Not zero-filled: every program stores all of its columns below B * H, and the grid covers them all.
     cols = torch.empty((2, B, H), dtype=torch.float32, device=h.device)  # per-column partial sums of du, dbias
     dh0 = torch.empty((B, H), dtype=torch.float32, device=h.device)

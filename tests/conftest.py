@@ -13,7 +13,7 @@ Three markers (pyproject.toml lists them) decide what runs here:
 - `gpu`: needs CUDA; skipped without it.
 - `triton`: runs the Triton kernels; without CUDA, skipped with the reason where Triton's
   interpreter cannot run on this stack (triton < 3.7 with numpy >= 2.4).
-- `slow`: seconds or more on 2 cores (whole-space AOT compiles, deep-pipeline and long
+- `slow`: seconds or more on 2 cores (AOT compiles: the report's kernels, the whole space; deep-pipeline and long
   interpreter runs, end-to-end runs in subprocesses). Left out unless `--slow` is given or a
   `-m` expression chooses (`-m slow` runs only them, as CI's second call does).
 """
@@ -79,3 +79,13 @@ def pytest_unconfigure(config):
 def device() -> str:
     """Where kernel tests run: the GPU when there is one, else CPU through the interpreter."""
     return DEVICE
+
+
+@pytest.fixture(scope="session")
+def report_facts():
+    """Every kernel, dtype, target and size that `kernel-report` compiles, compiled once for every test
+    that reads them (kernels/aot.py; no GPU needed)."""
+    from kernels.aot import compile_facts
+    from suite.commands.kernel_report import report_jobs
+
+    return compile_facts(report_jobs())

@@ -77,6 +77,35 @@ def test_fixed_listing_loop_load_and_its_drain():
     # One drain per iteration: the schedule played forward is S + max(0, L - D).
     for latency in (0, distance, 600):
         assert loop.cycles_per_iteration(latency, 0) == loop.issue_cycles + max(0, latency - distance)
+    # The FFMA reading the loaded R8 is the first use: one load in flight before it.
+    assert loop.loads_before_first_use() == 1
+
+
+def test_loads_in_flight_before_the_first_use():
+    """A second load into R12 before the FFMA that reads R8: two in flight; after it, still one; a
+    loop that never reads what it loaded has all of its loads in flight. A 128-bit load writes four
+    registers: the FFMA reading R19 uses a load into R16."""
+    second = (
+        "        /*05f8*/                   LDG.E R12, desc[UR4][R10.64] ;                 /* 0x000000040a0c7981 */\n"
+    )
+    second += (
+        "                                                                                 /* 0x000ea2000c1e1900 */\n"
+    )
+
+    def loop_with_second_load_after(address: str, listing: str = LOOP_LISTING):
+        lines = listing.splitlines(keepends=True)
+        at = {re.search(r"/\*(0[0-9a-f]{3})\*/", line).group(1): k for k, line in enumerate(lines) if "/*0" in line}
+        listing = "".join(lines[: at[address] + 2] + [second] + lines[at[address] + 2 :])
+        (instructions,) = parse_sass(listing).values()
+        return hot_loop(instructions)
+
+    assert loop_with_second_load_after("05e0").loads_before_first_use() == 2
+    assert loop_with_second_load_after("0650").loads_before_first_use() == 1
+    unread = loop_with_second_load_after("0650").body
+    never_read = Loop(tuple(i for i in unread if not i.text.startswith(("FFMA", "FMNMX", "STG"))))
+    assert never_read.loads_before_first_use() == 2
+    wide = LOOP_LISTING.replace("LDG.E R8,", "LDG.E.128 R16,")
+    assert loop_with_second_load_after("0650", wide).loads_before_first_use() == 1
 
 
 def test_straight_line_code_is_one_open_pass():

@@ -1,19 +1,12 @@
 """The chunked scan (kernels/scan.py) against the sequential walk and the float64 reference: both
 schedules of the triton backend (through the interpreter on a CPU), the torch chunked form against
 the torch loop, the auto rule, the custom ops, and the compiled code (no spills; every load of a
-sub-chunk in flight before the first is used).
+sub-chunk in flight before the first is used; the cuts and bytes the speed model reads).
 
 The interpreter runs the kernels with INTERPRETER_CONFIG (8-step chunks of two 4-step sub-chunks,
 carry groups of 2), so a few dozen steps cross several chunks and groups; other cuts are launched
 directly.
 """
-
-import json
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -23,7 +16,7 @@ from harness_helpers import TRITON
 import kernels.op
 import kernels.recurrence
 from kernels import IndRNN, indrnn_recurrence, recurrence_reference, resolve_schedule
-from kernels.aot import KERNELS, compile_facts
+from kernels.aot import KERNELS, WORK
 from kernels.loop import recurrence_loop
 from kernels.recurrence import CPU_SCAN_MAX_COLUMNS, FILL_WARPS_PER_SM, SCAN_MIN_STEPS
 from kernels.scan import (
@@ -37,8 +30,8 @@ from kernels.scan import (
     scan_fwd,
 )
 from kernels.sequential import recurrence_bwd, recurrence_fwd
+from kernels.speed import GPUS, SIZES
 
-ROOT = Path(__file__).resolve().parents[1]
 # Relative error allowed for 16-bit storage (10 and 7 mantissa bits; every state is rounded).
 HALF_TOLERANCE = {torch.float16: 5e-3, torch.bfloat16: 4e-2}
 # Gradients in fp32 are equal up to rounding that the backward chain carries over T steps (and
@@ -393,125 +386,98 @@ def test_cut_fills_the_device():
 SCAN_KERNELS = [name for name in KERNELS if name.startswith("scan_")]
 
 
-def _launch_jobs(dtypes, ccs):
-    """Every scan kernel at the cut its launcher gives it for B=1, H=256, T=65536 (the longest
-    chunks: the most registers), on each target and dtype."""
-    jobs = []
-    for cfg in (scan_config(65536, 256, 132), scan_config(65536, 256, 132, backward=True)):
-        forward = cfg.sub == FORWARD_CONFIG.sub
-        names = ("scan_fwd_maps", "scan_fwd") if forward else ("scan_bwd_maps", "scan_bwd")
-        carry = {"BLOCK": cfg.carry_block, "GROUP": cfg.group, "num_warps": cfg.carry_warps}
-        if not forward:
-            carry.update(HAS_INIT=False, HAS_BOUNDS=False, DESCENDING=True)
-        configs = [(n, {"BLOCK": cfg.block, "CHUNK": cfg.chunk, "SUB": cfg.sub, "num_warps": cfg.warps}) for n in names]
-        jobs += [
-            dict(name=n, dtype=d, cc=cc, config=c)
-            for n, c in [*configs, ("scan_carry", carry)]
-            for d in dtypes
-            for cc in ccs
-        ]
-    return jobs
+def test_the_speed_model_reads_the_cuts_the_launcher_picks():
+    """Each pass is compiled and modelled at the cut its launcher picks at each size of the model,
+    on the SM count of every GPU of the model (sm_80 code runs on the A100's 108 SMs)."""
+    for gpu in GPUS:
+        for size, shape in SIZES.items():
+            for backward in (False, True):
+                cut = scan_config(shape.T, shape.B * shape.H, gpu.sms, backward)
+                passes = ("scan_bwd_maps", "scan_bwd") if backward else ("scan_fwd_maps", "scan_fwd")
+                for name in passes:
+                    want = {"BLOCK": cut.block, "CHUNK": cut.chunk, "SUB": cut.sub, "num_warps": cut.warps}
+                    assert WORK[name].configs[size] == want, (gpu.name, size, name)
+                carry = WORK["scan_bwd_carry" if backward else "scan_fwd_carry"].configs[size]
+                assert carry == {"BLOCK": cut.carry_block, "GROUP": cut.group, "num_warps": cut.carry_warps}
+
+
+def test_each_pass_moves_the_bytes_its_launcher_allocates():
+    """The paper size, fp32: pass 1 reads x (h and dh) and writes a record per chunk (padding included)
+    and column, pass 2 reads those and writes a state each, pass 3 reads the data again (from L2 while
+    it fits) with the states, and writes h (dx, and two partial sums per chunk and column)."""
+    shape, n_cols, data = SIZES["paper"], 32 * 128, 1024 * 32 * 128 * 4
+    for backward, record in ((False, 16), (True, 8)):
+        cut = scan_config(1024, n_cols, 132, backward)
+        chunks, n_chunks = (
+            triton.cdiv(1024, cut.chunk),
+            triton.cdiv(triton.cdiv(1024, cut.chunk), 2 * cut.group) * 2 * cut.group,
+        )
+        maps, carry, steps = (
+            WORK[f"scan_{'bwd' if backward else 'fwd'}{p}"] for p in ("_maps", "_carry", "")
+        )  # fmt: skip
+        tensors = 2 if backward else 1
+        config = maps.configs["paper"]
+        assert maps.bytes_moved(config, shape, 4) == tensors * data + n_cols * n_chunks * record
+        assert maps.reread(config, shape, 4) == 0
+        config = carry.configs["paper"]
+        assert carry.bytes_moved(config, shape, 4) == n_cols * n_chunks * (record + 4)
+        assert carry.reread(config, shape, 4) == n_cols * n_chunks * record
+        config = steps.configs["paper"]
+        sums = 2 * n_cols * chunks * 4 if backward else 0
+        assert steps.bytes_moved(config, shape, 4) == (tensors + 1) * data + n_cols * chunks * 4 + sums
+        assert steps.reread(config, shape, 4) == tensors * data + n_cols * chunks * 4
+        blocks = triton.cdiv(n_cols, cut.block)
+        assert (maps.programs(maps.configs["paper"], shape), steps.programs(config, shape)) == (
+            n_chunks * blocks,
+            chunks * blocks,
+        )
+        config = carry.configs["paper"]
+        assert carry.programs(config, shape) == triton.cdiv(n_cols, cut.carry_block)
+        assert carry.units_per_program(config, shape) == n_chunks
 
 
 # Widest fp32 access, loads and stores: four columns a thread in passes 1 and 3; a chunk's map
 # record (4 numbers forward, 2 backward) in the maps' stores and the carry's loads.
 FP32_WIDTHS = {
     "scan_fwd_maps": (128, 128),
+    "scan_fwd_carry": (128, 32),
     "scan_fwd": (128, 128),
     "scan_bwd_maps": (128, 64),
+    "scan_bwd_carry": (64, 32),
     "scan_bwd": (128, 128),
 }
 
 
-def _no_spills_and_wide_loads(jobs):
-    for job, facts in zip(jobs, compile_facts(jobs), strict=True):
-        assert facts.spill_bytes == 0 and facts.stack_bytes == 0, (job, facts)
-        assert 0 < facts.registers <= 255, (job, facts)
-        if job["dtype"] == "fp32":
-            carry_record = 128 if job["config"].get("HAS_BOUNDS", True) else 64
-            widths = FP32_WIDTHS.get(job["name"], (carry_record, 32))
-            assert (facts.load_width_bits, facts.store_width_bits) == widths, (job, facts)
-
-
-def test_launch_cuts_compile_without_spills_fp32():
-    _no_spills_and_wide_loads(_launch_jobs(("fp32",), (80, 90)))
+@pytest.mark.slow
+def test_launch_cuts_compile_wide_and_without_spills(report_facts):
+    """Every pass at the cut of each size (the longest chunks, the most registers, at B=1, H=256,
+    T=65536), on both targets and in every dtype it is compiled in: no spills, and in fp32 the widths
+    above."""
+    scan = [f for f in report_facts if f.kernel in SCAN_KERNELS]
+    assert {f.kernel for f in scan} == set(FP32_WIDTHS) and {f.size for f in scan} == set(SIZES)
+    for facts in scan:
+        assert facts.spill_bytes == 0 and facts.stack_bytes == 0, facts
+        assert 0 < facts.registers <= 255, facts
+        if facts.dtype == "fp32":
+            assert (facts.load_width_bits, facts.store_width_bits) == FP32_WIDTHS[facts.kernel], facts
 
 
 @pytest.mark.slow
-def test_launch_cuts_compile_without_spills_half_precision():
-    """bf16 stands for both 16-bit types: the same registers and access widths."""
-    _no_spills_and_wide_loads(_launch_jobs(("bf16",), (80, 90)))
-
-
-# Run with the interpreter off (it would interpret Triton's own library), in a child process:
-# compile the scan kernels for sm_90 at their launch cuts and disassemble them.
-_SASS_CHILD = """
-import json, os, subprocess, sys, tempfile
-import triton.backends.nvidia as nvidia
-from kernels.aot import KERNELS, compile_kernel
-cuobjdump = os.path.join(os.path.dirname(nvidia.__file__), "bin", "cuobjdump")
-out = {}
-for job in json.load(sys.stdin):
-    config = dict(job["config"])
-    warps = config.pop("num_warps")
-    kernel, flags = KERNELS[job["name"]]
-    cubin = compile_kernel(kernel, job["dtype"], job["cc"], {**flags, **config}, warps).asm["cubin"]
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(cubin)
-        f.flush()
-        out[job["name"] + " " + job["dtype"]] = subprocess.run(
-            [cuobjdump, "-sass", f.name], capture_output=True, text=True, check=True
-        ).stdout
-print(json.dumps(out))
-"""
-
-
-def loads_before_first_use(sass: str) -> list[tuple[int, int]]:
-    """For each loop of a kernel (a backward branch): (global loads in the body, loads issued before
-    the first instruction that reads a register one of them wrote)."""
-    insts = re.findall(r"/\*([0-9a-f]{4})\*/\s+(.*?)\s*;", sass)
-    insts = [(int(a, 16), re.sub(r"^@!?U?P\w+\s+", "", t)) for a, t in insts]
-    loops = []
-    for addr, text in insts:
-        target = re.search(r"\bBRA\b.*?0x([0-9a-f]+)", text)
-        if not target or int(target.group(1), 16) >= addr:
-            continue
-        body = [t for a, t in insts if int(target.group(1), 16) <= a <= addr]
-        loaded, issued, first = set(), 0, None
-        for text in body:
-            mnemonic, _, operands = text.partition(" ")
-            sources = operands if mnemonic.startswith("STG") else operands.partition(",")[2]
-            if first is None and {int(r) for r in re.findall(r"\bR(\d+)\b", sources)} & loaded:
-                first = issued
-            load = re.match(r"LDG\.E(?:\.(64|128))?\S*\s+R(\d+)", text)
-            if load:
-                issued += 1
-                base = int(load.group(2))
-                loaded |= set(range(base, base + {"64": 2, "128": 4}.get(load.group(1), 1)))
-        loops.append((issued, issued if first is None else first))
-    return loops
-
-
-def test_sm90_code_issues_a_sub_chunk_of_loads_before_the_first_use():
-    """In the sm_90 code of every pass 1 and 3, in fp32 and bf16, all SUB loads of a sub-chunk
-    (SUB + 1 for the backward's h) are issued before the chain first uses one; the carry has the
-    next GROUP chunks' maps in flight when its chain starts on a group."""
-    jobs = [j for j in _launch_jobs(("fp32", "bf16"), (90,)) if j["name"] != "scan_carry"]
-    jobs += [dict(name="scan_carry", dtype="fp32", cc=90, config={"BLOCK": 32, "GROUP": 16, "num_warps": 1})]
-    env = {**os.environ, "TRITON_INTERPRET": "0"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    done = subprocess.run(
-        [sys.executable, "-c", _SASS_CHILD], input=json.dumps(jobs), capture_output=True, text=True, env=env
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    sass = json.loads(done.stdout)
+def test_sm90_code_issues_a_sub_chunk_of_loads_before_the_first_use(report_facts):
+    """In the sm_90 code of every pass 1 and 3 with more than one sub-chunk a chunk, in every dtype,
+    all SUB loads of a sub-chunk (SUB + 1 for the backward's h) are issued before the chain first
+    uses one; the carry has the next GROUP chunks' maps in flight when its chain starts on a group."""
     expected = {
         "scan_fwd_maps": FORWARD_CONFIG.sub,
         "scan_fwd": FORWARD_CONFIG.sub,
         "scan_bwd_maps": 2 * BACKWARD_CONFIG.sub,
         "scan_bwd": 2 * BACKWARD_CONFIG.sub + 1,
-        "scan_carry": 16,  # the next group's maps, one 128-bit load a chunk
+        "scan_fwd_carry": FORWARD_CONFIG.group,  # the next group's maps, one 128-bit load a chunk
+        "scan_bwd_carry": BACKWARD_CONFIG.group,  # one 64-bit load a chunk
     }
-    for job in jobs:
-        [(issued, before_use)] = loads_before_first_use(sass[job["name"] + " " + job["dtype"]])
-        assert before_use >= expected[job["name"]], (job, issued, before_use)
+    checked = set()
+    for facts in report_facts:
+        if facts.kernel in expected and facts.cc == 90 and facts.loop["closed"]:
+            assert facts.loop["loads_before_first_use"] >= expected[facts.kernel], facts
+            checked.add((facts.kernel, facts.dtype))
+    assert {k for k, _ in checked} == set(expected) and {d for _, d in checked} == {"fp32", "fp16", "bf16"}

@@ -7,7 +7,7 @@ import pytest
 from test_sass import LOOP_LISTING
 
 from kernels.sass import hot_loop, parse_sass
-from kernels.speed import GPUS, Machine, Shape, Work, model, resident_programs
+from kernels.speed import GPUS, Machine, Shape, Work, in_sequence, model, resident_programs
 
 H100 = next(m for m in GPUS if m.name == "H100")
 CONFIG = {"BLOCK": 32, "num_warps": 1}
@@ -20,7 +20,7 @@ def one_step_per_iteration(bytes_per_step: int) -> Work:
         units_per_iteration=lambda config: 1,
         programs=lambda config, shape: -(-shape.B * shape.H // config["BLOCK"]),
         units_per_program=lambda config, shape: shape.T,
-        bytes_moved=lambda shape, element_bytes: bytes_per_step * shape.T * shape.B * shape.H,
+        bytes_moved=lambda config, shape, element_bytes: bytes_per_step * shape.T * shape.B * shape.H,
         configs={},
     )
 
@@ -60,6 +60,53 @@ def test_enough_bytes_make_it_bandwidth_bound_at_the_copy_rate(loop):
     assert many.compute_ns_per_step == pytest.approx(few.compute_ns_per_step)
 
 
+def test_bytes_an_earlier_launch_touched_come_from_l2_as_far_as_it_holds_them(loop):
+    """A bandwidth-bound launch whose bytes were all just read: with L2 re-reads it moves from DRAM only
+    what exceeds the L2; the figure from DRAM ignores L2, and neither changes the compute part."""
+    shape = Shape(T=10, B=1, H=32 * H100.sms)  # ten steps: the bytes, not the steps, take the time
+    moved = 3 * H100.l2_bytes
+
+    def touched(reread: int) -> Work:
+        return dataclasses.replace(
+            one_step_per_iteration(0),
+            bytes_moved=lambda config, shape, element_bytes: moved,
+            reread=lambda config, shape, element_bytes: reread,
+        )
+
+    fresh = model(loop, 32, 0, CONFIG, touched(0), shape, 4, H100)
+    assert fresh.bound == "bandwidth" and fresh.l2_ns_per_step == fresh.ns_per_step
+    all_again = model(loop, 32, 0, CONFIG, touched(moved), shape, 4, H100)
+    assert all_again.ns_per_step == fresh.ns_per_step and all_again.compute_ns_per_step == fresh.compute_ns_per_step
+    assert all_again.l2_ns_per_step == pytest.approx((moved - H100.l2_bytes) / H100.copy_gb_s / shape.T)
+    half = model(loop, 32, 0, CONFIG, touched(H100.l2_bytes // 2), shape, 4, H100)
+    assert half.l2_ns_per_step == pytest.approx((moved - H100.l2_bytes // 2) / H100.copy_gb_s / shape.T)
+
+
+def test_launches_in_sequence_add_up_with_a_load_latency_each(loop):
+    """The launches' times, from DRAM and with L2 re-reads, plus one load latency of fill per launch
+    spread over T; % copy is the floor bytes' copy time over that. The second launch is bandwidth
+    bound with more re-read than the L2 holds, so its two times differ, and the comparisons are
+    exact enough to see a fill of one launch too few (a ten-thousandth of the time here)."""
+    shape = Shape(T=1000, B=1, H=32 * H100.sms)
+    one = model(loop, 32, 0, CONFIG, one_step_per_iteration(8), shape, 4, H100)
+    heavy = 4096  # bytes per step and column
+    reread = dataclasses.replace(
+        one_step_per_iteration(heavy), reread=lambda config, shape, element_bytes: heavy * shape.T * shape.B * shape.H
+    )
+    two = model(loop, 32, 0, CONFIG, reread, shape, 4, H100)
+    assert two.bound == "bandwidth" and two.l2_ns_per_step < two.ns_per_step
+    floor = 8 * shape.T * shape.B * shape.H
+    got = in_sequence([one, two], floor, shape, H100)
+    fill = 2 * H100.load_latency_ns / shape.T
+    exact = dict(rel=1e-9)
+    assert got.launches == 2 and got.ns_per_step == pytest.approx(fill + one.ns_per_step + two.ns_per_step, **exact)
+    assert got.l2_ns_per_step == pytest.approx(fill + one.l2_ns_per_step + two.l2_ns_per_step, **exact)
+    assert got.copy_percent == pytest.approx(100 * floor / H100.copy_gb_s / shape.T / got.ns_per_step, **exact)
+    assert got.l2_copy_percent == pytest.approx(100 * floor / H100.copy_gb_s / shape.T / got.l2_ns_per_step, **exact)
+    alone = in_sequence([one], floor, shape, H100)
+    assert alone.ns_per_step == pytest.approx(one.ns_per_step + H100.load_latency_ns / shape.T, **exact)
+
+
 def test_programs_beyond_what_the_sms_hold_run_in_waves(loop):
     # 255 registers x 32 threads: 8 one-warp programs fit in 64K registers.
     assert resident_programs(H100, 255, 0, 1) == 8
@@ -73,7 +120,9 @@ def test_residency_limits():
     assert resident_programs(H100, 32, 0, 16) == H100.max_warps_per_sm // 16
     assert resident_programs(H100, 33, 0, 8) == 65536 // (40 * 32 * 8)  # rounded up to 8 per thread
     assert resident_programs(H100, 32, 100 * 1024, 1) == 2  # shared memory
-    small = Machine("small", cc=90, sms=1, clock_ghz=1.0, load_latency_ns=1.0, copy_gb_s=1.0, registers_per_sm=1024)
+    small = Machine(
+        "small", cc=90, sms=1, clock_ghz=1.0, load_latency_ns=1.0, copy_gb_s=1.0, l2_bytes=1, registers_per_sm=1024
+    )
     assert resident_programs(small, 64, 0, 1) == 0
     with pytest.raises(ValueError, match="does not fit on an SM"):
         model(
