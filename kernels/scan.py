@@ -79,6 +79,7 @@ from kernels.common import (
     activate,
     activation_grad,
     backward_operands,
+    ceil_div,
     plane_offsets,
     states_like,
     with_unit_neuron_stride,
@@ -508,9 +509,9 @@ def scan_config(T: int, n_cols: int, n_sm: int | None, backward: bool = False) -
     if n_sm is None:
         return INTERPRETER_CONFIG
     config = BACKWARD_CONFIG if backward else FORWARD_CONFIG
-    blocks = triton.cdiv(n_cols, config.block)
+    blocks = ceil_div(n_cols, config.block)
     chunk = config.sub
-    while chunk < MAX_SUBS * config.sub and triton.cdiv(T, 2 * chunk) * blocks >= PROGRAMS_PER_SM * n_sm:
+    while chunk < MAX_SUBS * config.sub and ceil_div(T, 2 * chunk) * blocks >= PROGRAMS_PER_SM * n_sm:
         chunk *= 2
     return replace(config, chunk=chunk)
 
@@ -524,8 +525,8 @@ def _chunk_counts(T: int, cfg: ScanConfig) -> tuple[int, int]:
     """(chunks of T steps, chunks the maps and states hold): the second rounded up to a multiple of
     2 * group for the carry; pass 1 gives the chunks past T identity maps (all their steps are
     past T), pass 3 skips them."""
-    chunks = triton.cdiv(T, cfg.chunk)
-    return chunks, triton.cdiv(chunks, 2 * cfg.group) * 2 * cfg.group
+    chunks = ceil_div(T, cfg.chunk)
+    return chunks, ceil_div(chunks, 2 * cfg.group) * 2 * cfg.group
 
 
 def _require_relu(act: int) -> None:
@@ -557,7 +558,7 @@ def scan_fwd(
     chunks, n_chunks = _chunk_counts(T, cfg)
     maps = torch.empty((n_cols, n_chunks, 4), dtype=torch.float32, device=x.device)
     states = torch.empty((n_cols, n_chunks), dtype=torch.float32, device=x.device)
-    blocks = triton.cdiv(n_cols, cfg.block)
+    blocks = ceil_div(n_cols, cfg.block)
     flags = dict(HAS_BIAS=bias is not None, HAS_LENGTHS=lengths is not None, REVERSE=reverse)
     meta = dict(BLOCK=cfg.block, CHUNK=cfg.chunk, SUB=cfg.sub, num_warps=cfg.warps, enable_fp_fusion=True)
     bias_arg = u if bias is None else bias
@@ -565,7 +566,7 @@ def scan_fwd(
     scan_fwd_maps_kernel[(n_chunks * blocks,)](
         x, u, bias_arg, lengths_arg, maps, T, n_chunks, n_cols, H, x.stride(0), x.stride(1), **flags, **meta
     )
-    scan_carry_kernel[(triton.cdiv(n_cols, cfg.carry_block),)](
+    scan_carry_kernel[(ceil_div(n_cols, cfg.carry_block),)](
         maps, u if h0 is None else h0, states, n_chunks, n_cols,
         HAS_INIT=h0 is not None, HAS_BOUNDS=True, DESCENDING=False, BLOCK=cfg.carry_block, GROUP=cfg.group,
         num_warps=cfg.carry_warps, enable_fp_fusion=True,
@@ -602,7 +603,7 @@ def scan_bwd(
     maps = torch.empty((n_cols, n_chunks, 2), dtype=torch.float32, device=h.device)
     states = torch.empty((n_cols, n_chunks), dtype=torch.float32, device=h.device)
     parts = torch.empty((2, chunks, B, H), dtype=torch.float32, device=h.device)
-    blocks = triton.cdiv(n_cols, cfg.block)
+    blocks = ceil_div(n_cols, cfg.block)
     strides = (h.stride(0), h.stride(1), dh.stride(0), dh.stride(1))
     flags = dict(HAS_LENGTHS=lengths is not None, REVERSE=reverse)
     meta = dict(BLOCK=cfg.block, CHUNK=cfg.chunk, SUB=cfg.sub, num_warps=cfg.warps, enable_fp_fusion=True)
@@ -610,7 +611,7 @@ def scan_bwd(
     scan_bwd_maps_kernel[(n_chunks * blocks,)](
         h, dh, u, lengths_arg, maps, T, n_chunks, n_cols, H, *strides, **flags, **meta
     )
-    scan_carry_kernel[(triton.cdiv(n_cols, cfg.carry_block),)](
+    scan_carry_kernel[(ceil_div(n_cols, cfg.carry_block),)](
         maps, u, states, n_chunks, n_cols,
         HAS_INIT=False, HAS_BOUNDS=False, DESCENDING=True, BLOCK=cfg.carry_block, GROUP=cfg.group,
         num_warps=cfg.carry_warps, enable_fp_fusion=True,
@@ -642,7 +643,7 @@ def _counts(config: dict, shape: Shape, backward: bool) -> tuple[int, int, int]:
     """(chunks of T steps, chunks the maps and states hold, blocks of columns) of passes 1 and 3."""
     default = BACKWARD_CONFIG if backward else FORWARD_CONFIG
     chunks, n_chunks = _chunk_counts(shape.T, replace(default, chunk=config["CHUNK"]))
-    return chunks, n_chunks, triton.cdiv(shape.B * shape.H, config["BLOCK"])
+    return chunks, n_chunks, ceil_div(shape.B * shape.H, config["BLOCK"])
 
 
 def _chunk_work(backward: bool, maps_pass: bool) -> Work:
@@ -704,7 +705,7 @@ def _carry_work(backward: bool) -> Work:
     return Work(
         unit="chunk",
         units_per_iteration=lambda config: 2 * config["GROUP"],
-        programs=lambda config, shape: triton.cdiv(shape.B * shape.H, config["BLOCK"]),
+        programs=lambda config, shape: ceil_div(shape.B * shape.H, config["BLOCK"]),
         units_per_program=n_chunks,
         bytes_moved=lambda config, shape, element_bytes: records(config, shape) * (record + 4),
         configs={size: configs_for(shape) for size, shape in SIZES.items()},

@@ -38,6 +38,7 @@ from kernels.common import (
     activate,
     activation_grad,
     backward_operands,
+    ceil_div,
     plane_offsets,
     states_like,
     with_unit_neuron_stride,
@@ -423,7 +424,7 @@ def _walk_work(tensors: int, direction: str) -> Work:
     return Work(
         unit="time step",
         units_per_iteration=lambda config: 2 * config["CHUNK"],
-        programs=lambda config, shape: triton.cdiv(shape.B * shape.H, config["BLOCK"]),
+        programs=lambda config, shape: ceil_div(shape.B * shape.H, config["BLOCK"]),
         units_per_program=lambda config, shape: shape.T,
         bytes_moved=lambda config, shape, element_bytes: tensors * shape.T * shape.B * shape.H * element_bytes,
         configs={
@@ -441,7 +442,7 @@ BWD_WORK = _walk_work(3, "bwd")  # reads h and dh, writes dx
 # Launches pin enable_fp_fusion=True (triton's default through 3.9, announced to flip in 3.10),
 # so they compile the code that the tests and `kernel-report` check (kernels/aot.py pins it too).
 def _grid(meta: dict) -> tuple[int]:
-    return (triton.cdiv(meta["n_cols"], meta["BLOCK"]),)
+    return (ceil_div(meta["n_cols"], meta["BLOCK"]),)
 
 
 def recurrence_fwd(

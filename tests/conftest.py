@@ -9,13 +9,15 @@ OpenMP runtime and inherited by the commands the tests start: the tensors here a
 293 s with two threads and 166 s with one, at a load of about 4.5). Tests about threads set their
 own count.
 
-Three markers (pyproject.toml lists them) decide what runs here:
+Four markers (pyproject.toml lists them) decide what runs here:
 - `gpu`: needs CUDA; skipped without it.
 - `triton`: runs the Triton kernels; without CUDA, skipped with the reason where Triton's
   interpreter cannot run on this stack (triton < 3.7 with numpy >= 2.4).
 - `slow`: seconds or more on 2 cores (AOT compiles: the report's kernels, the whole space; deep-pipeline and long
   interpreter runs, end-to-end runs in subprocesses). Left out unless `--slow` is given or a
   `-m` expression chooses (`-m slow` runs only them, as CI's second call does).
+- `aot`: compiles the kernels for sm_80/sm_90 without a GPU (triton's compiler, then cuobjdump):
+  what it checks depends on the triton version, so CI runs these on the GPU image's triton.
 """
 
 import gc

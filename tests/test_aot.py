@@ -10,8 +10,9 @@ from kernels.aot import compile_facts
 from kernels.sequential import autotune_configs
 from suite.commands.kernel_report import report_jobs
 
+pytestmark = [pytest.mark.slow, pytest.mark.aot]
 
-@pytest.mark.slow
+
 def test_every_kernel_compiles_without_spills(report_facts):
     assert len(report_facts) == len(report_jobs())
     for facts in report_facts:
@@ -19,7 +20,6 @@ def test_every_kernel_compiles_without_spills(report_facts):
         assert 0 < facts.registers <= 255, facts
 
 
-@pytest.mark.slow
 def test_fp32_forward_uses_128_bit_loads(report_facts):
     for facts in report_facts:
         if facts.kernel == "recurrence_fwd" and facts.dtype == "fp32" and facts.size == "large":
@@ -34,7 +34,6 @@ def test_fp32_forward_uses_128_bit_loads(report_facts):
 STACK_FRAME_BYTES = 8
 
 
-@pytest.mark.slow
 def test_whole_autotune_space_has_no_spills():
     """The GPU autotuner may pick any of these; none may spill on either target in fp32 or bf16."""
     jobs = [
@@ -51,7 +50,6 @@ def test_whole_autotune_space_has_no_spills():
         assert facts.load_width_bits == min(128, 32 * per_thread), (job, facts)  # fp32 u loads at least
 
 
-@pytest.mark.slow
 def test_a_compilation_asked_again_reads_its_listing_from_the_cache(tmp_path, monkeypatch):
     """The SASS listing is kept beside the cubin in triton's cache and read back from there: a listing
     edited in the cache shows in the facts of the same compilation asked again."""

@@ -17,7 +17,7 @@ from suite.commands.cli import main
 from suite.commands.kernel_report import check, make_report, report_for, report_jobs, update_baseline
 
 # Every test reads the report's compilations (report_facts): minutes of compiling on 2 cores.
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.aot]
 
 # A copy of the forward recurrence reduced to one step per iteration: at BLOCK=128 with 4 warps
 # each thread holds one element, so its global loads and stores are scalar.

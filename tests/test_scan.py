@@ -449,6 +449,7 @@ FP32_WIDTHS = {
 
 
 @pytest.mark.slow
+@pytest.mark.aot
 def test_launch_cuts_compile_wide_and_without_spills(report_facts):
     """Every pass at the cut of each size (the longest chunks, the most registers, at B=1, H=256,
     T=65536), on both targets and in every dtype it is compiled in: no spills, and in fp32 the widths
@@ -463,6 +464,7 @@ def test_launch_cuts_compile_wide_and_without_spills(report_facts):
 
 
 @pytest.mark.slow
+@pytest.mark.aot
 def test_sm90_code_issues_a_sub_chunk_of_loads_before_the_first_use(report_facts):
     """In the sm_90 code of every pass 1 and 3 with more than one sub-chunk a chunk, in every dtype,
     all SUB loads of a sub-chunk (SUB + 1 for the backward's h) are issued before the chain first
