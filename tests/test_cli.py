@@ -122,6 +122,7 @@ def test_the_estimate_comes_from_earlier_rows_of_this_device_kind(tmp_path, monk
     assert "about 2 min" in text and "no wall time" not in text  # 63 s for lstm, the same for gru
 
 
+@pytest.mark.slow
 def test_top_level_help_shows_the_run_options():
     done = run_bench("--help")
     assert done.returncode == 0, done.stderr

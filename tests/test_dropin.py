@@ -424,6 +424,7 @@ def test_lengths_equal_packed(backend, lengths_on_device, device):
 # ---------------------------------------------------------------------------- custom operators
 
 
+@pytest.mark.slow
 @pytest.mark.triton
 def test_opcheck_forward_and_backward(device):
     """torch.library.opcheck: schema, fake (meta) implementation against the real one (strides
@@ -452,6 +453,7 @@ def test_opcheck_forward_and_backward(device):
         assert torch.equal(g, w)
 
 
+@pytest.mark.slow
 @pytest.mark.triton
 def test_compiled_model_traces_whole_and_calls_the_kernels(monkeypatch, device):
     """torch.compile(fullgraph=True) of a model holding a bidirectional IndRNN: no graph break,
@@ -484,6 +486,7 @@ def test_compiled_model_traces_whole_and_calls_the_kernels(monkeypatch, device):
         assert _rel_err(got.grad, want) < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["torch", TRITON])
 def test_compiled_lengths_path_traces_whole(backend, device):
     """torch.compile(fullgraph=True) of a bidirectional IndRNN with BatchNorm given a padded batch

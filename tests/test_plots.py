@@ -39,6 +39,7 @@ def _assert_pngs(paths):
         assert data.startswith(PNG_MAGIC) and len(data) > 5000, p
 
 
+@pytest.mark.slow
 def test_every_figure_of_a_full_sweep(tmp_path):
     path = syn.write(tmp_path / "sweep.csv", syn.sweep_rows())
     result = plots.plot_all(path, lineup(), tmp_path / "out")
@@ -90,6 +91,7 @@ def test_single_config_draws_nothing(tmp_path):
     _assert_pngs(result.written)
 
 
+@pytest.mark.slow
 def test_default_out_dir_and_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(paths, "PLOTS_DIR", tmp_path / "plots")
     monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path / "results")
@@ -124,6 +126,7 @@ def test_out_dir_that_is_a_file_is_one_line_error(tmp_path, capsys):
     assert len(err) == 1 and "is a file, not a folder" in err[0]
 
 
+@pytest.mark.slow
 def test_a_folder_is_read_as_its_newest_results_file(tmp_path, capsys):
     syn.write(tmp_path / "sweep.csv", syn.sweep_rows())
     assert cli.main(["plot", str(tmp_path), "--out-dir", str(tmp_path / "out")]) == 0
@@ -185,6 +188,7 @@ def test_fig2_has_p20_p80_error_bars_on_ours_only(tmp_path):
     plots.plt.close(fig)
 
 
+@pytest.mark.slow
 def test_bandwidth_at_one_size_is_not_drawn(tmp_path):
     rows = [r for r in syn.sweep_rows() if not (r.mode == "recurrence" and r.seq_len == 1024)]
     result = plots.plot_all(syn.write(tmp_path / "one_size.csv", rows), lineup(), tmp_path / "out")

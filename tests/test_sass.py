@@ -181,6 +181,7 @@ COMPILE_WALK = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.aot
 def test_compiled_loop_waits_for_each_load_where_its_value_is_used(tmp_path):
     script = tmp_path / "walk.py"  # triton reads a kernel's source from its file

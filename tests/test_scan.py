@@ -155,6 +155,7 @@ CUTS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.triton
 @pytest.mark.parametrize("config", CUTS, ids=lambda c: f"chunk{c.chunk}-sub{c.sub}-group{c.group}")
 @pytest.mark.parametrize("reverse", [False, True])
@@ -327,6 +328,7 @@ def test_layers_take_a_schedule(monkeypatch, device):
 # ---------------------------------------------------------------------------- custom operators
 
 
+@pytest.mark.slow
 @pytest.mark.triton
 def test_opcheck_on_the_scan(device):
     """torch.library.opcheck with scan=True: schema, fake against real (batch-first strides),

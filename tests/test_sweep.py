@@ -39,6 +39,7 @@ def ci_run(tmp_path_factory):
 # ---------------------------------------------------------------------------- ci end to end
 
 
+@pytest.mark.slow
 def test_ci_preset_writes_one_row_per_config_and_phase(ci_run):
     configs, out, df, meta = ci_run
     assert len(df) == sum(len(PHASES_OF_MODE[c.mode]) for c in configs)

@@ -103,6 +103,7 @@ def _stand_in_gpu(monkeypatch, sweep=None):
     monkeypatch.setattr(validate, "run_tests", lambda folder, files=None: dict(STEPS_OK))
 
 
+@pytest.mark.slow
 def test_execute_writes_one_committable_folder(tmp_path, monkeypatch):
     """With the GPU work stood in for by synthetic rows: csv, metadata, report, plots, summary."""
     _stand_in_gpu(monkeypatch)
@@ -189,6 +190,7 @@ def test_budget_spent_at_run_time_skips_droppable_steps(tmp_path, monkeypatch):
     assert "| skipped  | budget spent" in (tmp_path / "f" / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_failing_step_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
     def fake_sweep(configs, csv_path, **kwargs):
         if not csv_path.exists():
