@@ -87,12 +87,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 def output_path(args: argparse.Namespace, preset: str, device: torch.device) -> Path:
     if args.out:
-        out = Path(args.out)
-        if args.resume and not out.is_file():
-            raise UsageError(f"--resume: results file {out} does not exist")
-        if not args.resume and any(p.exists() and p.stat().st_size > 0 for p in (out, paths.summary_path(out))):
-            raise UsageError(f"{out} already holds results; pass --resume to continue it, or another --out")
-        return out
+        return flags.given_out(args.out, args.resume, paths.summary_path(Path(args.out)))
     if args.resume:
         runs = sorted(
             p

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Mapping
 from functools import partial
+from pathlib import Path
 
 import torch
 
@@ -44,6 +45,17 @@ def device_from(requested: str) -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available")
     return env.pick_device(requested)
+
+
+def given_out(out: str, resume: bool, *beside: Path) -> Path:
+    """--out as given: with --resume the file must exist; without, neither it nor the files kept
+    beside it may hold results already."""
+    path = Path(out)
+    if resume and not path.is_file():
+        raise UsageError(f"--resume: results file {path} does not exist")
+    if not resume and any(p.exists() and p.stat().st_size > 0 for p in (path, *beside)):
+        raise UsageError(f"{path} already holds results; pass --resume to continue it, or another --out")
+    return path
 
 
 def flag_value(flag: str, raw, convert, check, needs: str):

@@ -8,6 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from suite.commands import flags
 from suite.core import env, paths
 from suite.core.errors import PresetError, UsageError
 from suite.render.host_time import write_host_time_report
@@ -36,12 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def output_path(args: argparse.Namespace) -> Path:
     if args.out:
-        out = Path(args.out)
-        if args.resume and not out.is_file():
-            raise UsageError(f"--resume: results file {out} does not exist")
-        if not args.resume and out.exists() and out.stat().st_size > 0:
-            raise UsageError(f"{out} already holds results; pass --resume to continue it, or another --out")
-        return out
+        return flags.given_out(args.out, args.resume)
     if args.resume:
         runs = sorted(paths.RESULTS_DIR.glob(f"host-time-{args.preset}-cpu-*.csv"))
         if not runs:

@@ -83,12 +83,7 @@ def _number(flag: str, text: str | None, minimum: float) -> float | None:
 
 def _output_path(args: argparse.Namespace, preset: str, device: torch.device, shard: Shard | None) -> Path:
     if args.out:
-        out = Path(args.out)
-        if args.resume and not out.is_file():
-            raise UsageError(f"--resume: results file {out} does not exist")
-        if not args.resume and out.exists() and out.stat().st_size > 0:
-            raise UsageError(f"{out} already holds results; pass --resume to continue it, or another --out")
-        return out
+        return flags.given_out(args.out, args.resume)
     suffix = f".{shard.suffix}" if shard else ""
     if args.resume:
         runs = sorted(paths.RESULTS_DIR.glob(f"{preset}-{device.type}-*{suffix}.csv"))
