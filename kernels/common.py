@@ -51,9 +51,9 @@ def plane_offsets(o_col, H, stride_b):
 
 
 def ceil_div(a: int, b: int) -> int:
-    """Host-side ceiling division for grids and cuts. triton.cdiv does the same, but as a
-    ConstexprFunction each host call costs about 1.5 us (triton 3.6 and 3.9), which a launcher
-    calling it a dozen times per step pays on every call. Written with a positive division: under
+    """Host-side ceiling division for grids and cuts. triton.cdiv does the same, but it is a
+    ConstexprFunction, and each host call goes through triton's wrapper: a launcher calling it a
+    dozen times per step pays that on every call. Written with a positive division: under
     the interpreter a grid receives its scalars as tensors, whose // truncates toward zero."""
     return (a + b - 1) // b
 
