@@ -20,7 +20,7 @@ from suite.converge.adding import BASELINE_MSE
 from suite.converge.files import CURVE_COLUMNS, SUMMARY_COLUMNS
 from suite.core.errors import ResultsError
 from suite.core.paths import meta_path, summary_path
-from suite.core.rowfile import whole_lines
+from suite.core.rowfile import complete_text
 from suite.core.store import read_meta
 from suite.render import claims
 from suite.render.markdown import fmt_x, markdown_table, provenance_fields, write_beside
@@ -62,7 +62,7 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     if not path.is_file():
         raise ResultsError(f"converge file {path} does not exist")
     try:
-        df = pd.read_csv(io.StringIO(whole_lines(path)[0]))  # a row cut off by a crash is left out
+        df = pd.read_csv(io.StringIO(complete_text(path)))  # a row cut off by a crash is left out
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise ResultsError(f"cannot read {path}: {e}") from e
     missing = [c for c in columns if c not in df.columns]

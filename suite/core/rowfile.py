@@ -4,7 +4,8 @@ through `Appender`.
 
 Each line is flushed to disk (fsync) before the next is written, so an interrupted run keeps every
 whole row. A crash mid-write (or a full disk) can leave one line cut off at the end: readers take a
-file up to its last whole line (`whole_lines`), and an appender drops the cut line before it
+file up to its last whole line (`whole_lines`; `complete_text` also names the cut line on
+stderr), and an appender drops the cut line before it
 appends, so a new row never lands glued onto a broken one (the config or run it belonged to has
 no row, and is measured again).
 """
@@ -15,6 +16,7 @@ import csv
 import io
 import math
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -38,11 +40,33 @@ def drop_partial_last_line(path: str | os.PathLike) -> None:
             f.truncate(data.rfind(b"\n") + 1)
 
 
+_warned: set[tuple[str, int]] = set()  # (path, size): say once per damaged file, not once per read
+
+
+def warn_damaged(path: str | os.PathLike, lines: int) -> None:
+    """One line on stderr, once per damaged state of a file: how many lines its reader left out."""
+    path = Path(path)
+    key = (str(path.resolve()), path.stat().st_size)
+    if key not in _warned:
+        _warned.add(key)
+        print(
+            f"warning: {path}: skipped {lines} damaged line(s) (cut off or malformed); read the rest", file=sys.stderr
+        )
+
+
+def complete_text(path: str | os.PathLike) -> str:
+    """The file's text up to its last whole line; a cut-off last line is named on stderr."""
+    text, cut = whole_lines(path)
+    if cut:
+        warn_damaged(path, cut)
+    return text
+
+
 def read_rows(path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
-    """(header, rows as dicts of strings) of a CSV up to its last whole line; ResultsError when a
-    whole line does not have the header's fields."""
+    """(header, rows as dicts of strings) of a CSV up to its last whole line (`complete_text`);
+    ResultsError when a whole line does not have the header's fields."""
     try:
-        reader = csv.reader(io.StringIO(whole_lines(path)[0]))
+        reader = csv.reader(io.StringIO(complete_text(path)))
         header = next(reader, [])
         return header, [dict(zip(header, r, strict=True)) for r in reader]
     except (OSError, UnicodeDecodeError, ValueError) as e:

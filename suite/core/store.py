@@ -18,14 +18,13 @@ import io
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 import pandas as pd
 
 from suite.core.errors import ResultsError
 from suite.core.paths import meta_path, samples_path
-from suite.core.rowfile import Appender, CsvAppender, whole_lines
+from suite.core.rowfile import Appender, CsvAppender, warn_damaged, whole_lines
 from suite.core.schema import COLUMNS, KEY_COLUMNS, Lineup, ResultRow, RunMeta, key_of
 
 
@@ -86,18 +85,6 @@ def result_row(record: dict) -> ResultRow:
     return ResultRow(**values)
 
 
-_warned: set[tuple[str, int]] = set()  # (path, size): say once per damaged file, not once per read
-
-
-def _warn_skipped(path: Path, lines: int) -> None:
-    key = (str(path.resolve()), path.stat().st_size)
-    if key not in _warned:
-        _warned.add(key)
-        print(
-            f"warning: {path}: skipped {lines} damaged line(s) (cut off or malformed); read the rest", file=sys.stderr
-        )
-
-
 def read_results(path: str | os.PathLike, lineup: Lineup | None = None) -> pd.DataFrame:
     """Load a results CSV as a DataFrame with this suite's columns; ResultsError if it is not one.
     With a lineup, a file written before rows carried their provider's role gets the lineup's.
@@ -121,7 +108,7 @@ def read_results(path: str | os.PathLike, lineup: Lineup | None = None) -> pd.Da
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
         raise ResultsError(f"cannot read results {path}: {e}") from e
     if cut or bad_lines:
-        _warn_skipped(path, cut + len(bad_lines))
+        warn_damaged(path, cut + len(bad_lines))
     if "input_size" not in df.columns:
         df["input_size"] = pd.NA
     if "hidden" in df.columns:  # input_size defaults to hidden, as in the presets

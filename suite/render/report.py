@@ -20,7 +20,7 @@ from suite.core.machine import summary as machine_summary
 from suite.core.machine import warnings as machine_warnings
 from suite.core.paper import CLAIM_FACTOR, FIG2_HIDDEN, FIG2_INPUT_SIZE, read_paper_fig2
 from suite.core.paths import profile_path
-from suite.core.rowfile import whole_lines
+from suite.core.rowfile import complete_text
 from suite.core.schema import Lineup, SweepConfig, key_of, missing_configs
 from suite.render import analysis, claims
 from suite.render.analysis import AXIS_LABELS, Results, Summary
@@ -710,7 +710,7 @@ def _where_time_goes_section(s: Summary) -> list[str]:
     if not path.is_file() or path.stat().st_size == 0:
         return []
     try:
-        breakdown = pd.read_csv(io.StringIO(whole_lines(path)[0]))  # a row cut off by a crash is left out
+        breakdown = pd.read_csv(io.StringIO(complete_text(path)))  # a row cut off by a crash is left out
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         return ["## Where the time goes", "", f"The profile `{path.name}` cannot be read: {e}"]
     ours = breakdown[(breakdown["provider"] == s.res.indrnn) | (breakdown["provider"] == "lstm")]
