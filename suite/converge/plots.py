@@ -21,6 +21,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 from suite.converge.adding import BASELINE_MSE  # noqa: E402
 from suite.converge.report import ConvergeRun, cells, load_converge  # noqa: E402
 from suite.core import paths  # noqa: E402
+from suite.render.plots import save_figure  # noqa: E402
 
 MSE_FLOOR = 1e-5  # a test MSE of exactly 0 cannot sit on a log axis
 
@@ -164,12 +165,4 @@ def plot_converge(csv_path: str | os.PathLike, out_dir: str | os.PathLike | None
     results/, else <stem>-plots/ beside it); returns the PNGs written."""
     run = load_converge(csv_path)
     out = Path(out_dir) if out_dir else paths.plots_dir(run.path)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, draw in FIGURES.items():
-        fig = draw(run)
-        path = out / f"{name}.png"
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        written.append(path)
-    return written
+    return [save_figure(draw(run), out, name) for name, draw in FIGURES.items()]

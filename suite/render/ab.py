@@ -27,6 +27,7 @@ from suite.core.schema import Lineup, key_of  # noqa: E402
 from suite.core.store import read_meta, read_record, read_results  # noqa: E402
 from suite.render.compare import Comparison, compare_runs, to_markdown  # noqa: E402
 from suite.render.markdown import fmt_num, markdown_table  # noqa: E402
+from suite.render.plots import save_figure  # noqa: E402
 
 SIDE_COLOURS = {"base": "tab:blue", "head": "tab:orange"}
 
@@ -137,9 +138,4 @@ def plot_drift(ab: AB, out_dir: str | os.PathLike) -> Path:
         f"A/B drift: {record['head']['commit'][:8]} against {record['base']['commit'][:8]} ({record['preset']})",
         fontsize=11,
     )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "drift.png"
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, out_dir, "drift")

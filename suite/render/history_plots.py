@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from suite.render.history import History  # noqa: E402
-from suite.render.plots import PlotSet, style_of  # noqa: E402
+from suite.render.plots import PlotSet, save_figure, style_of  # noqa: E402
 
 FLAG_COLOURS = {"regression": "tab:red", "improvement": "tab:green", "broke": "tab:red"}
 
@@ -102,10 +102,5 @@ def plot_history(h: History, out_dir: str | os.PathLike) -> PlotSet:
         for provider, part in configs.groupby("provider")
     ]
     for name, make in figures:
-        fig = make()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"{name}.png"
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        result.written.append(path)
+        result.written.append(save_figure(make(), out_dir, name))
     return result

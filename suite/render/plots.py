@@ -70,6 +70,17 @@ class PlotSet:
     skipped: list[str] = field(default_factory=list)  # "name: why"
 
 
+def save_figure(fig: Figure, out_dir: str | os.PathLike, name: str) -> Path:
+    """fig as out_dir/<name>.png (the folder made when missing) at the suite's one resolution, then
+    closed; the path written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.png"
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def _title(fig: Figure, res: Results, what: str, fixed: dict | None = None) -> None:
     fig.suptitle(f"{what}\n{res.device}", fontsize=11)
     if fixed:
@@ -356,10 +367,5 @@ def plot_all(csv_path: str | os.PathLike, lineup: Lineup, out_dir: str | os.Path
             result.skipped.append(f"{name}: {why}")
             log.info("not drawn: %s: %s", name, why)
             continue
-        fig = make()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"{name}.png"
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        result.written.append(path)
+        result.written.append(save_figure(make(), out_dir, name))
     return result
